@@ -1,0 +1,46 @@
+"""Build the configured back-end for each stage: embedded models or OpenAI-compatible services."""
+
+from __future__ import annotations
+
+from voxline.config import Settings
+from voxline.services.base import LLM, STT, TTS
+
+
+def build_stt(settings: Settings) -> STT:
+    if settings.stt == "whisper":
+        from voxline.services.stt.whisper import WhisperSTT
+
+        return WhisperSTT(threads=settings.model_threads, beam_size=settings.stt_beam_size)
+    if settings.stt == "openai":
+        from voxline.services.stt.openai import OpenAISTT
+
+        return OpenAISTT(settings.stt_url, api_key=settings.api_key, timeout_s=settings.model_timeout_s)
+    raise ValueError(f"unknown stt back-end {settings.stt!r} (expected 'whisper' or 'openai')")
+
+
+def build_llm(settings: Settings) -> LLM:
+    if settings.llm == "llamacpp":
+        from voxline.services.llm.llamacpp import LlamaCppLLM
+
+        return LlamaCppLLM(threads=settings.model_threads, max_tokens=settings.llm_max_tokens,
+                           temperature=settings.llm_temperature)
+    if settings.llm == "openai":
+        from voxline.services.llm.openai import OpenAILLM
+
+        return OpenAILLM(settings.llm_url, api_key=settings.api_key, model=settings.llm_model,
+                         max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
+                         timeout_s=settings.model_timeout_s)
+    raise ValueError(f"unknown llm back-end {settings.llm!r} (expected 'llamacpp' or 'openai')")
+
+
+def build_tts(settings: Settings) -> TTS:
+    if settings.tts == "piper":
+        from voxline.services.tts.piper import PiperTTS
+
+        return PiperTTS(volume=settings.tts_volume)
+    if settings.tts == "openai":
+        from voxline.services.tts.openai import OpenAITTS
+
+        return OpenAITTS(settings.tts_url, api_key=settings.api_key, voice=settings.tts_voice,
+                         timeout_s=settings.model_timeout_s)
+    raise ValueError(f"unknown tts back-end {settings.tts!r} (expected 'piper' or 'openai')")

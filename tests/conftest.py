@@ -1,0 +1,89 @@
+"""Shared fixtures: real models loaded once per test session, and real speech to feed them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from voxline.media.resample import resample_s16
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def stt():
+    from voxline.services.stt.whisper import WhisperSTT
+
+    return WhisperSTT()
+
+
+@pytest.fixture(scope="session")
+def llm():
+    from voxline.services.llm.llamacpp import LlamaCppLLM
+
+    return LlamaCppLLM()
+
+
+@pytest.fixture(scope="session")
+def tts():
+    from voxline.services.tts.piper import PiperTTS
+
+    return PiperTTS()
+
+
+@pytest.fixture(scope="session")
+def vad_model():
+    from voxline.services.vad import SileroModel
+
+    return SileroModel()
+
+
+def espeak_pcm16k(text: str) -> bytes:
+    """Speech for `text` from Debian's espeak-ng, as 16 kHz mono s16le."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.fail("espeak-ng is not installed (make test installs it)")
+    wav = subprocess.run([exe, "-s", "150", "--stdout", text], check=True, capture_output=True).stdout
+    import io
+
+    with wave.open(io.BytesIO(wav)) as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    return resample_s16(pcm, rate, 16_000)
+
+
+@pytest.fixture(scope="session")
+def speech() -> Callable[[str], bytes]:
+    """`speech(text)` -> 16 kHz mono s16le PCM of that text spoken (cached)."""
+    cache: dict[str, bytes] = {}
+
+    def make(text: str) -> bytes:
+        if text not in cache:
+            cache[text] = espeak_pcm16k(text)
+        return cache[text]
+
+    return make
+
+
+def silence(seconds: float, rate: int = 16_000) -> bytes:
+    return np.zeros(int(seconds * rate), dtype=np.int16).tobytes()
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = 16_000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return path
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
