@@ -38,7 +38,7 @@ class SileroModel:
 
 
 class SileroStream:
-    """Feed 16 kHz s16 PCM of any length; get one speech probability per 32 ms window."""
+    """Feed 16 kHz s16 PCM of any length; get each 32 ms window back with its speech probability."""
 
     def __init__(self, model: SileroModel) -> None:
         self.model = model
@@ -48,16 +48,17 @@ class SileroStream:
         self.h = np.zeros((1, 1, 128), dtype=np.float32)
         self.c = np.zeros((1, 1, 128), dtype=np.float32)
         self.context = np.zeros(CONTEXT, dtype=np.float32)
-        self.pending = np.zeros(0, dtype=np.float32)
+        self.pending = b""
 
-    def process(self, pcm: bytes) -> list[float]:
-        samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
-        self.pending = np.concatenate([self.pending, samples])
-        probs: list[float] = []
-        while self.pending.size >= WINDOW:
-            window, self.pending = self.pending[:WINDOW], self.pending[WINDOW:]
+    def process(self, pcm: bytes) -> list[tuple[bytes, float]]:
+        """Each complete 32 ms window now available, as (its PCM, its speech probability)."""
+        self.pending += pcm
+        out: list[tuple[bytes, float]] = []
+        while len(self.pending) >= WINDOW * 2:
+            raw, self.pending = self.pending[: WINDOW * 2], self.pending[WINDOW * 2:]
+            window = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
             x = np.concatenate([self.context, window])[None, :]
-            out, self.h, self.c = self.model.session.run(None, {"input": x, "h": self.h, "c": self.c})
+            prob, self.h, self.c = self.model.session.run(None, {"input": x, "h": self.h, "c": self.c})
             self.context = window[-CONTEXT:]
-            probs.append(float(np.asarray(out).reshape(-1)[0]))
-        return probs
+            out.append((raw, float(np.asarray(prob).reshape(-1)[0])))
+        return out

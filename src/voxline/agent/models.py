@@ -1,0 +1,47 @@
+"""The models one agent process uses, loaded once and shared by every session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from voxline.config import Settings
+from voxline.services.base import LLM, STT, TTS
+from voxline.services.factory import build_llm, build_stt, build_tts
+from voxline.services.threads import ModelThread
+from voxline.services.vad import SileroModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Models:
+    stt: STT
+    llm: LLM
+    tts: TTS
+    vad: SileroModel
+    vad_thread: ModelThread
+
+    @classmethod
+    def load(cls, settings: Settings) -> "Models":
+        """Load every back-end (blocking: call before serving, or in a thread)."""
+        return cls(build_stt(settings), build_llm(settings), build_tts(settings), SileroModel(), ModelThread("vad"))
+
+    async def warm(self, system_prompt: str = "") -> None:
+        """Run each model once so the first caller does not pay for lazy initialisation."""
+        started = time.perf_counter()
+        for name, model in (("stt", self.stt), ("llm", self.llm), ("tts", self.tts)):
+            warm = getattr(model, "warm", None)
+            if warm is None:
+                continue
+            try:
+                await (warm(system_prompt) if name == "llm" else warm())
+            except Exception as exc:  # noqa: BLE001 - a remote service may not be up yet
+                log.warning("warm-up of %s failed: %s", name, exc)
+        log.info("models warm", extra={"warm_ms": round((time.perf_counter() - started) * 1000)})
+
+    async def close(self) -> None:
+        await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close(), return_exceptions=True)
+        self.vad_thread.close()

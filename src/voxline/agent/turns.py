@@ -1,0 +1,134 @@
+"""End-of-turn detection from streaming VAD probabilities: sans-I/O, no clock, no models.
+
+Feed one 32 ms window of 16 kHz PCM with its speech probability; get events back. Positions
+are in milliseconds of audio fed, so tests replay audio exactly and the orchestrator maps
+them to wall-clock time itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+WINDOW_MS = 32
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    threshold: float = 0.5  # probability that starts speech
+    neg_threshold: float = 0.35  # below this, a window counts as silence (hysteresis)
+    min_speech_ms: int = 160  # speech shorter than this is a click or a cough
+    end_silence_ms: int = 500  # silence that ends the turn
+    pause_ms: int = 192  # silence after which a speculative transcription may start
+    pre_roll_ms: int = 320  # audio kept from before the detected start
+    trailing_ms: int = 160  # silence kept after the speech in the turn's audio
+    max_turn_ms: int = 20_000
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """Silence for `pause_ms`: the turn may be over. `pcm` is the turn so far."""
+
+    pcm: bytes
+    speech_end_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech again after a pause: any speculative work on the paused audio is stale."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    pcm: bytes
+    speech_end_ms: int  # where the speech itself ended
+    at_ms: int  # where the end was decided (speech_end_ms + the silence waited)
+
+
+TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded
+
+
+class TurnDetector:
+    def __init__(self, config: TurnConfig | None = None) -> None:
+        self.config = config or TurnConfig()
+        self.position_ms = 0
+        self.speaking = False
+        self._pre_roll: deque[bytes] = deque(maxlen=max(1, self.config.pre_roll_ms // WINDOW_MS))
+        self._candidate: list[bytes] = []
+        self._turn: list[bytes] = []
+        self._silence_ms = 0
+        self._speech_ms = 0
+        self._speech_end_ms = 0
+        self._paused = False
+
+    def push(self, window: bytes, prob: float) -> list[TurnEvent]:
+        self.position_ms += WINDOW_MS
+        if self.speaking:
+            return self._in_speech(window, prob)
+        return self._in_quiet(window, prob)
+
+    def reset(self) -> None:
+        """Forget the current turn (listening switched off, session reset)."""
+        self.speaking = False
+        self._pre_roll.clear()
+        self._candidate.clear()
+        self._turn.clear()
+        self._silence_ms = self._speech_ms = 0
+        self._paused = False
+
+    def _in_quiet(self, window: bytes, prob: float) -> list[TurnEvent]:
+        cfg = self.config
+        if prob >= cfg.threshold:
+            self._candidate.append(window)
+            self._speech_ms += WINDOW_MS
+            if self._speech_ms >= cfg.min_speech_ms:
+                self.speaking = True
+                self._turn = list(self._pre_roll) + self._candidate
+                self._pre_roll.clear()
+                self._candidate = []
+                self._silence_ms = 0
+                started = self.position_ms - self._speech_ms
+                return [SpeechStarted(at_ms=max(0, started))]
+            return []
+        # Not (yet) speech: a short candidate run falls back into the pre-roll.
+        for w in self._candidate:
+            self._pre_roll.append(w)
+        self._candidate = []
+        self._speech_ms = 0
+        self._pre_roll.append(window)
+        return []
+
+    def _in_speech(self, window: bytes, prob: float) -> list[TurnEvent]:
+        cfg = self.config
+        self._turn.append(window)
+        events: list[TurnEvent] = []
+        if prob >= cfg.neg_threshold:
+            if self._paused:
+                events.append(SpeechResumed(at_ms=self.position_ms - WINDOW_MS))
+                self._paused = False
+            self._silence_ms = 0
+            self._speech_end_ms = self.position_ms
+        else:
+            self._silence_ms += WINDOW_MS
+        turn_ms = len(self._turn) * WINDOW_MS
+        if self._silence_ms >= cfg.end_silence_ms or turn_ms >= cfg.max_turn_ms:
+            events.append(SpeechEnded(self._turn_pcm(), self._speech_end_ms, self.position_ms))
+            self.reset()
+            return events
+        if not self._paused and self._silence_ms >= cfg.pause_ms:
+            self._paused = True
+            events.append(SpeechPaused(self._turn_pcm(), self._speech_end_ms))
+        return events
+
+    def _turn_pcm(self) -> bytes:
+        """The turn's audio, trimmed to `trailing_ms` of the silence that followed it."""
+        extra = max(0, self._silence_ms - self.config.trailing_ms) // WINDOW_MS
+        windows = self._turn[: len(self._turn) - extra] if extra else self._turn
+        return b"".join(windows)
