@@ -1,0 +1,707 @@
+// app.js: the voxline page. Connects the microphone over WHIP (./whip.js), plays the agent's
+// voice from the same peer connection, and renders the session's event stream (WebSocket):
+// transcript bubbles, pipeline log, per-turn latency.
+//
+// Query parameters:
+//   ?server=http://127.0.0.1:8001   voxline server base URL (default: this page's origin)
+//   ?token=...                      bearer token (HTTP: Authorization header; WebSocket: ?token=)
+
+import { WhipClient, WhipError, temporaryId } from "./whip.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(window.location.search);
+
+function serverBase() {
+  const given = params.get("server");
+  let base = given || (window.location.origin !== "null" ? window.location.origin : "http://127.0.0.1:8001");
+  try {
+    base = new URL(base).href;
+  } catch {
+    base = window.location.origin;
+  }
+  return base.replace(/\/+$/, "");
+}
+
+const SERVER = serverBase();
+const TOKEN = params.get("token") || "";
+const api = (path) => `${SERVER}${path}`;
+const authHeaders = (extra = {}) => (TOKEN ? { ...extra, Authorization: `Bearer ${TOKEN}` } : { ...extra });
+
+const STAGES = ["whip", "session", "vad", "stt", "llm", "tts"];
+const METRIC_LABELS = {
+  end_of_turn_ms: "End of turn",
+  stt_ms: "STT",
+  llm_first_token_ms: "LLM first token",
+  first_sentence_ms: "First sentence",
+  tts_first_audio_ms: "TTS first audio",
+};
+const STATE_LABELS = {
+  idle: "Idle",
+  listening: "Listening",
+  user_speaking: "You are speaking",
+  thinking: "Thinking",
+  agent_speaking: "Agent speaking",
+};
+const MAX_LOG_ROWS = 600;
+
+// ----------------------------------------------------------------------------- state
+const ui = {
+  start: $("btn-start"),
+  listenStart: $("btn-listen-start"),
+  listenStop: $("btn-listen-stop"),
+  hangup: $("btn-hangup"),
+  conn: $("conn-status"),
+  agent: $("agent-state"),
+  meter: $("mic-meter"),
+  meterFill: $("mic-meter-fill"),
+  listeningBadge: $("listening-badge"),
+  sessionId: $("session-id"),
+  serverUrl: $("server-url"),
+  alert: $("alert"),
+  alertTitle: $("alert-title"),
+  alertText: $("alert-text"),
+  transcript: $("transcript"),
+  latency: $("latency"),
+  log: $("log"),
+  logWrap: $("log-wrap"),
+  autoscroll: $("log-autoscroll"),
+  audio: $("remote-audio"),
+};
+
+const app = {
+  phase: "idle", // idle | connecting | connected | ending
+  client: null,
+  mic: null,
+  sessionId: null,
+  clientRef: null,
+  listening: false,
+  ws: null,
+  wsRetries: 0,
+  audioCtx: null,
+  meterRaf: 0,
+  pendingUser: null,
+  agentBubbles: new Map(),
+  events: [], // recent events, for debugging and tests
+};
+
+// ----------------------------------------------------------------------------- helpers
+function fmtTime(ts) {
+  let d;
+  if (typeof ts === "number") d = new Date(ts > 1e12 ? ts : ts * 1000);
+  else if (typeof ts === "string" && ts) d = new Date(Number.isNaN(Number(ts)) ? ts : Number(ts) * 1000);
+  else d = new Date();
+  if (Number.isNaN(d.getTime())) d = new Date();
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+function log(stage, level, message, { ts, source = "client" } = {}) {
+  const tr = document.createElement("tr");
+  tr.className = `lvl-${level}`;
+  tr.dataset.stage = stage;
+  tr.dataset.source = source;
+  const time = document.createElement("td");
+  time.className = "t";
+  time.textContent = fmtTime(ts);
+  const st = document.createElement("td");
+  const badge = document.createElement("span");
+  badge.className = `stage stage-${STAGES.includes(stage) ? stage : "other"}`;
+  badge.textContent = stage;
+  st.append(badge);
+  const lv = document.createElement("td");
+  lv.className = "lvl";
+  lv.textContent = level;
+  const msg = document.createElement("td");
+  msg.className = "msg";
+  msg.textContent = message;
+  if (source === "client") {
+    const tag = document.createElement("span");
+    tag.className = "src";
+    tag.textContent = "client";
+    msg.prepend(tag);
+  }
+  tr.append(time, st, lv, msg);
+  ui.log.append(tr);
+  while (ui.log.rows.length > MAX_LOG_ROWS) ui.log.deleteRow(0);
+  if (ui.autoscroll.checked) ui.logWrap.scrollTop = ui.logWrap.scrollHeight;
+}
+
+function showAlert(title, text, kind = "error") {
+  ui.alert.hidden = false;
+  ui.alert.dataset.kind = kind;
+  ui.alertTitle.textContent = title;
+  ui.alertText.textContent = text;
+}
+
+function clearAlert() {
+  ui.alert.hidden = true;
+  ui.alertTitle.textContent = "";
+  ui.alertText.textContent = "";
+}
+
+function setPill(el, state, text) {
+  el.dataset.state = state;
+  el.querySelector(".pill-text").textContent = text;
+}
+
+function setConn(state) {
+  const labels = {
+    disconnected: "Disconnected",
+    connecting: "Connecting…",
+    new: "Connecting…",
+    connected: "Connected",
+    disconnectedTemp: "Connection interrupted",
+    failed: "Connection failed",
+    closed: "Disconnected",
+    ended: "Session ended",
+  };
+  setPill(ui.conn, state, labels[state] || state);
+}
+
+function setAgentState(state) {
+  if (!state) return setPill(ui.agent, "none", "Agent: not connected");
+  setPill(ui.agent, state, `Agent: ${STATE_LABELS[state] || state}`);
+}
+
+function setListening(on) {
+  app.listening = !!on;
+  ui.listeningBadge.dataset.on = String(app.listening);
+  ui.listeningBadge.textContent = app.listening ? "Listening" : "Not listening";
+  render();
+}
+
+/** Enable and disable the controls for the current phase; keep keyboard focus sensible. */
+function render() {
+  const hadFocus = document.activeElement;
+  const connected = app.phase === "connected";
+  ui.start.disabled = app.phase !== "idle";
+  ui.start.querySelector(".label").textContent = app.phase === "connecting" ? "Connecting…" : "Start conversation";
+  ui.listenStart.disabled = !connected || app.listening;
+  ui.listenStop.disabled = !connected || !app.listening;
+  ui.hangup.disabled = !(connected || app.phase === "connecting");
+  ui.sessionId.textContent = app.sessionId || (app.clientRef ? `${app.clientRef} (temporary)` : "-");
+  if (hadFocus instanceof HTMLButtonElement && hadFocus.disabled) {
+    const next = [ui.listenStop, ui.listenStart, ui.hangup, ui.start].find((b) => !b.disabled);
+    next?.focus();
+  }
+}
+
+// ----------------------------------------------------------------------------- transcript
+function clearEmpty(container) {
+  container.querySelector(".empty")?.remove();
+}
+
+function bubble(role, text, { partial = false, turn } = {}) {
+  clearEmpty(ui.transcript);
+  const wrap = document.createElement("div");
+  wrap.className = `bubble ${role}${partial ? " partial" : ""}`;
+  if (turn !== undefined && turn !== null) wrap.dataset.turn = String(turn);
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = role === "user" ? "You" : "Agent";
+  const body = document.createElement("p");
+  body.className = "text";
+  body.textContent = text;
+  wrap.append(who, body);
+  ui.transcript.append(wrap);
+  ui.transcript.scrollTop = ui.transcript.scrollHeight;
+  return wrap;
+}
+
+function onPartial(ev) {
+  const text = ev.text || "";
+  if (!app.pendingUser) app.pendingUser = bubble("user", text, { partial: true });
+  else app.pendingUser.querySelector(".text").textContent = text;
+  ui.transcript.scrollTop = ui.transcript.scrollHeight;
+}
+
+function onFinal(ev) {
+  const text = (ev.text || "").trim();
+  for (const [turn, el] of app.agentBubbles) {
+    if (!el.dataset.done) {
+      el.dataset.done = "1";
+      el.classList.remove("streaming");
+      el.classList.add("interrupted");
+      app.agentBubbles.delete(turn);
+    }
+  }
+  if (app.pendingUser) {
+    const el = app.pendingUser;
+    app.pendingUser = null;
+    if (!text) return el.remove();
+    el.classList.remove("partial");
+    el.querySelector(".text").textContent = text;
+    if (ev.turn !== undefined) el.dataset.turn = String(ev.turn);
+  } else if (text) {
+    bubble("user", text, { turn: ev.turn });
+  }
+}
+
+function onAgentText(ev) {
+  const key = String(ev.turn ?? "current");
+  let el = app.agentBubbles.get(key);
+  if (!el) {
+    el = bubble("agent", "", { turn: ev.turn });
+    el.classList.add("streaming");
+    app.agentBubbles.set(key, el);
+  }
+  const body = el.querySelector(".text");
+  if (ev.final) {
+    if (typeof ev.text === "string" && ev.text.length) body.textContent = ev.text;
+    el.classList.remove("streaming");
+    el.dataset.done = "1";
+    app.agentBubbles.delete(key);
+  } else {
+    body.textContent += ev.text || "";
+  }
+  ui.transcript.scrollTop = ui.transcript.scrollHeight;
+}
+
+// ----------------------------------------------------------------------------- latency
+function prettyMetric(key) {
+  if (METRIC_LABELS[key]) return METRIC_LABELS[key];
+  const s = key.replace(/_ms$/, "").replace(/_/g, " ");
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+function onTurnMetrics(ev) {
+  const m = ev.metrics || {};
+  clearEmpty(ui.latency);
+  const turn = ev.turn ?? "?";
+  const total = Number(m.voice_to_voice_ms);
+  const rows = Object.keys(METRIC_LABELS)
+    .concat(Object.keys(m).filter((k) => !(k in METRIC_LABELS) && k !== "voice_to_voice_ms"))
+    .filter((k) => /_ms$/.test(k) && typeof m[k] === "number" && Number.isFinite(m[k]));
+  const scale = Math.max(total || 0, ...rows.map((k) => m[k]), 1);
+
+  const card = document.createElement("article");
+  card.className = "turn-card";
+  card.dataset.turn = String(turn);
+  const head = document.createElement("header");
+  const h = document.createElement("h3");
+  h.textContent = `Turn ${turn}`;
+  const tot = document.createElement("span");
+  tot.className = "total";
+  tot.textContent = Number.isFinite(total) ? `${Math.round(total)} ms voice-to-voice` : "voice-to-voice: n/a";
+  head.append(h, tot);
+
+  const table = document.createElement("table");
+  table.className = "stages";
+  const cap = document.createElement("caption");
+  cap.className = "visually-hidden";
+  cap.textContent = `Stage timings for turn ${turn}, in milliseconds`;
+  table.append(cap);
+  for (const k of rows) {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = prettyMetric(k);
+    const barCell = document.createElement("td");
+    barCell.className = "bar-cell";
+    const bar = document.createElement("span");
+    bar.className = `bar bar-${k.replace(/_ms$/, "")}`;
+    bar.style.width = `${Math.max(1, (100 * m[k]) / scale).toFixed(1)}%`;
+    bar.setAttribute("aria-hidden", "true");
+    barCell.append(bar);
+    const val = document.createElement("td");
+    val.className = "ms";
+    val.textContent = `${Math.round(m[k])} ms`;
+    tr.append(th, barCell, val);
+    table.append(tr);
+  }
+  card.append(head, table);
+  ui.latency.prepend(card);
+  while (ui.latency.children.length > 20) ui.latency.lastElementChild.remove();
+}
+
+// ----------------------------------------------------------------------------- events
+function handleEvent(ev) {
+  app.events.push(ev);
+  if (app.events.length > 2000) app.events.splice(0, 500);
+  const ts = ev.ts;
+  switch (ev.type) {
+    case "state":
+      setAgentState(ev.state);
+      break;
+    case "listening":
+      setListening(ev.listening);
+      log("session", "info", `Listening ${ev.listening ? "on" : "off"}`, { ts, source: "server" });
+      break;
+    case "transcript.partial":
+      onPartial(ev);
+      break;
+    case "transcript.final":
+      onFinal(ev);
+      break;
+    case "agent.text":
+      onAgentText(ev);
+      break;
+    case "log":
+      log(ev.stage || "session", ev.level || "info", ev.message || "", { ts, source: "server" });
+      break;
+    case "turn.metrics":
+      onTurnMetrics(ev);
+      break;
+    case "error":
+      log(ev.stage || "session", "error", ev.message || "error", { ts, source: "server" });
+      showAlert(`Pipeline error (${ev.stage || "server"})`, ev.message || "The server reported an error.", "warning");
+      break;
+    case "session.ended":
+      log("session", "info", `Session ended by the server (${ev.reason || "no reason given"})`, { ts, source: "server" });
+      endLocally("ended");
+      if (ev.reason && !/hang|client|delete/i.test(ev.reason)) {
+        showAlert("Session ended", `The server ended the session: ${ev.reason}.`, "info");
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+function openEvents() {
+  const sid = app.sessionId;
+  if (!sid) return;
+  const url = new URL(api(`/sessions/${encodeURIComponent(sid)}/events`));
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (TOKEN) url.searchParams.set("token", TOKEN);
+  const ws = new WebSocket(url.href);
+  app.ws = ws;
+  ws.addEventListener("open", () => {
+    app.wsRetries = 0;
+    log("session", "info", `Event stream open (${url.pathname})`);
+  });
+  ws.addEventListener("message", (msg) => {
+    let ev;
+    try {
+      ev = JSON.parse(msg.data);
+    } catch {
+      return log("session", "warning", `Unreadable event: ${String(msg.data).slice(0, 120)}`);
+    }
+    if (ev.session_id && ev.session_id !== app.sessionId) return;
+    handleEvent(ev);
+  });
+  ws.addEventListener("close", (e) => {
+    if (app.ws !== ws) return;
+    app.ws = null;
+    if (app.phase !== "connected" || app.sessionId !== sid) return;
+    if (app.wsRetries >= 5) {
+      log("session", "error", `Event stream closed (code ${e.code}); giving up after 5 retries`);
+      showAlert("Live updates lost", "The event stream from the server closed. Audio may still work; hang up and start again to restore the transcript.", "warning");
+      return;
+    }
+    const delay = 500 * 2 ** app.wsRetries++;
+    log("session", "warning", `Event stream closed (code ${e.code}); reconnecting in ${delay} ms`);
+    setTimeout(() => app.phase === "connected" && app.sessionId === sid && openEvents(), delay);
+  });
+}
+
+async function fetchSession() {
+  try {
+    const r = await fetch(api(`/sessions/${encodeURIComponent(app.sessionId)}`), { headers: authHeaders() });
+    if (!r.ok) return;
+    const s = await r.json();
+    if (typeof s.listening === "boolean") setListening(s.listening);
+    if (s.conversation_state) setAgentState(s.conversation_state);
+    log("session", "info", `Session state ${s.state ?? "?"}, listening ${s.listening ? "on" : "off"}${s.client_ref ? `, client_ref ${s.client_ref}` : ""}`);
+  } catch {
+    /* the event stream will tell us */
+  }
+}
+
+// ----------------------------------------------------------------------------- microphone meter
+function startMeter(stream) {
+  try {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    const ctx = new Ctx();
+    app.audioCtx = ctx;
+    ctx.resume?.().catch(() => {});
+    const src = ctx.createMediaStreamSource(stream);
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 1024;
+    analyser.smoothingTimeConstant = 0.3;
+    src.connect(analyser);
+    const buf = new Float32Array(analyser.fftSize);
+    let level = 0;
+    let lastAria = 0;
+    const tick = (now) => {
+      analyser.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
+      const rms = Math.sqrt(sum / buf.length);
+      const db = 20 * Math.log10(rms + 1e-9);
+      const target = Math.min(1, Math.max(0, (db + 60) / 60));
+      level = target > level ? target : level * 0.85 + target * 0.15;
+      ui.meterFill.style.width = `${(level * 100).toFixed(1)}%`;
+      ui.meter.dataset.active = String(level > 0.05);
+      if (now - lastAria > 250) {
+        lastAria = now;
+        const v = Math.round(level * 100);
+        ui.meter.setAttribute("aria-valuenow", String(v));
+        ui.meter.setAttribute("aria-valuetext", `${v} percent`);
+      }
+      app.meterRaf = requestAnimationFrame(tick);
+    };
+    app.meterRaf = requestAnimationFrame(tick);
+  } catch (err) {
+    log("session", "warning", `Microphone level meter unavailable: ${err.message || err}`);
+  }
+}
+
+function stopMeter() {
+  cancelAnimationFrame(app.meterRaf);
+  app.meterRaf = 0;
+  app.audioCtx?.close().catch(() => {});
+  app.audioCtx = null;
+  ui.meterFill.style.width = "0%";
+  ui.meter.dataset.active = "false";
+  ui.meter.setAttribute("aria-valuenow", "0");
+  ui.meter.setAttribute("aria-valuetext", "off");
+}
+
+// ----------------------------------------------------------------------------- actions
+function micErrorMessage(err) {
+  const name = err?.name || "";
+  if (name === "NotAllowedError" || name === "SecurityError" || name === "PermissionDeniedError") {
+    return ["Microphone access denied", "The browser blocked the microphone. Allow microphone access for this site (the icon in the address bar), then press Start conversation again."];
+  }
+  if (name === "NotFoundError" || name === "DevicesNotFoundError" || name === "OverconstrainedError") {
+    return ["No microphone found", "Connect a microphone (or choose one in the browser settings) and press Start conversation again."];
+  }
+  if (name === "NotReadableError" || name === "TrackStartError" || name === "AbortError") {
+    return ["Microphone unavailable", "Another application may be using the microphone. Close it and try again."];
+  }
+  return ["Microphone error", `Could not open the microphone: ${err?.message || err}`];
+}
+
+function whipErrorMessage(err) {
+  const wait = err.retryAfter != null ? ` Try again in ${err.retryAfter} s.` : " Try again in a moment.";
+  if (err.code === "unreachable" || err.code === "timeout" || err.status === 0) {
+    return [
+      "Server unreachable",
+      `Cannot reach the voxline server at ${SERVER}. Is it running (voxline run)? ` +
+        `A page on another origin must pass ?server=<url> and be in the server's VOXLINE_CORS_ORIGINS.`,
+    ];
+  }
+  if (err.status === 503 || err.code === "session_limit") {
+    return ["Server busy: session limit reached", `The server already has as many conversations as it allows.${wait}`];
+  }
+  if (err.status === 429) return ["Too many new sessions", `The server is rate limiting new conversations.${wait}`];
+  if ([404, 405, 501].includes(err.status) && !err.code) {
+    return ["No WHIP endpoint", `${SERVER}/whip answered ${err.status}: is ?server= pointing at a voxline server?`];
+  }
+  if (err.status === 401 || err.status === 403) {
+    return ["Not authorised", "The server needs a token: open this page with ?token=<your token>."];
+  }
+  return ["The server refused the call", `${err.status}${err.code ? ` ${err.code}` : ""}: ${err.detail || err.message}`];
+}
+
+async function startConversation() {
+  if (app.phase !== "idle") return;
+  clearAlert();
+  app.phase = "connecting";
+  app.clientRef = temporaryId();
+  setConn("connecting");
+  render();
+
+  if (!navigator.mediaDevices?.getUserMedia) {
+    app.phase = "idle";
+    setConn("disconnected");
+    render();
+    log("whip", "error", "getUserMedia unavailable (insecure context?)");
+    showAlert("Microphone unavailable", "Browsers only allow the microphone on https:// pages or on http://localhost and http://127.0.0.1.");
+    return;
+  }
+
+  log("whip", "info", "Requesting microphone access");
+  try {
+    app.mic = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+      video: false,
+    });
+  } catch (err) {
+    app.phase = "idle";
+    app.clientRef = null;
+    setConn("disconnected");
+    render();
+    const [title, text] = micErrorMessage(err);
+    log("whip", "error", `${title}: ${err?.name || ""} ${err?.message || ""}`.trim());
+    showAlert(title, text);
+    return;
+  }
+  const track = app.mic.getAudioTracks()[0];
+  log("whip", "info", `Microphone on: ${track?.label || "default device"}`);
+  startMeter(app.mic);
+
+  const client = new WhipClient(api("/whip"), { token: TOKEN });
+  app.client = client;
+  client.addEventListener("connectionstatechange", (e) => onPcState(client, e.detail.state));
+  client.addEventListener("request", (e) => {
+    const { method, url, status, ms } = e.detail;
+    log(method === "POST" ? "whip" : "session", status >= 400 ? "warning" : "info", `${method} ${new URL(url).pathname} -> ${status} (${Math.round(ms)} ms)`);
+  });
+
+  log("whip", "info", `Sending SDP offer to ${api("/whip")} with temporary ID ${app.clientRef}`);
+  try {
+    const res = await client.connect(app.mic, { receiveAudio: true, clientRef: app.clientRef });
+    if (app.client !== client) return; // hung up while connecting
+    app.sessionId = res.sessionId;
+    log("whip", "info", "SDP answer received");
+    if (res.sessionId) {
+      log("session", "info", `Backend session ID received: ${res.sessionId} (replaces temporary ${app.clientRef})`);
+    } else {
+      log("session", "warning", "The answer carried no X-Session-ID (CORS headers not exposed?)");
+    }
+    ui.audio.srcObject = client.remoteStream;
+    ui.audio.play?.().catch((err) => log("tts", "warning", `Autoplay blocked: ${err.message}; click the page to hear the agent`));
+    app.phase = "connected";
+    render();
+    openEvents();
+    fetchSession();
+  } catch (err) {
+    if (app.client !== client) return;
+    app.client = null;
+    teardownMedia();
+    app.phase = "idle";
+    app.clientRef = null;
+    setConn("disconnected");
+    render();
+    if (err instanceof WhipError) {
+      const [title, text] = whipErrorMessage(err);
+      log("whip", "error", err.message);
+      showAlert(title, text);
+    } else {
+      log("whip", "error", `Connection failed: ${err?.message || err}`);
+      showAlert("Connection failed", String(err?.message || err));
+    }
+  }
+}
+
+function onPcState(client, state) {
+  if (app.client !== client) return;
+  log("whip", state === "failed" ? "error" : "info", `Peer connection ${state}`);
+  if (state === "connected") setConn("connected");
+  else if (state === "connecting" || state === "new") setConn("connecting");
+  else if (state === "disconnected") setConn("disconnectedTemp");
+  else if (state === "failed") {
+    setConn("failed");
+    showAlert("Media connection failed", "The audio connection to the server failed (ICE). Hang up and try again.");
+  }
+}
+
+async function setListeningOnServer(on) {
+  if (!app.sessionId) return;
+  const path = on ? "/listening/start" : "/listening/stop";
+  const btn = on ? ui.listenStart : ui.listenStop;
+  btn.disabled = true;
+  try {
+    const r = await fetch(api(path), {
+      method: "POST",
+      headers: authHeaders({ "Content-Type": "application/json" }),
+      body: JSON.stringify({ session_id: app.sessionId }),
+    });
+    let body = {};
+    try {
+      body = await r.json();
+    } catch {
+      /* non-JSON */
+    }
+    if (!r.ok) {
+      log("session", "error", `POST ${path} -> ${r.status} ${body.error || ""} ${body.detail || ""}`.trim());
+      showAlert("Could not change listening", body.detail || `The server answered ${r.status}.`, "warning");
+    } else {
+      log("session", "info", `POST ${path} -> ${r.status}: listening ${body.listening ? "on" : "off"}`);
+      if (typeof body.listening === "boolean") setListening(body.listening);
+    }
+  } catch (err) {
+    log("session", "error", `POST ${path} failed: ${err.message || err}`);
+    showAlert("Server unreachable", `Cannot reach ${SERVER} to change listening.`);
+  } finally {
+    render();
+  }
+}
+
+function teardownMedia() {
+  stopMeter();
+  app.mic?.getTracks().forEach((t) => t.stop());
+  app.mic = null;
+  ui.audio.srcObject = null;
+}
+
+/** Local cleanup once the session is over (hang-up done, or ended by the server). */
+function endLocally(connState = "ended") {
+  const client = app.client;
+  app.client = null;
+  const ws = app.ws;
+  app.ws = null;
+  ws?.close(1000, "hang up");
+  if (client) {
+    client.location = null; // the server side is gone: no DELETE
+    client.disconnect().catch(() => {});
+  }
+  teardownMedia();
+  app.phase = "idle";
+  app.sessionId = null;
+  app.clientRef = null;
+  app.pendingUser?.classList.remove("partial");
+  app.pendingUser = null;
+  app.agentBubbles.clear();
+  setListening(false);
+  setAgentState(null);
+  setConn(connState);
+  render();
+}
+
+async function hangUp() {
+  const client = app.client;
+  if (!client) return;
+  const sid = app.sessionId;
+  app.phase = "ending";
+  render();
+  const ws = app.ws;
+  app.ws = null;
+  ws?.close(1000, "hang up");
+  log("session", "info", `Hanging up${sid ? ` session ${sid}` : ""}`);
+  try {
+    const status = await client.disconnect();
+    if (status === 404) log("session", "warning", "The server had already ended the session (404)");
+    else if (status) log("session", "info", `Session ended (DELETE -> ${status})`);
+  } catch (err) {
+    log("session", "error", `Hang-up request failed: ${err.message || err}`);
+    showAlert("Hang-up not confirmed", "The server could not be told to end the session; it will clean it up when idle.", "warning");
+  }
+  app.client = client; // endLocally closes what is left
+  client.location = null;
+  endLocally("ended");
+}
+
+// ----------------------------------------------------------------------------- wiring
+ui.serverUrl.textContent = SERVER;
+ui.start.addEventListener("click", startConversation);
+ui.listenStart.addEventListener("click", () => setListeningOnServer(true));
+ui.listenStop.addEventListener("click", () => setListeningOnServer(false));
+ui.hangup.addEventListener("click", hangUp);
+$("alert-close").addEventListener("click", clearAlert);
+$("btn-clear-log").addEventListener("click", () => ui.log.replaceChildren());
+window.addEventListener("pagehide", () => {
+  // Best effort: end the session if the tab closes mid-call.
+  if (app.client?.location) {
+    fetch(app.client.location, { method: "DELETE", keepalive: true, headers: authHeaders() }).catch(() => {});
+  }
+});
+
+setConn("disconnected");
+setAgentState(null);
+render();
+log("session", "info", `Page ready; server ${SERVER}${TOKEN ? " (with token)" : ""}`);
+
+// A read-only handle for debugging in the console and for the end-to-end tests.
+window.voxline = {
+  get phase() { return app.phase; },
+  get sessionId() { return app.sessionId; },
+  get clientRef() { return app.clientRef; },
+  get location() { return app.client?.location ?? null; },
+  get pc() { return app.client?.pc ?? null; },
+  get listening() { return app.listening; },
+  get events() { return app.events.slice(); },
+  server: SERVER,
+};
