@@ -1,0 +1,160 @@
+"""`POST /v1/chat/completions`: OpenAI's chat API (streamed as SSE or not) over the embedded LLM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+
+from voxline.services.base import ChatMessage, ServiceError
+from voxline.services.server_http import STATE, ApiError, error_body, new_id, number, read_json
+
+log = logging.getLogger("voxline.services.server")
+
+ROLES = {"system", "developer", "user", "assistant"}
+MAX_TOKENS_LIMIT = 1024  # the embedded model has a 2,048-token context
+
+
+def parse_messages(body: dict[str, Any]) -> list[ChatMessage]:
+    """`messages` as plain ChatMessages; text content parts are joined, other parts refused."""
+    raw = body.get("messages")
+    if raw is None:
+        raise ApiError(400, "missing required field 'messages'", "missing_field", "messages")
+    if not isinstance(raw, list) or not raw:
+        raise ApiError(400, "'messages' must be a non-empty array", "invalid_value", "messages")
+    out: list[ChatMessage] = []
+    for i, msg in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise ApiError(400, f"{where} must be an object", "invalid_type", where)
+        role, content = msg.get("role"), msg.get("content")
+        if role not in ROLES:
+            raise ApiError(400, f"{where}.role must be one of system, user, assistant (got {role!r})",
+                           "invalid_value", f"{where}.role")
+        if isinstance(content, list):
+            texts = []
+            for part in content:
+                if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    raise ApiError(400, f"{where}.content: only text parts are supported", "invalid_value",
+                                   f"{where}.content")
+                texts.append(part["text"])
+            content = "".join(texts)
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise ApiError(400, f"{where}.content must be a string or an array of text parts", "invalid_type",
+                           f"{where}.content")
+        out.append({"role": "system" if role == "developer" else role, "content": content})
+    return out
+
+
+def parse_request(body: dict[str, Any], default_max: int) -> tuple[list[ChatMessage], int, bool, bool]:
+    messages = parse_messages(body)
+    max_tokens = number(body, "max_completion_tokens", 1, MAX_TOKENS_LIMIT, integer=True)
+    if max_tokens is None:
+        max_tokens = number(body, "max_tokens", 1, MAX_TOKENS_LIMIT, default=default_max, integer=True)
+    number(body, "temperature", 0, 2)  # validated; the back-end's configured temperature is used
+    number(body, "top_p", 0, 1)
+    if number(body, "n", 1, 128, default=1, integer=True) != 1:
+        raise ApiError(400, "only n=1 is supported", "invalid_value", "n")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be a boolean", "invalid_type", "stream")
+    opts = body.get("stream_options") or {}
+    include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
+    return messages, int(max_tokens), stream, include_usage
+
+
+def usage(messages: list[ChatMessage], completion_tokens: int) -> dict[str, int]:
+    """Token counts: completion = streamed deltas (one per token here); prompt = a chars/4 estimate."""
+    prompt = sum(len(m["content"]) for m in messages) // 4 + 4 * len(messages)
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens}
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await read_json(request)
+    default_max = int(getattr(state.backend, "max_tokens", 96) or 96)
+    messages, max_tokens, stream, include_usage = parse_request(body, default_max)
+    model = state.backend.name
+    cid, created = new_id("chatcmpl"), int(time.time())
+    deltas = state.backend.stream(messages, max_tokens)
+    if not stream:
+        return await _complete(request, deltas, messages, max_tokens, model, cid, created)
+    return await _stream(request, deltas, messages, max_tokens, model, cid, created, include_usage)
+
+
+async def _complete(request: web.Request, deltas: AsyncIterator[str], messages: list[ChatMessage],
+                    max_tokens: int, model: str, cid: str, created: int) -> web.Response:
+    started = time.perf_counter()
+    parts: list[str] = []
+    try:
+        async for delta in deltas:
+            parts.append(delta)
+            if request.transport is None or request.transport.is_closing():
+                break  # nobody is waiting for the answer any more
+    except ServiceError as exc:
+        raise ApiError(500, f"model failed: {exc}", "model_error") from None
+    finally:
+        await deltas.aclose()  # type: ignore[attr-defined]
+    finish = "length" if len(parts) >= max_tokens else "stop"
+    log.info("chat completion", extra={"tokens": len(parts), "total_ms": round((time.perf_counter() - started) * 1000),
+                                       "stream": False, "finish_reason": finish})
+    return web.json_response({
+        "id": cid, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                     "finish_reason": finish}],
+        "usage": usage(messages, len(parts)),
+    })
+
+
+async def _stream(request: web.Request, deltas: AsyncIterator[str], messages: list[ChatMessage],
+                  max_tokens: int, model: str, cid: str, created: int, include_usage: bool) -> web.StreamResponse:
+    """SSE, one event per token, flushed at once; a write to a gone client ends generation."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    started, first_ms, count, outcome = time.perf_counter(), None, 0, "done"
+    try:
+        await resp.write(_sse(chunk({"role": "assistant", "content": ""})))
+        async for delta in deltas:
+            if first_ms is None:
+                first_ms = round((time.perf_counter() - started) * 1000)
+            count += 1
+            await resp.write(_sse(chunk({"content": delta})))
+        finish = "length" if count >= max_tokens else "stop"
+        await resp.write(_sse(chunk({}, finish)))
+        if include_usage:
+            await resp.write(_sse({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                   "model": model, "choices": [], "usage": usage(messages, count)}))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+    except (ConnectionError, OSError):  # the client went away: stop generating for nobody
+        outcome = "client_disconnected"
+    except Exception as exc:  # headers are gone already: report the failure in the stream
+        outcome = "model_error"
+        log.warning("chat stream failed", extra={"error": repr(exc)})
+        try:
+            await resp.write(_sse(error_body(500, f"model failed: {exc}", "model_error")))
+            await resp.write_eof()
+        except (ConnectionError, OSError):
+            pass
+    finally:
+        await deltas.aclose()  # type: ignore[attr-defined]
+        log.info("chat completion", extra={"tokens": count, "first_token_ms": first_ms, "stream": True,
+                                           "total_ms": round((time.perf_counter() - started) * 1000),
+                                           "outcome": outcome})
+    return resp

@@ -1,0 +1,113 @@
+"""`POST /v1/audio/transcriptions`: OpenAI's transcription API over the embedded STT model."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import wave
+
+import numpy as np
+from aiohttp import BodyPartReader, web
+
+from voxline.media.resample import resample_s16, to_mono_s16
+from voxline.services.server_http import MAX_AUDIO_BYTES, STATE, ApiError
+
+log = logging.getLogger("voxline.services.server")
+
+FORMATS = ("json", "text", "verbose_json")
+TARGET_RATE = 16_000
+
+
+def decode_wav(data: bytes) -> tuple[bytes, float]:
+    """Any-rate, any-channel PCM WAV (8/16/24/32-bit) -> 16 kHz mono s16le, and its duration."""
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+            frames = w.readframes(w.getnframes())
+    except (wave.Error, EOFError, ValueError) as exc:
+        raise ApiError(400, f"'file' is not a PCM WAV file the server can read ({exc}); send 8/16/24/32-bit "
+                            "integer PCM WAV", "invalid_audio", "file") from None
+    if rate <= 0 or channels <= 0:
+        raise ApiError(400, "'file' has an invalid WAV header", "invalid_audio", "file")
+    usable = len(frames) - len(frames) % (width * channels)
+    raw = frames[:usable]
+    if width == 1:  # unsigned 8-bit
+        samples = ((np.frombuffer(raw, np.uint8).astype(np.int16) - 128) << 8).astype(np.int16)
+    elif width == 2:
+        samples = np.frombuffer(raw, "<i2")
+    elif width == 3:  # keep the top two bytes of each little-endian 24-bit sample
+        samples = np.frombuffer(raw, np.uint8).reshape(-1, 3)[:, 1:].copy().view("<i2").reshape(-1)
+    elif width == 4:
+        samples = (np.frombuffer(raw, "<i4") >> 16).astype(np.int16)
+    else:
+        raise ApiError(400, f"unsupported WAV sample width {width}", "invalid_audio", "file")
+    mono = to_mono_s16(samples, channels)
+    duration = mono.size / rate
+    return resample_s16(mono.tobytes(), rate, TARGET_RATE), duration
+
+
+async def _read_form(request: web.Request) -> tuple[bytes, dict[str, str]]:
+    """The uploaded file and the text fields of a multipart form, with a size limit."""
+    if request.content_type != "multipart/form-data":
+        raise ApiError(415, f"expected Content-Type multipart/form-data, got {request.content_type or 'none'}",
+                       "unsupported_media_type")
+    if request.content_length is not None and request.content_length > MAX_AUDIO_BYTES + 64 * 1024:
+        raise ApiError(413, f"upload over {MAX_AUDIO_BYTES} bytes", "request_too_large")
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as exc:
+        raise ApiError(400, f"malformed multipart body: {exc}", "invalid_multipart") from None
+    audio: bytes | None = None
+    fields: dict[str, str] = {}
+    total = 0
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or not part.name:
+                continue
+            chunks: list[bytes] = []
+            while chunk := await part.read_chunk(64 * 1024):
+                total += len(chunk)
+                if total > MAX_AUDIO_BYTES:
+                    raise ApiError(413, f"upload over {MAX_AUDIO_BYTES} bytes", "request_too_large")
+                chunks.append(chunk)
+            if part.name == "file":
+                audio = b"".join(chunks)
+            elif len(fields) < 32:
+                fields[part.name] = b"".join(chunks).decode("utf-8", "replace")
+    except ApiError:
+        raise
+    except (ValueError, AssertionError, RuntimeError) as exc:
+        raise ApiError(400, f"malformed multipart body: {exc}", "invalid_multipart") from None
+    if audio is None:
+        raise ApiError(400, "missing required field 'file'", "missing_field", "file")
+    return audio, fields
+
+
+def _check_language(language: str) -> None:
+    lang = language.strip().lower()
+    if lang and lang not in ("en", "english") and not lang.startswith("en-") and not lang.startswith("en_"):
+        raise ApiError(400, f"language {language!r} is not supported: this model transcribes English only",
+                       "unsupported_language", "language")
+
+
+async def transcriptions(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    audio, fields = await _read_form(request)
+    fmt = fields.get("response_format", "json") or "json"
+    if fmt not in FORMATS:
+        raise ApiError(400, f"response_format {fmt!r} is not supported (use one of {', '.join(FORMATS)})",
+                       "unsupported_response_format", "response_format")
+    _check_language(fields.get("language", ""))
+    pcm, duration = decode_wav(audio)
+    started = time.perf_counter()
+    text = await state.backend.transcribe(pcm, TARGET_RATE)
+    infer_ms = round((time.perf_counter() - started) * 1000)
+    log.info("transcribed", extra={"audio_ms": round(duration * 1000), "infer_ms": infer_ms,
+                                   "chars": len(text), "requested_model": fields.get("model")})
+    if fmt == "text":
+        return web.Response(text=text + "\n", content_type="text/plain")
+    if fmt == "verbose_json":
+        return web.json_response({"task": "transcribe", "language": "english", "duration": round(duration, 3),
+                                  "text": text, "segments": []})
+    return web.json_response({"text": text})

@@ -1,0 +1,52 @@
+"""Remote STT: any OpenAI-compatible `/v1/audio/transcriptions` (our stt-service or a vendor)."""
+
+from __future__ import annotations
+
+import io
+import wave
+
+import aiohttp
+
+from voxline.services.base import ServiceError
+from voxline.services.server_client import ServiceClient
+
+
+def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
+    """s16le mono PCM as a WAV file, the one upload format every such server reads."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm[: len(pcm) - len(pcm) % 2])
+    return buf.getvalue()
+
+
+class OpenAISTT:
+    language = "en"  # the agent speaks English; helps vendors that auto-detect
+
+    def __init__(self, base_url: str, api_key: str = "", timeout_s: float = 30.0, model: str = "whisper-1") -> None:
+        self.client = ServiceClient("stt", base_url, api_key, timeout_s)
+        self.model = model
+        self.name = f"openai-stt({self.client.base})"
+
+    async def transcribe(self, pcm: bytes, sample_rate: int = 16_000) -> str:
+        if len(pcm) < sample_rate // 10 * 2:  # under 0.1 s: nothing to hear, skip the round trip
+            return ""
+        form = aiohttp.FormData()
+        form.add_field("file", wav_bytes(pcm, sample_rate), filename="audio.wav", content_type="audio/wav")
+        form.add_field("model", self.model)
+        form.add_field("language", self.language)
+        form.add_field("response_format", "json")
+        async with self.client.post("audio/transcriptions", data=form) as resp:
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError as exc:
+                raise ServiceError(f"stt service {resp.url} sent a reply that is not JSON") from exc
+        text = body.get("text") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            raise ServiceError(f"stt service {self.client.base} sent no 'text' in its reply")
+        return text.strip()
+
+    async def close(self) -> None:
+        await self.client.close()
