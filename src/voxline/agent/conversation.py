@@ -97,7 +97,7 @@ class Conversation:
             return actions + self._to(State.USER_SPEAKING)
         if self.state is State.AGENT_SPEAKING:
             self.interruptions += 1
-            return [CancelReply(self.turn), ClearPlayback(self.turn),
+            return [CancelReply(self.turn), ClearPlayback(self.turn), Emit("interruption", {"turn": self.turn}),
                     Emit("log", {"stage": "vad", "level": "info", "message": f"barge-in: caller interrupted turn {self.turn}"}),
                     *self._to(State.USER_SPEAKING)]
         if self.state in (State.LISTENING, State.IDLE):

@@ -1,0 +1,56 @@
+"""`/sessions/{id}/events`: the session's JSON events over a WebSocket, backlog first."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from voxline.bus.codec import event
+from voxline.media.errors import ApiError
+from voxline.media.whip import SERVER_KEY, session_id_from_path
+
+log = logging.getLogger(__name__)
+MAX_CLIENT_MESSAGE = 4096
+
+
+async def events(request: web.Request) -> web.WebSocketResponse:
+    server = request.app[SERVER_KEY]
+    sid = session_id_from_path(request)
+    session = server.registry.get(sid)
+    if session is None:
+        raise ApiError(404, "unknown_session", f"no session {sid}")
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_CLIENT_MESSAGE)
+    await ws.prepare(request)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for obj in list(server.backlog.get(sid, ())):
+        queue.put_nowait(obj)
+    queue.put_nowait(event(sid, "state", state=session.conversation_state, listening=session.listening,
+                           session_state=session.state.value))
+    server.watchers[sid].add(queue)
+    sender = asyncio.create_task(_send(ws, queue))
+    try:
+        async for msg in ws:  # clients may ping; anything else is ignored
+            if msg.type == WSMsgType.TEXT and msg.data.strip() == '{"type":"ping"}':
+                await queue.put(event(sid, "pong"))
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        sender.cancel()
+        server.watchers[sid].discard(queue)
+        if not server.watchers[sid]:
+            server.watchers.pop(sid, None)
+    return ws
+
+
+async def _send(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    try:
+        while not ws.closed:
+            obj = await queue.get()
+            await ws.send_json(obj)
+            if obj.get("type") == "session.ended":
+                await ws.close()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass

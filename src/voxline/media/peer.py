@@ -1,0 +1,139 @@
+"""One caller's WebRTC peer connection: caller audio in -> bus, agent audio from the bus -> caller.
+
+Inbound Opus is decoded by aiortc to 48 kHz frames, resampled here to 16 kHz mono and cut
+into 20 ms chunks, each stamped with a sequence number and its arrival time, and published
+on `audio.in` keyed by session ID, but only while the session is listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+import av
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voxline.bus.base import Bus
+from voxline.bus.codec import AudioMessage, encode_json
+from voxline.bus.topics import Topic
+from voxline.logs import session_var
+from voxline.media.playout import PlayoutTrack
+from voxline.sessions.registry import Session
+
+log = logging.getLogger(__name__)
+CHUNK_BYTES = 640  # 20 ms at 16 kHz s16 mono
+
+
+class SdpError(ValueError):
+    """The offer cannot be used (does not parse, or has no audio)."""
+
+
+def check_offer(sdp: str) -> None:
+    """Cheap checks before aiortc sees the offer, so bad input is a 400 with a reason."""
+    if not sdp.lstrip().startswith("v=0"):
+        raise SdpError("SDP must start with v=0")
+    lines = sdp.splitlines()
+    if not any(line.startswith("m=audio ") for line in lines):
+        raise SdpError("the offer has no audio m-line")
+    if not any(line.startswith(("a=ice-ufrag:", "a=ice-pwd:")) for line in lines):
+        raise SdpError("the offer has no ICE credentials")
+    if not any(line.startswith("a=fingerprint:") for line in lines):
+        raise SdpError("the offer has no DTLS fingerprint")
+
+
+class MediaPeer:
+    def __init__(self, session: Session, bus: Bus, on_closed: Callable[[str, str], Awaitable[None]],
+                 jitter_prefetch: int = 2) -> None:
+        self.session = session
+        self.bus = bus
+        self.on_closed = on_closed
+        self.jitter_prefetch = jitter_prefetch
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: it stalls offline
+        self.playout = PlayoutTrack(on_drained=self._on_drained)
+        self.seq = 0
+        self.frames_in = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def answer(self, offer_sdp: str) -> str:
+        check_offer(offer_sdp)
+        pc = self.pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._spawn(self._pump(track))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            log.info("peer connection %s", state, extra={"session_id": self.session.id})
+            if state == "connected":
+                self.session.touch()
+            if state in ("failed", "closed"):
+                await self.on_closed(self.session.id, f"peer connection {state}")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds for bad SDP
+            raise SdpError(f"the offer could not be applied: {exc}") from exc
+        self._tune_jitter_buffers()
+        pc.addTrack(self.playout)  # reuses the offered audio m-line: sendrecv when offered
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.playout.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.pc.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _tune_jitter_buffers(self) -> None:
+        """aiortc prefetches 4 packets (80 ms) before it decodes; 2 halves that delay.
+
+        There is no public setting, so this replaces the receiver's buffer before any RTP
+        arrives; if aiortc changes its internals, the default buffer simply stays.
+        """
+        from aiortc.jitterbuffer import JitterBuffer
+
+        for transceiver in self.pc.getTransceivers():
+            receiver = transceiver.receiver
+            if transceiver.kind == "audio" and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+                receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=self.jitter_prefetch)
+
+    async def _pump(self, track: MediaStreamTrack) -> None:
+        session_var.set(self.session.id)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
+        pending = bytearray()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.frames_in += 1
+            self.session.touch()  # media flowing = the caller is there, listening or not
+            for out in resampler.resample(frame):
+                pending += out.to_ndarray().tobytes()
+            while len(pending) >= CHUNK_BYTES:
+                chunk = bytes(pending[:CHUNK_BYTES])
+                del pending[:CHUNK_BYTES]
+                if self.session.listening:
+                    self.seq += 1
+                    msg = AudioMessage(self.session.id, self.seq, chunk, 16_000, time.time())
+                    await self.bus.publish(Topic.AUDIO_IN, self.session.id, msg.encode())
+
+    def _on_drained(self, turn: int) -> None:
+        payload = encode_json({"type": "playback.done", "session_id": self.session.id, "turn": turn})
+        self._spawn(self.bus.publish(Topic.CONTROL, self.session.id, payload))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,109 @@
+"""The agent's voice on the caller's peer connection: a paced 48 kHz track.
+
+It sends a 20 ms frame every 20 ms by the clock, reply audio when there is some and silence
+otherwise, so the RTP stream never stalls. `clear(turn)` drops everything queued for that
+turn and older at once (barge-in); late audio of a cleared turn is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from typing import Callable
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voxline.bus.codec import AudioKind, AudioMessage
+from voxline.media.resample import StreamResampler
+
+RATE = 48_000
+FRAME_SAMPLES = 960  # 20 ms
+FRAME_BYTES = FRAME_SAMPLES * 2
+TIME_BASE = fractions.Fraction(1, RATE)
+
+
+class PlayoutTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, on_drained: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self.on_drained = on_drained
+        self.buffer = bytearray()
+        self.min_turn = 0  # audio of turns below this was cleared
+        self.pending_end: int | None = None
+        self.frames_sent = 0
+        self.frames_late = 0
+        self._resampler: tuple[int, StreamResampler] | None = None
+        self._start: float | None = None
+        self._pts = 0
+
+    # -- fed by the bus consumer ------------------------------------------------------------
+    def push(self, msg: AudioMessage) -> None:
+        if msg.kind is AudioKind.CLEAR:
+            self.clear(msg.turn)
+            return
+        if msg.turn < self.min_turn:
+            return
+        if msg.kind is AudioKind.END:
+            self._flush_resampler()
+            self.pending_end = msg.turn
+            if not self.buffer:
+                self._drained()
+            return
+        self.pending_end = None
+        samples = np.frombuffer(msg.pcm, dtype=np.int16)
+        if self._resampler is None or self._resampler[0] != msg.sample_rate:
+            self._flush_resampler()
+            self._resampler = (msg.sample_rate, StreamResampler(msg.sample_rate, RATE))
+        self.buffer += self._resampler[1].push(samples).tobytes()
+
+    def clear(self, turn: int) -> None:
+        self.buffer.clear()
+        self._resampler = None
+        self.pending_end = None
+        self.min_turn = max(self.min_turn, turn + 1)
+
+    @property
+    def queued_ms(self) -> float:
+        return len(self.buffer) / 2 / RATE * 1000
+
+    # -- pulled by aiortc's RTP sender -----------------------------------------------------
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            self._pts += FRAME_SAMPLES
+            due = self._start + self._pts / RATE
+            if due > now:
+                await asyncio.sleep(due - now)
+            elif now - due > 0.02:
+                self.frames_late += 1
+        data = bytes(self.buffer[:FRAME_BYTES])
+        del self.buffer[:FRAME_BYTES]
+        if len(data) < FRAME_BYTES:
+            data += bytes(FRAME_BYTES - len(data))
+            if self.pending_end is not None:
+                self._drained()
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(data)
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = TIME_BASE
+        self.frames_sent += 1
+        return frame
+
+    def _flush_resampler(self) -> None:
+        if self._resampler is not None:
+            self.buffer += self._resampler[1].push(np.zeros(0, dtype=np.int16), last=True).tobytes()
+            self._resampler = None
+
+    def _drained(self) -> None:
+        turn, self.pending_end = self.pending_end, None
+        if turn is not None and self.on_drained is not None:
+            self.on_drained(turn)

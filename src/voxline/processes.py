@@ -1,0 +1,122 @@
+"""The long-running processes: `run` (all in one), `media`, and `agent`.
+
+Each builds its parts from one Settings object, serves HTTP only once it is ready (so
+`/healthz` answering means the models are loaded), and shuts down cleanly on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from voxline.agent.models import Models
+from voxline.agent.orchestrator import Orchestrator
+from voxline.bus import create_bus
+from voxline.bus.base import Bus
+from voxline.config import Settings
+from voxline.media.app import create_app
+from voxline.media.server import MediaServer
+
+log = logging.getLogger(__name__)
+
+
+async def start_agent(settings: Settings, bus: Bus, models: Models | None = None) -> tuple[Orchestrator, Models]:
+    if models is None:
+        models = await asyncio.to_thread(Models.load, settings)
+        await models.warm(settings.system_prompt)
+    orchestrator = Orchestrator(settings, bus, models)
+    await orchestrator.start()
+    return orchestrator, models
+
+
+async def serve_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    log.info("listening on http://%s:%d", host, port)
+    return runner
+
+
+async def run_all(settings: Settings, stop: asyncio.Event | None = None,
+                  on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Everything in one process: the media server, the agent and the embedded models."""
+    async with AsyncExitStack() as stack:
+        bus = create_bus(settings)
+        await bus.start()
+        stack.push_async_callback(bus.close)
+        orchestrator, models = await start_agent(settings, bus)
+        stack.push_async_callback(models.close)
+        stack.push_async_callback(orchestrator.stop)
+        media = MediaServer(settings, bus)
+        await media.start()
+        stack.push_async_callback(media.stop)
+        runner = await serve_http(create_app(media, settings), settings.host, settings.port)
+        stack.push_async_callback(runner.cleanup)
+        print(f"voxline is ready: open http://{settings.host}:{settings.port}/ and talk", flush=True)
+        if on_ready is not None:
+            await on_ready()
+        await _until_stopped(stop)
+
+
+async def run_media(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    async with AsyncExitStack() as stack:
+        bus = create_bus(settings)
+        await bus.start()
+        stack.push_async_callback(bus.close)
+        media = MediaServer(settings, bus)
+        await media.start()
+        stack.push_async_callback(media.stop)
+        runner = await serve_http(create_app(media, settings), settings.host, settings.port)
+        stack.push_async_callback(runner.cleanup)
+        await _until_stopped(stop)
+
+
+async def run_agent(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """The orchestrator alone, with health endpoints on settings.host:settings.port."""
+    async with AsyncExitStack() as stack:
+        bus = create_bus(settings)
+        await bus.start()
+        stack.push_async_callback(bus.close)
+        orchestrator, models = await start_agent(settings, bus)
+        stack.push_async_callback(models.close)
+        stack.push_async_callback(orchestrator.stop)
+        runner = await serve_http(agent_health_app(orchestrator), settings.host, settings.port)
+        stack.push_async_callback(runner.cleanup)
+        await _until_stopped(stop)
+
+
+def agent_health_app(orchestrator: Orchestrator) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = orchestrator.ready.is_set()
+        return web.json_response({"status": "ready" if ready else "starting", "sessions": len(orchestrator.sessions)},
+                                 status=200 if ready else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        text = f"# TYPE voxline_agent_sessions gauge\nvoxline_agent_sessions {len(orchestrator.sessions)}\n"
+        return web.Response(text=text, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def _until_stopped(stop: asyncio.Event | None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await stop.wait()
+    log.info("shutting down")
