@@ -342,6 +342,26 @@ async def test_errors_are_openai_json(stt_url: str, llm_url: str, tts_url: str,
         await assert_error(resp, 405)
 
 
+async def test_bodies_in_pieces_and_size_limits(llm_url: str, stt_url: str, http: aiohttp.ClientSession) -> None:
+    async def pieces(body: bytes, size: int, pause: float = 0.0) -> AsyncIterator[bytes]:
+        for i in range(0, len(body), size):
+            yield body[i:i + size]
+            await asyncio.sleep(pause)
+
+    # A JSON body that arrives in several TCP writes (chunked, no Content-Length) parses whole.
+    body = json.dumps({"messages": HI, "max_tokens": 3}).encode()
+    async with http.post(f"{llm_url}/v1/chat/completions", data=pieces(body, 10, 0.01),
+                         headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 200, await resp.text()
+    # Over the limit without a Content-Length: caught while reading.
+    big = b'{"x": "' + b"a" * (1024 * 1024 + 10) + b'"}'
+    async with http.post(f"{llm_url}/v1/chat/completions", data=pieces(big, 256 * 1024),
+                         headers={"Content-Type": "application/json"}) as resp:
+        await assert_error(resp, 413, "request_too_large")
+    async with http.post(f"{stt_url}/v1/audio/transcriptions", data=form(b"\0" * (26 * 1024 * 1024))) as resp:
+        await assert_error(resp, 413, "request_too_large")
+
+
 async def test_bearer_auth(llm: Any, http: aiohttp.ClientSession) -> None:
     async for url in running("llm", llm, Settings(api_key="s3cret")):
         async with http.post(f"{url}/v1/chat/completions", json={"messages": HI, "max_tokens": 2}) as resp:

@@ -78,9 +78,14 @@ async def read_json(request: web.Request) -> dict[str, Any]:
                        "unsupported_media_type")
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise ApiError(413, f"request body over {MAX_JSON_BYTES} bytes", "request_too_large")
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise ApiError(413, f"request body over {MAX_JSON_BYTES} bytes", "request_too_large")
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await request.content.read(64 * 1024):  # read(n) may return less than n
+        total += len(chunk)
+        if total > MAX_JSON_BYTES:  # chunked bodies carry no Content-Length to check up front
+            raise ApiError(413, f"request body over {MAX_JSON_BYTES} bytes", "request_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from voxline.services.base import ChatMessage, ServiceError
 from voxline.services.server_client import ServiceClient
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class OpenAILLM:
@@ -27,6 +32,7 @@ class OpenAILLM:
                                     headers={"Accept": "text/event-stream"}) as resp:
             async for data in _sse_data(resp.content):
                 if data == "[DONE]":
+                    await _drain(resp)
                     return
                 delta = _delta(data, self.client.base)
                 if delta:
@@ -35,6 +41,13 @@ class OpenAILLM:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+async def _drain(resp: "aiohttp.ClientResponse") -> None:
+    """Read the end of the body after [DONE] so the connection goes back to the pool (saves a
+    TCP/TLS handshake on the next turn); a server slow to end it just loses the reuse."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(resp.read(), 0.5)
 
 
 async def _sse_data(lines: Any) -> AsyncIterator[str]:
