@@ -6,9 +6,11 @@ arguments (GET /healthz). Usage: `voxline-healthcheck [PATH_OR_URL]`, e.g. `voxl
 /readyz` in compose to wait until a model service has loaded its model.
 
 One image runs every role on its own port (`voxline media --port 8001`, `voxline serve stt
---port 8011`, ...), so the port is taken, in order, from the `--port` flag on PID 1's command
-line (tini -- voxline ...), then VOXLINE_PORT, then 8001. Standard library only; proxies from
-the environment are ignored (the target is always loopback).
+--port 8011`, ...), so the port is found as the CLI chooses it, from PID 1's command line
+(tini -- voxline ...): the `--port` flag, else VOXLINE_PORT when set to something other than
+the CLI's default 8001, else the role's default port (run/media 8001, agent 8002, serve
+stt/llm/tts 8011/8012/8013). Standard library only; proxies from the environment are ignored
+(the target is always loopback).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import urllib.request
 
 DEFAULT_PORT = 8001
 TIMEOUT_S = 4.0
+ROLE_PORTS = {"run": 8001, "media": 8001, "agent": 8002, "stt": 8011, "llm": 8012, "tts": 8013}
 
 
 def port_from_argv(argv: list[str]) -> int | None:
@@ -35,6 +38,17 @@ def port_from_argv(argv: list[str]) -> int | None:
             return int(value)
         except ValueError:
             return None
+    return None
+
+
+def role_port(argv: list[str]) -> int | None:
+    """The default port of the voxline subcommand in a command line (as in voxline.cli)."""
+    words = [w for w in argv if not w.startswith("-")]
+    for i, word in enumerate(words):
+        if word in ("run", "media", "agent"):
+            return ROLE_PORTS[word]
+        if word == "serve" and i + 1 < len(words):
+            return ROLE_PORTS.get(words[i + 1])
     return None
 
 
@@ -56,9 +70,10 @@ def target_url(arg: str | None, argv: list[str], env: dict[str, str]) -> str:
     port = port_from_argv(argv)
     if port is None:
         try:
-            port = int(env.get("VOXLINE_PORT", DEFAULT_PORT))
+            env_port = int(env.get("VOXLINE_PORT", DEFAULT_PORT))
         except ValueError:
-            port = DEFAULT_PORT
+            env_port = DEFAULT_PORT
+        port = env_port if env_port != DEFAULT_PORT else (role_port(argv) or DEFAULT_PORT)
     return f"http://127.0.0.1:{port}{path}"
 
 
