@@ -48,7 +48,7 @@ class Settings:
     llm_url: str = "http://127.0.0.1:8012"
     llm_model: str = "smollm2-135m-instruct"
     llm_max_tokens: int = 96
-    llm_temperature: float = 0.2
+    llm_temperature: float = 0.0  # greedy: a 135M model wanders when sampled
     tts: str = "piper"  # piper | openai
     tts_url: str = "http://127.0.0.1:8013"
     tts_voice: str = "en_US-joe-medium"

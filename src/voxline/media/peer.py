@@ -13,7 +13,7 @@ import time
 from typing import Awaitable, Callable
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voxline.bus.base import Bus
@@ -21,6 +21,7 @@ from voxline.bus.codec import AudioMessage, encode_json
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
 from voxline.media.playout import PlayoutTrack
+from voxline.rtc import new_peer_connection, tune_jitter_buffers
 from voxline.sessions.registry import Session
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class MediaPeer:
         self.bus = bus
         self.on_closed = on_closed
         self.jitter_prefetch = jitter_prefetch
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: it stalls offline
+        self.pc = new_peer_connection()
         self.playout = PlayoutTrack(on_drained=self._on_drained)
         self.seq = 0
         self.frames_in = 0
@@ -80,7 +81,7 @@ class MediaPeer:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds for bad SDP
             raise SdpError(f"the offer could not be applied: {exc}") from exc
-        self._tune_jitter_buffers()
+        tune_jitter_buffers(pc, self.jitter_prefetch)
         pc.addTrack(self.playout)  # reuses the offered audio m-line: sendrecv when offered
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
@@ -94,19 +95,6 @@ class MediaPeer:
             task.cancel()
         await self.pc.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _tune_jitter_buffers(self) -> None:
-        """aiortc prefetches 4 packets (80 ms) before it decodes; 2 halves that delay.
-
-        There is no public setting, so this replaces the receiver's buffer before any RTP
-        arrives; if aiortc changes its internals, the default buffer simply stays.
-        """
-        from aiortc.jitterbuffer import JitterBuffer
-
-        for transceiver in self.pc.getTransceivers():
-            receiver = transceiver.receiver
-            if transceiver.kind == "audio" and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
-                receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=self.jitter_prefetch)
 
     async def _pump(self, track: MediaStreamTrack) -> None:
         session_var.set(self.session.id)

@@ -1,0 +1,1 @@
+"""A Python WHIP client (aiortc) used by `voxline call` and `voxline bench`."""

@@ -1,0 +1,146 @@
+"""The caller's side of the audio: a WAV file played as a microphone, and a reply recorder.
+
+Both keep wall-clock marks, so voice-to-voice latency is measured the way a caller feels it:
+from the moment the last speech sample of the question was sent, to the moment the first
+non-silent sample of the reply arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voxline.media.resample import resample_s16, to_mono_s16
+
+RATE = 48_000
+FRAME = 960  # 20 ms
+SPEECH_THRESHOLD = 500  # |s16| above this counts as sound (about -36 dBFS)
+
+
+def read_wav_mono(path: str | Path, rate: int = RATE) -> np.ndarray:
+    """Any 8/16/32-bit PCM WAV, any channel count -> mono s16 at `rate`."""
+    with wave.open(str(path)) as w:
+        channels, width, src_rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
+        raw = w.readframes(w.getnframes())
+    if width == 2:
+        samples = np.frombuffer(raw, dtype=np.int16)
+    elif width == 1:
+        samples = ((np.frombuffer(raw, dtype=np.uint8).astype(np.int16) - 128) << 8).astype(np.int16)
+    elif width == 4:
+        samples = (np.frombuffer(raw, dtype=np.int32) >> 16).astype(np.int16)
+    else:
+        raise ValueError(f"{path}: {8 * width}-bit WAV is not supported (use 8, 16 or 32-bit PCM)")
+    mono = to_mono_s16(samples, channels)
+    return np.frombuffer(resample_s16(mono.tobytes(), src_rate, rate), dtype=np.int16)
+
+
+def speech_end_sample(samples: np.ndarray, threshold: int = SPEECH_THRESHOLD) -> int:
+    """Index just past the last sample louder than `threshold` (0 if there is none)."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > threshold)
+    return int(loud[-1]) + 1 if loud.size else 0
+
+
+def write_wav(path: str | Path, samples: np.ndarray, rate: int = RATE) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype(np.int16).tobytes())
+
+
+class WavSource(MediaStreamTrack):
+    """Sends silence until `play(samples)`, then those samples (mono s16, 48 kHz), then silence.
+
+    Frames are paced by the clock, so sample `i` of what is played leaves at
+    `played_at + i / 48000`.
+    """
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples = np.zeros(0, dtype=np.int16)
+        self.played_at: float | None = None  # time.time() when sample 0 of `samples` was sent
+        self._clock: float | None = None
+        self._pts = 0
+        self._offset = 0  # pts at which `samples` started
+
+    def play(self, samples: np.ndarray) -> None:
+        self.samples = samples
+        self._offset = self._pts + FRAME
+        self.played_at = None
+
+    def time_of_sample(self, index: int) -> float | None:
+        return None if self.played_at is None else self.played_at + index / RATE
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._clock is None:
+            self._clock = time.time()
+        else:
+            self._pts += FRAME
+            wait = self._clock + self._pts / RATE - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        position = self._pts - self._offset
+        if position == 0 and self.samples.size:
+            self.played_at = time.time()
+        chunk = self.samples[position:position + FRAME] if position >= 0 else self.samples[:0]
+        if chunk.size < FRAME:
+            chunk = np.concatenate([chunk, np.zeros(FRAME - chunk.size, dtype=np.int16)])
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME)
+        frame.planes[0].update(chunk.tobytes())
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+
+class Recorder:
+    """Records a remote audio track as mono 48 kHz and notes when sound starts and stops."""
+
+    def __init__(self, threshold: int = SPEECH_THRESHOLD) -> None:
+        self.threshold = threshold
+        self.chunks: list[np.ndarray] = []
+        self.first_sound: float | None = None  # time.time() of the first non-silent sample
+        self.last_sound: float | None = None
+        self.frames = 0
+
+    async def run(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            arrived = time.time()
+            mono = to_mono_s16(frame.to_ndarray().reshape(-1), len(frame.layout.channels))
+            if frame.sample_rate != RATE:
+                mono = np.frombuffer(resample_s16(mono.tobytes(), frame.sample_rate, RATE), dtype=np.int16)
+            self.frames += 1
+            self.chunks.append(mono)
+            loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
+            if loud.size:
+                if self.first_sound is None:
+                    # The frame arrived whole; its first loud sample was due `loud[0]` samples in.
+                    self.first_sound = arrived + loud[0] / RATE
+                self.last_sound = arrived
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
+
+    def reply_audio(self, pad_s: float = 0.2) -> np.ndarray:
+        """The recording from just before the first sound to just after the last."""
+        audio = self.audio()
+        loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > self.threshold)
+        if not loud.size:
+            return audio[:0]
+        pad = int(pad_s * RATE)
+        return audio[max(0, loud[0] - pad): loud[-1] + pad]
