@@ -283,6 +283,36 @@ async def test_openai_tts_backend(tts_url: str, stt: Any) -> None:
     print(f"\nOpenAITTS first chunk: {first * 1000:.0f} ms")
 
 
+async def test_cancelling_tts_consumer_stops_synthesis(tts_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="voxline.services.server")
+    client = OpenAITTS(tts_url, timeout_s=20)
+    story = " ".join(f"This is sentence number {i} of a long reply." for i in range(40))
+    got = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in client.synthesize(story):
+            got.set()
+
+    task = asyncio.create_task(consume())
+    try:
+        await asyncio.wait_for(got.wait(), 20)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        record = None
+        for _ in range(100):
+            record = next((r for r in caplog.records
+                           if r.msg == "speech" and getattr(r, "outcome", None) == "client_disconnected"), None)
+            if record:
+                break
+            await asyncio.sleep(0.05)
+        assert record is not None, "server did not notice the disconnect"
+        print(f"\ntts stopped after {record.audio_ms} ms of audio")
+        assert record.audio_ms < 20_000  # the whole reply is ~100 s of audio
+    finally:
+        await client.close()
+
+
 # ---------------------------------------------------------------- health, models, errors
 
 async def test_models_and_health(stt_url: str, llm_url: str, tts_url: str, http: aiohttp.ClientSession,
