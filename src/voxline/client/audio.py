@@ -105,14 +105,27 @@ class WavSource(MediaStreamTrack):
 
 
 class Recorder:
-    """Records a remote audio track as mono 48 kHz and notes when sound starts and stops."""
+    """Records a remote audio track as mono 48 kHz and notes when each sound arrived."""
 
     def __init__(self, threshold: int = SPEECH_THRESHOLD) -> None:
         self.threshold = threshold
         self.chunks: list[np.ndarray] = []
-        self.first_sound: float | None = None  # time.time() of the first non-silent sample
-        self.last_sound: float | None = None
+        self.sounds: list[float] = []  # time.time() of each frame's first loud sample
         self.frames = 0
+
+    @property
+    def first_sound(self) -> float | None:
+        return self.sounds[0] if self.sounds else None
+
+    @property
+    def last_sound(self) -> float | None:
+        return self.sounds[-1] if self.sounds else None
+
+    def first_sound_after(self, t: float) -> float | None:
+        return next((s for s in self.sounds if s > t), None)
+
+    def sound_between(self, t0: float, t1: float) -> bool:
+        return any(t0 <= s <= t1 for s in self.sounds)
 
     async def run(self, track: MediaStreamTrack) -> None:
         while True:
@@ -128,10 +141,8 @@ class Recorder:
             self.chunks.append(mono)
             loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
             if loud.size:
-                if self.first_sound is None:
-                    # The frame arrived whole; its first loud sample was due `loud[0]` samples in.
-                    self.first_sound = arrived + loud[0] / RATE
-                self.last_sound = arrived
+                # The frame arrived whole; its first loud sample plays `loud[0]` samples in.
+                self.sounds.append(arrived + loud[0] / RATE)
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)

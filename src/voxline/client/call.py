@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from voxline.client.audio import RATE, Recorder, WavSource, read_wav_mono, speech_end_sample, write_wav
-from voxline.client.whip import WhipClient, WhipError
-
-REPLY_DONE_QUIET_S = 0.6  # after the reply's audio ends, wait this long for more
+from voxline.client.audio import RATE, read_wav_mono, write_wav
+from voxline.client.caller import Caller
+from voxline.client.whip import WhipError
 
 
 @dataclass
@@ -41,72 +39,32 @@ async def call(server: str, question: np.ndarray, token: str | None = None, time
                lead_in_s: float = 0.4) -> CallResult:
     """Connect, say `question` (mono s16 48 kHz), record the reply until it ends, hang up."""
     result = CallResult()
-    client = WhipClient(server, token)
-    source = WavSource()
-    recorder = Recorder()
-    tasks: list[asyncio.Task[Any]] = []
+    caller = Caller(server, token)
     try:
-        session = await client.connect(source)
-        result.session_id = session.session_id
-        ws_url = client.url(f"/sessions/{session.session_id}/events").replace("http", "ws", 1)
-        ws = await client.http.ws_connect(ws_url + (f"?token={token}" if token else ""))
-        reply_done = asyncio.Event()
-        tasks.append(asyncio.create_task(_collect(ws, result, reply_done)))
-        await client.set_listening(True)
-        await _wait_connected(client, timeout=10)
-        tasks.append(asyncio.create_task(recorder.run(client.remote_track)))  # type: ignore[arg-type]
+        await caller.connect()
+        result.session_id = caller.session_id
+        await caller.client.set_listening(True)
         await asyncio.sleep(lead_in_s)
-        source.play(question)
-        speech_end = speech_end_sample(question)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            await asyncio.sleep(0.05)
-            quiet = recorder.last_sound is not None and time.time() - recorder.last_sound > REPLY_DONE_QUIET_S
-            if reply_done.is_set() and (quiet or recorder.first_sound is None and result.error):
-                break
-        else:
-            result.error = result.error or f"no complete reply within {timeout:.0f} s"
-        end_time = source.time_of_sample(speech_end)
-        if recorder.first_sound is not None and end_time is not None:
-            result.voice_to_voice_ms = round((recorder.first_sound - end_time) * 1000, 1)
-        result.reply_audio = recorder.reply_audio()
+        speech_end = await caller.say(question)
+        if not await caller.wait_reply_done(after=1, timeout=timeout):
+            result.error = f"no complete reply within {timeout:.0f} s"
+        first = caller.recorder.first_sound_after(speech_end)
+        if first is not None:
+            result.voice_to_voice_ms = round((first - speech_end) * 1000, 1)
+        result.reply_audio = caller.recorder.reply_audio()
     except (WhipError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
         result.error = str(exc) or type(exc).__name__
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await client.close()
+        await caller.close()
+    result.events = caller.events
+    result.transcript = " ".join(e["text"] for e in caller.of_type("transcript.final") if e.get("text"))
+    finals = [e for e in caller.of_type("agent.text") if e.get("final")]
+    result.reply_text = finals[-1]["text"] if finals else ""
+    result.turn_metrics = [{"turn": e.get("turn"), **e.get("metrics", {})} for e in caller.of_type("turn.metrics")]
+    errors = caller.of_type("error")
+    if errors and result.error is None:
+        result.error = errors[-1].get("message")
     return result
-
-
-async def _wait_connected(client: WhipClient, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while client.pc.connectionState != "connected" or client.remote_track is None:
-        if time.time() > deadline:
-            raise asyncio.TimeoutError(f"WebRTC connection not established in {timeout:.0f} s")
-        await asyncio.sleep(0.02)
-
-
-async def _collect(ws: aiohttp.ClientWebSocketResponse, result: CallResult, reply_done: asyncio.Event) -> None:
-    finals: list[str] = []
-    async for msg in ws:
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            break
-        obj = json.loads(msg.data)
-        result.events.append(obj)
-        kind = obj.get("type")
-        if kind == "transcript.final" and obj.get("text"):
-            finals.append(obj["text"])
-            result.transcript = " ".join(finals)
-        elif kind == "agent.text" and obj.get("final"):
-            result.reply_text = obj.get("text", "")
-        elif kind == "turn.metrics":
-            result.turn_metrics.append({"turn": obj.get("turn"), **obj.get("metrics", {})})
-        elif kind == "state" and obj.get("state") == "listening" and (result.reply_text or result.error):
-            reply_done.set()
-        elif kind == "error":
-            result.error = obj.get("message")
 
 
 async def call_main(args: argparse.Namespace) -> int:

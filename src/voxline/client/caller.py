@@ -1,0 +1,121 @@
+"""A scripted caller: connect by WHIP, say things, follow the events, record the replies.
+
+`voxline call`, `voxline bench` and the tests all drive the server through this class, so the
+latency they report is measured one way: from the end of the speech in what was sent to the
+first non-silent reply sample received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from voxline.client.audio import Recorder, WavSource, speech_end_sample
+from voxline.client.whip import WhipClient
+
+REPLY_DONE_QUIET_S = 0.6  # after the reply's audio ends, wait this long for more
+
+
+class Caller:
+    def __init__(self, server: str, token: str | None = None) -> None:
+        self.token = token
+        self.client = WhipClient(server, token)
+        self.source = WavSource()
+        self.recorder = Recorder()
+        self.events: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()  # set on every event
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._said_end: float | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.client.session.session_id if self.client.session else ""
+
+    async def __aenter__(self) -> "Caller":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        session = await self.client.connect(self.source)
+        ws_url = self.client.url(f"/sessions/{session.session_id}/events").replace("http", "ws", 1)
+        ws = await self.client.http.ws_connect(ws_url + (f"?token={self.token}" if self.token else ""))
+        self._tasks.append(asyncio.create_task(self._collect(ws)))
+        deadline = time.time() + timeout
+        while self.client.pc.connectionState != "connected" or self.client.remote_track is None:
+            if time.time() > deadline:
+                raise asyncio.TimeoutError(f"WebRTC connection not established in {timeout:.0f} s")
+            await asyncio.sleep(0.02)
+        self._tasks.append(asyncio.create_task(self.recorder.run(self.client.remote_track)))
+
+    async def say(self, samples: np.ndarray) -> float:
+        """Start sending `samples` (mono s16 48 kHz); returns when the speech will have ended."""
+        self.source.play(samples)
+        while self.source.played_at is None:
+            await asyncio.sleep(0.005)
+        end = self.source.time_of_sample(speech_end_sample(samples))
+        assert end is not None
+        self._said_end = end
+        return end
+
+    async def wait_for(self, predicate: Any, timeout: float) -> dict[str, Any] | None:
+        """The first event (old or new) for which `predicate(event)` is true, or None on timeout."""
+        deadline = time.time() + timeout
+        seen = 0
+        while True:
+            for obj in self.events[seen:]:
+                if predicate(obj):
+                    return obj
+            seen = len(self.events)
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return None
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return None
+
+    async def wait_reply_done(self, after: int, timeout: float) -> bool:
+        """Wait until turn `after` or later has been answered and its audio has ended."""
+        def answered(e: dict[str, Any]) -> bool:
+            return (e.get("type") == "agent.text" and e.get("final") and e.get("turn", 0) >= after) or (
+                e.get("type") == "error" and e.get("turn", 0) >= after)
+
+        if await self.wait_for(answered, timeout) is None:
+            return False
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            listening = self.events and any(e.get("type") == "state" and e.get("state") == "listening"
+                                            and e.get("turn", 0) >= after for e in self.events)
+            quiet = self.recorder.last_sound is None or time.time() - self.recorder.last_sound > REPLY_DONE_QUIET_S
+            if listening and quiet:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    def of_type(self, type_: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == type_]
+
+    def first_sound_after(self, t: float) -> float | None:
+        return self.recorder.first_sound_after(t)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.close()
+
+    async def _collect(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            self.events.append(json.loads(msg.data))
+            self.changed.set()

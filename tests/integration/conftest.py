@@ -1,0 +1,80 @@
+"""In-process servers on loopback: the media server alone, and the whole voice loop on real models."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from voxline.agent.models import Models
+from voxline.agent.orchestrator import Orchestrator
+from voxline.bus.memory import MemoryBus
+from voxline.config import Settings
+from voxline.media.app import create_app
+from voxline.media.server import MediaServer
+from voxline.services.threads import ModelThread
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    url: str
+    media: MediaServer
+    orchestrator: Orchestrator | None
+    settings: Settings
+
+
+async def start_server(settings: Settings, models: Models | None) -> tuple[Running, list]:
+    bus = MemoryBus()
+    await bus.start()
+    orchestrator = None
+    if models is not None:
+        orchestrator = Orchestrator(settings, bus, models)
+        await orchestrator.start()
+    media = MediaServer(settings, bus)
+    await media.start()
+    port = free_port()
+    runner = web.AppRunner(create_app(media, settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    cleanup = [runner.cleanup, media.stop] + ([orchestrator.stop] if orchestrator else []) + [bus.close]
+    return Running(f"http://127.0.0.1:{port}", media, orchestrator, settings), cleanup
+
+
+async def stop_server(cleanup: list) -> None:
+    for step in cleanup:
+        await step()
+
+
+@pytest.fixture(scope="session")
+def models(stt, llm, tts, vad_model) -> Models:  # type: ignore[no-untyped-def]
+    return Models(stt, llm, tts, vad_model, ModelThread("vad"))
+
+
+@pytest.fixture(scope="session")
+async def voice_server(models: Models) -> AsyncIterator[Running]:
+    """The whole voice loop, as `voxline run` builds it, on the session's models."""
+    await models.warm()
+    running, cleanup = await start_server(Settings(max_sessions=8, session_create_rate_per_min=1000), models)
+    yield running
+    await stop_server(cleanup)
+
+
+@pytest.fixture
+async def media_server(request: pytest.FixtureRequest) -> AsyncIterator[Running]:
+    """The media server with no agent (HTTP contract tests); settings via indirect params."""
+    overrides = getattr(request, "param", {})
+    settings = Settings(**{"max_sessions": 3, "session_create_rate_per_min": 1000, **overrides})
+    running, cleanup = await start_server(settings, None)
+    yield running
+    await stop_server(cleanup)
+    await asyncio.sleep(0)
