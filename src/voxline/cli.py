@@ -101,11 +101,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         asyncio.run(target(settings))
         return 0
     if cmd == "serve":
+        from voxline.processes import run_until_signal
         from voxline.services.server import serve
 
         settings = _settings(args, port=SERVICE_PORTS[args.kind])
         setup_logging(settings.log_level, settings.log_format)
-        asyncio.run(serve(args.kind, settings, settings.host, settings.port))
+        asyncio.run(run_until_signal(serve(args.kind, settings, settings.host, settings.port)))
         return 0
     if cmd == "call":
         from voxline.client.call import call_main

@@ -110,6 +110,21 @@ def agent_health_app(orchestrator: Orchestrator) -> web.Application:
     return app
 
 
+async def run_until_signal(coro: Awaitable[None]) -> None:
+    """Run `coro` as a task and cancel it on SIGINT/SIGTERM, so it cleans up on `docker stop`."""
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, task.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await task
+    except asyncio.CancelledError:
+        log.info("stopped by signal")
+
+
 async def _until_stopped(stop: asyncio.Event | None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
