@@ -125,11 +125,14 @@ def test_conversation_same_origin(server, browser, pages, artifacts):
     assert stats and stats["bytes"] > 0 and stats["energy"] > 0, stats
     assert page.evaluate("() => document.getElementById('remote-audio').srcObject !== null")
 
-    # 4. The turn's latency breakdown is shown.
+    # 4. The turn's latency breakdown is shown, with the browser-side voice-to-voice
+    #    estimate from the two level meters (microphone speech end -> agent audio onset).
     card = page.locator(".turn-card").first
     expect(card).to_be_visible(timeout=30_000)
-    expect(card).to_contain_text("voice-to-voice")
+    expect(card.locator(".total")).to_have_text(re.compile(r"^\d+ ms voice-to-voice$"))
     expect(card.locator("table.stages tr").first).to_be_visible()
+    expect(card.locator(".browser-v2v")).to_have_text(re.compile(r"heard in this browser after ~\d+ ms"), timeout=30_000)
+    assert page.evaluate("() => window.voxline.micPeak") > 0.2  # the meter saw the question
     # The pipeline log shows server stages too, not only client lines.
     expect(page.locator("#log tr[data-source='server']").first).to_be_attached()
 
@@ -155,14 +158,27 @@ def test_conversation_same_origin(server, browser, pages, artifacts):
 def test_cross_origin_page(server, static_server, browser, pages):
     page = pages.open(browser, f"{static_server}/?server={server}")
     expect(page.locator("#server-url")).to_have_text(server)
-    sid = start(page)  # needs Access-Control-Expose-Headers: X-Session-ID, Location
+    focused = lambda: page.evaluate("() => document.activeElement && document.activeElement.id")  # noqa: E731
+
+    # Keyboard only: Tab to Start conversation, Enter.
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        if focused() == "btn-start":
+            break
+    assert focused() == "btn-start"
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => window.voxline.sessionId", timeout=30_000)
+    sid = page.evaluate("() => window.voxline.sessionId")  # needs Access-Control-Expose-Headers
+    assert SESSION_ID.match(sid), sid
     expect(page.locator("#log")).to_contain_text(f"Backend session ID received: {sid}")
     # Events arrive over the cross-origin WebSocket.
     wait_event(page, "(e) => e.session_id && ['state', 'listening', 'log'].includes(e.type)", 20_000)
-    # A JSON POST with a CORS preflight.
+    # A JSON POST with a CORS preflight, by keyboard: the focus went on to Stop listening.
     expect(page.locator("#listening-badge")).to_have_text("Listening", timeout=10_000)
-    button(page, "Stop listening").click()
+    expect(page.locator("#btn-listen-stop")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator("#listening-badge")).to_have_text("Not listening", timeout=10_000)
+    expect(page.locator("#btn-listen-start")).to_be_focused()
     status, info = http_json("GET", f"{server}/sessions/{sid}")
     assert status == 200 and info["listening"] is False, (status, info)
     # DELETE with a CORS preflight.

@@ -32,7 +32,7 @@ const METRIC_LABELS = {
   end_of_turn_ms: "End of turn",
   stt_ms: "STT",
   llm_first_token_ms: "LLM first token",
-  first_sentence_ms: "First sentence",
+  first_sentence_ms: "LLM first sentence",
   tts_first_audio_ms: "TTS first audio",
 };
 const STATE_LABELS = {
@@ -54,6 +54,7 @@ const ui = {
   agent: $("agent-state"),
   meter: $("mic-meter"),
   meterFill: $("mic-meter-fill"),
+  agentMeterFill: $("agent-meter-fill"),
   listeningBadge: $("listening-badge"),
   sessionId: $("session-id"),
   serverUrl: $("server-url"),
@@ -70,6 +71,7 @@ const ui = {
 
 const app = {
   phase: "idle", // idle | connecting | connected | ending
+  focusPending: false, // the focused control got disabled: move focus on the next render
   client: null,
   mic: null,
   sessionId: null,
@@ -77,8 +79,8 @@ const app = {
   listening: false,
   ws: null,
   wsRetries: 0,
-  audioCtx: null,
-  meterRaf: 0,
+  lastTurn: null, // the turn of the latest transcript or agent text
+  browserV2V: new Map(), // turn -> browser-side voice-to-voice estimate (ms)
   pendingUser: null,
   agentBubbles: new Map(),
   events: [], // recent events, for debugging and tests
@@ -178,11 +180,15 @@ function render() {
   ui.start.querySelector(".label").textContent = app.phase === "connecting" ? "Connecting…" : "Start conversation";
   ui.listenStart.disabled = !connected || app.listening;
   ui.listenStop.disabled = !connected || !app.listening;
-  ui.hangup.disabled = !(connected || app.phase === "connecting");
+  ui.hangup.disabled = !connected;
   ui.sessionId.textContent = app.sessionId || (app.clientRef ? `${app.clientRef} (temporary)` : "-");
-  if (hadFocus instanceof HTMLButtonElement && hadFocus.disabled) {
+  // A control that just became disabled drops the keyboard focus: give it to the next
+  // sensible control (e.g. Start conversation -> Stop listening -> Start listening).
+  const lostFocus = hadFocus instanceof HTMLButtonElement && hadFocus.disabled;
+  if (lostFocus || (app.focusPending && (hadFocus === document.body || hadFocus === null))) {
     const next = [ui.listenStop, ui.listenStart, ui.hangup, ui.start].find((b) => !b.disabled);
     next?.focus();
+    app.focusPending = !next; // nothing enabled yet (connecting): focus on the next render
   }
 }
 
@@ -217,6 +223,7 @@ function onPartial(ev) {
 
 function onFinal(ev) {
   const text = (ev.text || "").trim();
+  if (ev.turn != null) app.lastTurn = ev.turn;
   for (const [turn, el] of app.agentBubbles) {
     if (!el.dataset.done) {
       el.dataset.done = "1";
@@ -239,6 +246,7 @@ function onFinal(ev) {
 
 function onAgentText(ev) {
   const key = String(ev.turn ?? "current");
+  if (ev.turn != null) app.lastTurn = ev.turn;
   let el = app.agentBubbles.get(key);
   if (!el) {
     el = bubble("agent", "", { turn: ev.turn });
@@ -268,9 +276,10 @@ function onTurnMetrics(ev) {
   const m = ev.metrics || {};
   clearEmpty(ui.latency);
   const turn = ev.turn ?? "?";
-  const total = Number(m.voice_to_voice_ms);
+  const totalKey = ["voice_to_voice_ms", "server_voice_to_voice_ms"].find((k) => typeof m[k] === "number");
+  const total = totalKey ? m[totalKey] : NaN;
   const rows = Object.keys(METRIC_LABELS)
-    .concat(Object.keys(m).filter((k) => !(k in METRIC_LABELS) && k !== "voice_to_voice_ms"))
+    .concat(Object.keys(m).filter((k) => !(k in METRIC_LABELS) && k !== totalKey))
     .filter((k) => /_ms$/.test(k) && typeof m[k] === "number" && Number.isFinite(m[k]));
   const scale = Math.max(total || 0, ...rows.map((k) => m[k]), 1);
 
@@ -283,6 +292,7 @@ function onTurnMetrics(ev) {
   const tot = document.createElement("span");
   tot.className = "total";
   tot.textContent = Number.isFinite(total) ? `${Math.round(total)} ms voice-to-voice` : "voice-to-voice: n/a";
+  tot.title = "Measured by the server: from the end of your speech to the first audio it sent";
   head.append(h, tot);
 
   const table = document.createElement("table");
@@ -309,9 +319,36 @@ function onTurnMetrics(ev) {
     tr.append(th, barCell, val);
     table.append(tr);
   }
-  card.append(head, table);
+  const foot = document.createElement("p");
+  foot.className = "turn-foot";
+  const serverNote = document.createElement("span");
+  serverNote.textContent = "Server side";
+  foot.append(serverNote);
+  if (m.speculative_stt === true) {
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = "speculative STT";
+    tag.title = "Transcription started during the end-of-turn silence";
+    foot.append(tag);
+  }
+  const browser = document.createElement("span");
+  browser.className = "browser-v2v";
+  browser.hidden = true;
+  foot.append(browser);
+  card.append(head, table, foot);
   ui.latency.prepend(card);
+  renderBrowserV2V(String(turn));
   while (ui.latency.children.length > 20) ui.latency.lastElementChild.remove();
+}
+
+function renderBrowserV2V(turn) {
+  const ms = app.browserV2V.get(turn);
+  const card = [...ui.latency.querySelectorAll(".turn-card")].find((c) => c.dataset.turn === turn);
+  const el = card?.querySelector(".browser-v2v");
+  if (!el || ms == null) return;
+  el.hidden = false;
+  el.textContent = `heard in this browser after ~${Math.round(ms)} ms`;
+  el.title = "From the end of your speech at the microphone to audible agent audio here (approximate)";
 }
 
 // ----------------------------------------------------------------------------- events
@@ -408,52 +445,110 @@ async function fetchSession() {
   }
 }
 
-// ----------------------------------------------------------------------------- microphone meter
-function startMeter(stream) {
+// ----------------------------------------------------------------------------- level meters
+// One AudioContext with two AnalyserNodes: the microphone and the agent's voice. Besides the
+// meters, they give a browser-side voice-to-voice estimate: from the moment the caller's
+// speech stops (microphone level falls below the speech threshold) to the first audible
+// agent audio played here. It includes the network and jitter buffer, which the server's
+// own figure cannot see; it is approximate (level thresholds, 30 ms resolution).
+const SPEECH_DB = -45; // microphone louder than this counts as speech
+const AGENT_DB = -50; // agent audio louder than this counts as audible
+const QUIET_BEFORE_ONSET_MS = 400;
+
+function makeAnalyser(ctx, stream) {
+  const src = ctx.createMediaStreamSource(stream);
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 1024;
+  analyser.smoothingTimeConstant = 0.2;
+  src.connect(analyser); // not to the destination: the <audio> element plays the agent
+  return { src, analyser, buf: new Float32Array(analyser.fftSize) };
+}
+
+function levelDb(a) {
+  a.analyser.getFloatTimeDomainData(a.buf);
+  let sum = 0;
+  for (let i = 0; i < a.buf.length; i++) sum += a.buf[i] * a.buf[i];
+  return 20 * Math.log10(Math.sqrt(sum / a.buf.length) + 1e-9);
+}
+
+const meters = {
+  ctx: null,
+  mic: null,
+  agent: null,
+  timer: 0,
+  micLevel: 0,
+  micPeak: 0,
+  lastSpeech: 0, // performance.now() of the last loud microphone sample
+  lastAgentLoud: 0,
+  lastOnset: 0,
+};
+
+function startMeters(micStream) {
   try {
     const Ctx = window.AudioContext || window.webkitAudioContext;
-    const ctx = new Ctx();
-    app.audioCtx = ctx;
-    ctx.resume?.().catch(() => {});
-    const src = ctx.createMediaStreamSource(stream);
-    const analyser = ctx.createAnalyser();
-    analyser.fftSize = 1024;
-    analyser.smoothingTimeConstant = 0.3;
-    src.connect(analyser);
-    const buf = new Float32Array(analyser.fftSize);
-    let level = 0;
-    let lastAria = 0;
-    const tick = (now) => {
-      analyser.getFloatTimeDomainData(buf);
-      let sum = 0;
-      for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
-      const rms = Math.sqrt(sum / buf.length);
-      const db = 20 * Math.log10(rms + 1e-9);
+    meters.ctx = new Ctx();
+    meters.ctx.resume?.().catch(() => {});
+    meters.mic = makeAnalyser(meters.ctx, micStream);
+  } catch (err) {
+    log("session", "warning", `Microphone level meter unavailable: ${err.message || err}`);
+    return;
+  }
+  let lastAria = 0;
+  meters.timer = setInterval(() => {
+    const now = performance.now();
+    if (meters.mic) {
+      const db = levelDb(meters.mic);
+      if (db > SPEECH_DB) meters.lastSpeech = now;
       const target = Math.min(1, Math.max(0, (db + 60) / 60));
-      level = target > level ? target : level * 0.85 + target * 0.15;
-      ui.meterFill.style.width = `${(level * 100).toFixed(1)}%`;
-      ui.meter.dataset.active = String(level > 0.05);
+      meters.micLevel = target > meters.micLevel ? target : meters.micLevel * 0.8 + target * 0.2;
+      meters.micPeak = Math.max(meters.micPeak, meters.micLevel);
+      ui.meterFill.style.width = `${(meters.micLevel * 100).toFixed(1)}%`;
       if (now - lastAria > 250) {
         lastAria = now;
-        const v = Math.round(level * 100);
+        const v = Math.round(meters.micLevel * 100);
         ui.meter.setAttribute("aria-valuenow", String(v));
         ui.meter.setAttribute("aria-valuetext", `${v} percent`);
       }
-      app.meterRaf = requestAnimationFrame(tick);
-    };
-    app.meterRaf = requestAnimationFrame(tick);
+    }
+    if (meters.agent) {
+      const db = levelDb(meters.agent);
+      ui.agentMeterFill.style.width = `${(Math.min(1, Math.max(0, (db + 60) / 60)) * 100).toFixed(1)}%`;
+      if (db > AGENT_DB) {
+        const quietFor = now - meters.lastAgentLoud;
+        if (quietFor > QUIET_BEFORE_ONSET_MS && meters.lastSpeech > meters.lastOnset) onAgentOnset(now);
+        meters.lastAgentLoud = now;
+      }
+    }
+  }, 30);
+}
+
+function attachAgentMeter(remoteStream) {
+  if (!meters.ctx) return;
+  try {
+    meters.agent = makeAnalyser(meters.ctx, remoteStream);
   } catch (err) {
-    log("session", "warning", `Microphone level meter unavailable: ${err.message || err}`);
+    log("tts", "warning", `Agent level meter unavailable: ${err.message || err}`);
   }
 }
 
-function stopMeter() {
-  cancelAnimationFrame(app.meterRaf);
-  app.meterRaf = 0;
-  app.audioCtx?.close().catch(() => {});
-  app.audioCtx = null;
+function onAgentOnset(now) {
+  meters.lastOnset = now;
+  const ms = now - meters.lastSpeech;
+  if (ms <= 0 || ms > 20_000) return;
+  const turn = app.lastTurn;
+  log("tts", "info", `Agent audio heard in the browser ${Math.round(ms)} ms after the end of your speech${turn != null ? ` (turn ${turn})` : ""}`);
+  if (turn == null) return;
+  app.browserV2V.set(String(turn), ms);
+  renderBrowserV2V(String(turn));
+}
+
+function stopMeters() {
+  clearInterval(meters.timer);
+  meters.timer = 0;
+  meters.ctx?.close().catch(() => {});
+  Object.assign(meters, { ctx: null, mic: null, agent: null, micLevel: 0, lastSpeech: 0, lastAgentLoud: 0, lastOnset: 0 });
   ui.meterFill.style.width = "0%";
-  ui.meter.dataset.active = "false";
+  ui.agentMeterFill.style.width = "0%";
   ui.meter.setAttribute("aria-valuenow", "0");
   ui.meter.setAttribute("aria-valuetext", "off");
 }
@@ -530,7 +625,7 @@ async function startConversation() {
   }
   const track = app.mic.getAudioTracks()[0];
   log("whip", "info", `Microphone on: ${track?.label || "default device"}`);
-  startMeter(app.mic);
+  startMeters(app.mic);
 
   const client = new WhipClient(api("/whip"), { token: TOKEN });
   app.client = client;
@@ -552,6 +647,7 @@ async function startConversation() {
       log("session", "warning", "The answer carried no X-Session-ID (CORS headers not exposed?)");
     }
     ui.audio.srcObject = client.remoteStream;
+    attachAgentMeter(client.remoteStream);
     ui.audio.play?.().catch((err) => log("tts", "warning", `Autoplay blocked: ${err.message}; click the page to hear the agent`));
     app.phase = "connected";
     render();
@@ -592,6 +688,7 @@ async function setListeningOnServer(on) {
   if (!app.sessionId) return;
   const path = on ? "/listening/start" : "/listening/stop";
   const btn = on ? ui.listenStart : ui.listenStop;
+  if (document.activeElement === btn) app.focusPending = true;
   btn.disabled = true;
   try {
     const r = await fetch(api(path), {
@@ -621,7 +718,7 @@ async function setListeningOnServer(on) {
 }
 
 function teardownMedia() {
-  stopMeter();
+  stopMeters();
   app.mic?.getTracks().forEach((t) => t.stop());
   app.mic = null;
   ui.audio.srcObject = null;
@@ -681,6 +778,7 @@ ui.listenStart.addEventListener("click", () => setListeningOnServer(true));
 ui.listenStop.addEventListener("click", () => setListeningOnServer(false));
 ui.hangup.addEventListener("click", hangUp);
 $("alert-close").addEventListener("click", clearAlert);
+document.addEventListener("focusin", () => { app.focusPending = false; });
 $("btn-clear-log").addEventListener("click", () => ui.log.replaceChildren());
 window.addEventListener("pagehide", () => {
   // Best effort: end the session if the tab closes mid-call.
@@ -703,5 +801,7 @@ window.voxline = {
   get pc() { return app.client?.pc ?? null; },
   get listening() { return app.listening; },
   get events() { return app.events.slice(); },
+  get micPeak() { return meters.micPeak; },
+  get browserVoiceToVoice() { return Object.fromEntries(app.browserV2V); },
   server: SERVER,
 };
