@@ -43,7 +43,7 @@ fi
 
 # Refuse to start over something already listening (a second copy, or `voxline run`).
 for port in 9092 8011 8012 8013 8002 8001; do
-  if "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(0 if s.connect_ex(('127.0.0.1', $port)) else 1)"; then
+  if "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(0 if s.connect_ex(('127.0.0.1', $port)) == 0 else 1)"; then
     echo "dev-split: 127.0.0.1:$port is already in use" >&2
     exit 1
   fi
@@ -78,11 +78,14 @@ stop_all() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap stop_all INT TERM EXIT
+trap stop_all EXIT
+trap 'exit 130' INT TERM  # exit runs stop_all (the EXIT trap)
 
 start() {  # start NAME COMMAND...
   local name=$1; shift
-  "$@" >"$LOGS/$name.log" 2>&1 &
+  # Each process in its own session: Ctrl-C reaches only this script, which then stops them
+  # in order (media first, broker last) instead of all at once.
+  setsid "$@" >"$LOGS/$name.log" 2>&1 &
   pids+=("$!")
   names+=("$name")
   echo "dev-split: $name started (pid $!, log artifacts/dev-split/$name.log)"

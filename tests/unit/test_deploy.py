@@ -294,6 +294,18 @@ def test_deployment_has_probes_on_an_exposed_port(wl):
                 assert probe["httpGet"]["port"] in ports, f"{c['name']}: probe port not exposed"
 
 
+def test_prometheus_annotations_point_at_the_metrics_port():
+    for wl in by_kind("Deployment"):
+        ann = wl["spec"]["template"]["metadata"].get("annotations", {})
+        if ann.get("prometheus.io/scrape") == "true":
+            ports = {p["containerPort"] for c in containers(wl) for p in c["ports"]}
+            assert int(ann["prometheus.io/port"]) in ports, wl["metadata"]["name"]
+            assert ann["prometheus.io/path"] == "/metrics"
+    scraped = {wl["metadata"]["name"] for wl in by_kind("Deployment")
+               if wl["spec"]["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"}
+    assert {"media", "agent"} <= scraped
+
+
 @pytest.mark.parametrize("wl", workloads(), ids=lambda d: d["metadata"]["name"])
 def test_workload_has_resources_and_runs_unprivileged(wl):
     pod = wl["spec"]["template"]["spec"]
