@@ -76,9 +76,11 @@ class Conversation:
         self.interruptions = 0
         self.history: list[tuple[int, ChatMessage]] = []
         self._held_pcm = b""  # a turn cut short by the caller speaking on: prepended to the next
+        self._listening: bool | None = None  # None until told: a failed-over session listens
 
     # -- inputs -------------------------------------------------------------------------
     def set_listening(self, on: bool) -> list[Action]:
+        self._listening = on
         actions: list[Action] = [Emit("listening", {"listening": on})]
         if on and self.state is State.IDLE:
             actions += self._to(State.LISTENING)
@@ -108,7 +110,8 @@ class Conversation:
         if self.state is not State.USER_SPEAKING:
             return []
         self.turn += 1
-        pcm, self._held_pcm = self._held_pcm + pcm, pcm
+        # Held until the caller hears an answer: if they speak on again, all of it is one turn.
+        pcm = self._held_pcm = self._held_pcm + pcm
         return [*self._to(State.THINKING), Transcribe(self.turn, pcm)]
 
     def transcribed(self, turn: int, text: str) -> list[Action]:
@@ -118,7 +121,7 @@ class Conversation:
         actions: list[Action] = [Emit("transcript.final", {"text": text, "turn": turn})]
         if not _has_words(text):
             self._held_pcm = b""
-            return actions + self._to(State.LISTENING)
+            return actions + self._to(self._ready())
         self.history.append((turn, {"role": "user", "content": text}))
         self._trim_history()
         return actions + [Respond(turn, self.messages())]
@@ -131,7 +134,10 @@ class Conversation:
 
     def reply_finished(self, turn: int, text: str, interrupted: bool = False) -> list[Action]:
         """The reply's text is complete (or was cut off): it becomes history either way."""
-        if text.strip() and not any(t == turn and m["role"] == "assistant" for t, m in self.history):
+        # Only a reply to a question still in the history counts: an early reply dropped
+        # because the caller spoke on was never heard and answers nothing.
+        asked = any(t == turn and m["role"] == "user" for t, m in self.history)
+        if text.strip() and asked and not any(t == turn and m["role"] == "assistant" for t, m in self.history):
             if turn == self.turn or interrupted:
                 self.history.append((turn, {"role": "assistant", "content": text.strip()}))
                 self._trim_history()
@@ -142,7 +148,7 @@ class Conversation:
     def playback_done(self, turn: int) -> list[Action]:
         if turn != self.turn or self.state not in (State.AGENT_SPEAKING, State.THINKING):
             return []
-        return self._to(State.LISTENING)
+        return self._to(self._ready())
 
     def failed(self, turn: int, stage: str, message: str) -> list[Action]:
         if turn != self.turn:
@@ -152,7 +158,7 @@ class Conversation:
         if self.state in (State.THINKING, State.AGENT_SPEAKING):
             self._held_pcm = b""
             if stage == "tts":  # nothing can be said: go back to listening
-                return actions + self._to(State.LISTENING)
+                return actions + self._to(self._ready())
             return actions + [Speak(turn, APOLOGY)]
         return actions
 
@@ -168,6 +174,10 @@ class Conversation:
         return [{"turn": t, **m} for t, m in self.history]
 
     # -- helpers --------------------------------------------------------------------------
+    def _ready(self) -> State:
+        """Where a finished turn leaves the session: idle if the microphone was switched off."""
+        return State.IDLE if self._listening is False else State.LISTENING
+
     def _to(self, state: State) -> list[Action]:
         if state is self.state:
             return []
