@@ -94,6 +94,7 @@ class TurnDetector:
                 self._pre_roll.clear()
                 self._candidate = []
                 self._silence_ms = 0
+                self._speech_end_ms = self.position_ms  # not the previous turn's
                 started = self.position_ms - self._speech_ms
                 return [SpeechStarted(at_ms=max(0, started))]
             return []
