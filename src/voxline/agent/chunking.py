@@ -22,7 +22,7 @@ def clean_for_speech(text: str) -> str:
 
 
 class SentenceChunker:
-    def __init__(self, first_clause_min_words: int = 4, min_chars: int = 2) -> None:
+    def __init__(self, first_clause_min_words: int = 4, min_chars: int = 1) -> None:
         self.first_clause_min_words = first_clause_min_words
         self.min_chars = min_chars
         self.buffer = ""

@@ -1,0 +1,132 @@
+"""LLM deltas -> speakable pieces: sentences, an early first clause, no false splits."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voxline.agent.chunking import SentenceChunker, clean_for_speech
+
+
+def tokens(text: str) -> list[str]:
+    """Split like an LLM tokenizer roughly does: words with their leading space, punctuation apart."""
+    return re.findall(r" ?\w+|[^\w\s]| ", text)
+
+
+def chunk(deltas: list[str], **kwargs: int) -> tuple[list[list[str]], list[str]]:
+    """Per-delta pieces, and what flush returned at the end."""
+    c = SentenceChunker(**kwargs)
+    per_delta = [c.push(d) for d in deltas]
+    return per_delta, c.flush()
+
+
+def pieces(text: str, **kwargs: int) -> list[str]:
+    per_delta, rest = chunk(tokens(text), **kwargs)
+    return [p for ps in per_delta for p in ps] + rest
+
+
+def test_two_sentences_streamed_token_by_token_give_two_pieces() -> None:
+    deltas = tokens("Hello there. How are you?")
+    per_delta, rest = chunk(deltas)
+    assert [p for ps in per_delta for p in ps] == ["Hello there."]
+    assert rest == ["How are you?"]
+    # The first sentence is released as soon as the next token shows it has ended.
+    released_at = next(i for i, ps in enumerate(per_delta) if ps)
+    assert "".join(deltas[: released_at + 1]) == "Hello there. How"
+
+
+def test_whole_text_in_one_delta() -> None:
+    c = SentenceChunker()
+    assert c.push("Hello there. How are you? Fine! ") == ["Hello there.", "How are you?", "Fine!"]
+    assert c.flush() == []
+
+
+def test_sentence_at_the_end_of_a_delta_waits_for_the_next_one() -> None:
+    c = SentenceChunker()
+    assert c.push("It costs 3.") == []
+    assert c.push("5 dollars. ") == ["It costs 3.5 dollars."]
+
+
+def test_abbreviations_and_decimals_do_not_split() -> None:
+    assert pieces("Dr. Smith will see you at 3.5 past. Mr. Jones, e.g. the other one, is out.") == [
+        "Dr. Smith will see you at 3.5 past.",
+        "Mr. Jones, e.g. the other one, is out.",
+    ]
+
+
+def test_initials_do_not_split_but_the_pronoun_i_does() -> None:
+    assert pieces("J. R. Tolkien wrote it. So did I. Then we left.") == [
+        "J. R. Tolkien wrote it.", "So did I.", "Then we left."]
+
+
+def test_first_clause_is_cut_at_a_comma_after_four_words() -> None:
+    assert pieces("Well, I think that, in the end, it works out fine. Yes, it does, really.") == [
+        "Well, I think that,",  # only the first piece may be a clause
+        "in the end, it works out fine.",
+        "Yes, it does, really.",
+    ]
+
+
+def test_short_first_clause_is_not_cut() -> None:
+    assert pieces("Sure, go ahead.") == ["Sure, go ahead."]
+
+
+def test_clause_at_colon_and_semicolon() -> None:
+    assert pieces("Here is what you need: flour and sugar.")[0] == "Here is what you need:"
+    assert pieces("That is a good question; let me think.")[0] == "That is a good question;"
+
+
+def test_numbers_with_thousands_separators_are_not_clauses() -> None:
+    assert pieces("There are about 1,000,000 people living there.") == [
+        "There are about 1,000,000 people living there."]
+
+
+def test_markdown_is_stripped() -> None:
+    assert pieces("**Bold** move. See [the docs](https://example.com/x) for `code`. # Done") == [
+        "Bold move.", "See the docs for code.", "Done"]
+    assert clean_for_speech("> quoted  _text_\n\n## Title") == "quoted text Title"
+
+
+def test_question_and_exclamation_marks_with_closing_quotes() -> None:
+    assert pieces('He said "stop!" Then he left. Really?! Yes.') == [
+        'He said "stop!"', "Then he left.", "Really?!", "Yes."]
+
+
+def test_flush_returns_the_rest_and_empties_the_buffer() -> None:
+    c = SentenceChunker()
+    assert c.push("An answer without a full stop") == []
+    assert c.flush() == ["An answer without a full stop"]
+    assert c.flush() == []
+
+
+def test_punctuation_only_is_never_spoken() -> None:
+    c = SentenceChunker()
+    assert c.push("... ") == []
+    assert c.push("!! Ok. ") == ["Ok."]
+    assert c.push(" * ") == []
+    assert c.flush() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["Hello", " there", ".", " ", "Dr.", " Smith", ",", " I", " think", " so", "3", "!",
+                                 "?", " and", "\n", "**", " 2.5", " yes", ";"]), max_size=40),
+       st.randoms(use_true_random=False))
+def test_any_split_of_the_stream_says_the_same_words(parts: list[str], rnd) -> None:
+    text = "".join(parts)
+    # Re-split the same text at random places: pieces may differ in where they cut, but the
+    # words spoken, in order, are those of the text (markdown aside), and none is lost.
+    cuts = sorted(rnd.sample(range(len(text) + 1), min(len(text) + 1, rnd.randint(0, 10))))
+    deltas = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    c = SentenceChunker()
+    out = [p for d in deltas for p in c.push(d)] + c.flush()
+    words = lambda s: re.findall(r"\w+", s)  # noqa: E731
+    assert words(" ".join(out)) == words(clean_for_speech(text))
+    assert all(p == p.strip() and p for p in out)
+
+
+def test_a_one_character_reply_is_still_spoken() -> None:
+    c = SentenceChunker()
+    assert c.push("4") == []
+    assert c.flush() == ["4"]
