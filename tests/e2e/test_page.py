@@ -185,7 +185,7 @@ def test_cross_origin_page(server, static_server, browser, pages):
     hang_up_and_check(page, server, sid)
 
 
-def test_stop_listening_stops_new_turns(server, loop_browser, pages):
+def test_stop_listening_stops_new_turns(server, loop_browser, pages, artifacts):
     """The fake microphone repeats the question every ~4 s."""
     page = pages.open(loop_browser, f"{server}/")
     sid = start(page)
@@ -205,5 +205,6 @@ def test_stop_listening_stops_new_turns(server, loop_browser, pages):
     button(page, "Start listening").click()
     expect(page.locator("#listening-badge")).to_have_text("Listening", timeout=10_000)
     page.wait_for_function(f"() => ({COUNT_FINALS_JS})() > {before}", timeout=90_000)
+    page.screenshot(path=str(artifacts / "stop-listening.png"), full_page=True)
 
     hang_up_and_check(page, server, sid)

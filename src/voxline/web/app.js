@@ -36,11 +36,11 @@ const METRIC_LABELS = {
   tts_first_audio_ms: "TTS first audio",
 };
 const STATE_LABELS = {
-  idle: "Idle",
-  listening: "Listening",
-  user_speaking: "You are speaking",
-  thinking: "Thinking",
-  agent_speaking: "Agent speaking",
+  idle: "idle",
+  listening: "listening",
+  user_speaking: "hearing you",
+  thinking: "thinking",
+  agent_speaking: "speaking",
 };
 const MAX_LOG_ROWS = 600;
 
@@ -84,6 +84,7 @@ const app = {
   pendingUser: null,
   agentBubbles: new Map(),
   events: [], // recent events, for debugging and tests
+  loggedErrors: new Set(), // "stage|message" of `error` events, to skip their twin `log` event
 };
 
 // ----------------------------------------------------------------------------- helpers
@@ -244,6 +245,15 @@ function onFinal(ev) {
   }
 }
 
+function markInterrupted(turn) {
+  const el = [...ui.transcript.querySelectorAll(".bubble.agent")].find((b) => b.dataset.turn === String(turn));
+  if (!el) return;
+  el.classList.remove("streaming");
+  el.classList.add("interrupted");
+  el.dataset.done = "1";
+  app.agentBubbles.delete(String(turn));
+}
+
 function onAgentText(ev) {
   const key = String(ev.turn ?? "current");
   if (ev.turn != null) app.lastTurn = ev.turn;
@@ -361,8 +371,7 @@ function handleEvent(ev) {
       setAgentState(ev.state);
       break;
     case "listening":
-      setListening(ev.listening);
-      log("session", "info", `Listening ${ev.listening ? "on" : "off"}`, { ts, source: "server" });
+      setListening(ev.listening); // the server logs the change itself
       break;
     case "transcript.partial":
       onPartial(ev);
@@ -373,13 +382,21 @@ function handleEvent(ev) {
     case "agent.text":
       onAgentText(ev);
       break;
-    case "log":
+    case "log": {
+      const key = `${ev.stage}|${ev.message}`;
+      if (ev.level === "error" && app.loggedErrors.delete(key)) break; // already shown from its `error` event
       log(ev.stage || "session", ev.level || "info", ev.message || "", { ts, source: "server" });
+      break;
+    }
+    case "interruption":
+      markInterrupted(ev.turn);
       break;
     case "turn.metrics":
       onTurnMetrics(ev);
       break;
     case "error":
+      app.loggedErrors.add(`${ev.stage}|${ev.message}`);
+      if (app.loggedErrors.size > 50) app.loggedErrors.clear();
       log(ev.stage || "session", "error", ev.message || "error", { ts, source: "server" });
       showAlert(`Pipeline error (${ev.stage || "server"})`, ev.message || "The server reported an error.", "warning");
       break;
