@@ -5,7 +5,7 @@ Audio frame (network byte order):
     magic "VX" | version u8 | kind u8 | seq u32 | turn u32 | ts f64 | rate u32 | sid_len u16
     | session_id (ascii) | PCM s16le mono
 
-`kind` is AUDIO (PCM follows), CLEAR (drop queued playback of turns < `turn`; barge-in) or
+`kind` is AUDIO (PCM follows), CLEAR (drop queued playback of turns <= `turn`; barge-in) or
 END (the agent's reply for `turn` is complete). `ts` is the capture (audio.in) or synthesis
 (audio.out) wall-clock time in seconds; `seq` lets a consumer drop replays.
 """
@@ -78,7 +78,7 @@ def decode_json(data: bytes) -> dict[str, Any]:
         raise CodecError("JSON message too large")
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise CodecError(f"bad JSON: {exc}") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise CodecError("JSON message must be an object with a string 'type'")
