@@ -62,12 +62,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_json(method: str, url: str, body: dict | None = None, timeout: float = 5.0):
+def http_json(method: str, url: str, body: dict | None = None, timeout: float = 5.0, token: str = ""):
     """(status, parsed JSON or text) without raising on HTTP errors."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw, status = r.read(), r.status
@@ -125,22 +127,16 @@ def static_server():
     httpd.server_close()
 
 
-@pytest.fixture(scope="session")
-def server(static_server, artifacts, tmp_path_factory):
-    """`voxline run` on a free port, limited to ONE session (so the 503 path is real), with
-    the static server's origin added to the CORS allow-list."""
+@contextlib.contextmanager
+def run_server(name: str, artifacts: Path, data_dir: Path, **env_extra: str):
+    """`voxline run` on a free port until the block ends; yields its base URL."""
     exe = VENV_BIN / "voxline"
     if not exe.exists():
         pytest.fail(f"{exe} not found: install the project into the venv (make setup)")
     port = free_port()
     env = dict(os.environ)
-    env.update(
-        VOXLINE_MAX_SESSIONS="1",
-        VOXLINE_CORS_ORIGINS=f"{static_server},http://localhost:5173,http://127.0.0.1:5173",
-        VOXLINE_DATA_DIR=str(tmp_path_factory.mktemp("voxline-data")),
-        VOXLINE_LOG_FORMAT="text",
-    )
-    log_path = artifacts / "server.log"
+    env.update(VOXLINE_DATA_DIR=str(data_dir), VOXLINE_LOG_FORMAT="text", **env_extra)
+    log_path = artifacts / f"{name}.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [str(exe), "run", "--port", str(port)],
@@ -171,6 +167,36 @@ def server(static_server, artifacts, tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(static_server, artifacts, tmp_path_factory):
+    """The server for most tests: open (no token), limited to ONE session so the 503 path
+    is real, with the static server's origin in the CORS allow-list."""
+    with run_server(
+        "server",
+        artifacts,
+        tmp_path_factory.mktemp("voxline-data"),
+        VOXLINE_MAX_SESSIONS="1",
+        VOXLINE_CORS_ORIGINS=f"{static_server},http://localhost:5173,http://127.0.0.1:5173",
+    ) as base:
+        yield base
+
+
+TOKEN = "e2e-secret-token"
+
+
+@pytest.fixture
+def token_server(static_server, artifacts, tmp_path_factory):
+    """A second server that requires a bearer token (for the cross-origin test)."""
+    with run_server(
+        "token-server",
+        artifacts,
+        tmp_path_factory.mktemp("voxline-data-token"),
+        VOXLINE_AUTH_TOKEN=TOKEN,
+        VOXLINE_CORS_ORIGINS=static_server,
+    ) as base:
+        yield base
 
 
 # --------------------------------------------------------------------------- browsers
@@ -258,7 +284,7 @@ class PageKit:
                 # End a session the test left open, so the one-session server stays usable.
                 loc = page.evaluate("() => window.voxline.location")
                 if loc:
-                    http_json("DELETE", loc)
+                    http_json("DELETE", loc, token=TOKEN)  # servers without a token ignore it
         if failed and self.console:
             (self.artifacts / f"{name}-console.txt").write_text("\n".join(self.console))
         for ctx in self.contexts:

@@ -15,7 +15,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import ROOT, free_port, http_json
+from .conftest import ROOT, TOKEN, free_port, http_json
 
 pytestmark = pytest.mark.e2e
 
@@ -54,15 +54,15 @@ def wait_event(page, predicate_js: str, timeout_ms: int):
     page.wait_for_function(f"() => window.voxline.events.some({predicate_js})", timeout=timeout_ms)
 
 
-def hang_up_and_check(page, server: str, sid: str):
+def hang_up_and_check(page, server: str, sid: str, token: str = ""):
     location = page.evaluate("() => window.voxline.location")
     assert location and location.endswith(f"/whip/{sid}"), location
     button(page, "Hang up").click()
     expect(page.locator("#conn-status")).to_contain_text("Session ended", timeout=10_000)
     expect(button(page, "Start conversation")).to_be_enabled()
-    status, body = http_json("GET", f"{server}/sessions/{sid}")
+    status, body = http_json("GET", f"{server}/sessions/{sid}", token=token)
     assert status == 404 or (status == 200 and body.get("state") == "ended"), (status, body)
-    status, body = http_json("DELETE", location)
+    status, body = http_json("DELETE", location, token=token)
     assert status == 404, (status, body)
 
 
@@ -155,8 +155,16 @@ def test_conversation_same_origin(server, browser, pages, artifacts):
     hang_up_and_check(page, server, sid)
 
 
-def test_cross_origin_page(server, static_server, browser, pages):
-    page = pages.open(browser, f"{static_server}/?server={server}")
+def test_cross_origin_page_with_token(token_server, static_server, browser, pages):
+    """The page on another origin, against a server that requires a bearer token: every
+    request carries `Authorization` (so each needs a CORS preflight), the WebSocket `?token=`."""
+    server = token_server
+    anonymous = pages.open(browser, f"{static_server}/?server={server}")
+    button(anonymous, "Start conversation").click()
+    expect(anonymous.get_by_role("alert")).to_contain_text("Not authorised", timeout=20_000)
+    expect(anonymous.locator("#log")).to_contain_text("401")
+
+    page = pages.open(browser, f"{static_server}/?server={server}&token={TOKEN}")
     expect(page.locator("#server-url")).to_have_text(server)
     focused = lambda: page.evaluate("() => document.activeElement && document.activeElement.id")  # noqa: E731
 
@@ -179,10 +187,10 @@ def test_cross_origin_page(server, static_server, browser, pages):
     page.keyboard.press("Enter")
     expect(page.locator("#listening-badge")).to_have_text("Not listening", timeout=10_000)
     expect(page.locator("#btn-listen-start")).to_be_focused()
-    status, info = http_json("GET", f"{server}/sessions/{sid}")
+    status, info = http_json("GET", f"{server}/sessions/{sid}", token=TOKEN)
     assert status == 200 and info["listening"] is False, (status, info)
     # DELETE with a CORS preflight.
-    hang_up_and_check(page, server, sid)
+    hang_up_and_check(page, server, sid, token=TOKEN)
 
 
 def test_stop_listening_stops_new_turns(server, loop_browser, pages, artifacts):
