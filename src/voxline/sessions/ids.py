@@ -13,7 +13,7 @@ import time
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 RANDOM_LEN = 16
 MAX_CLOCK_SKEW_MS = 60_000
-_PATTERN = re.compile(r"session_([0-9]{13})_([0-9a-z]{16})")
+_PATTERN = re.compile(r"session_(0|[1-9][0-9]{0,15})_([0-9a-z]{16})")  # unix ms, no leading zeros
 
 
 def new_session_id(now_ms: int | None = None) -> str:
