@@ -1,0 +1,178 @@
+"""The paced 48 kHz playout track: resampling, silence when idle, clear on barge-in, drained callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from voxline.bus.codec import AudioKind, AudioMessage
+from voxline.media import playout
+from voxline.media.playout import FRAME_SAMPLES, RATE, PlayoutTrack
+
+SID = "session_1760000000000_abcdefghijklmnop"
+
+
+class VirtualClock:
+    """`time.monotonic` that moves one frame on per call, so recv() never sleeps and is never late."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        self.now += FRAME_SAMPLES / RATE
+        return self.now
+
+
+@pytest.fixture
+def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    clock = VirtualClock()
+    monkeypatch.setattr(playout, "time", SimpleNamespace(monotonic=clock.monotonic))
+    return clock
+
+
+def tone(seconds: float, rate: int, amplitude: int = 8_000) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.int16).tobytes()
+
+
+def audio(turn: int, pcm: bytes, rate: int, seq: int = 0) -> AudioMessage:
+    return AudioMessage(SID, seq, pcm, rate, kind=AudioKind.AUDIO, turn=turn)
+
+
+def marker(kind: AudioKind, turn: int) -> AudioMessage:
+    return AudioMessage(SID, 0, kind=kind, turn=turn)
+
+
+async def pull(track: PlayoutTrack, n: int) -> list[np.ndarray]:
+    out = []
+    for _ in range(n):
+        frame = await track.recv()
+        out.append(frame.to_ndarray().reshape(-1))
+    return out
+
+
+def loud(frames: list[np.ndarray]) -> list[bool]:
+    return [bool(np.abs(f.astype(np.int32)).max() > 500) for f in frames]
+
+
+async def test_idle_track_sends_silent_20ms_frames_at_48k(virtual_clock: VirtualClock) -> None:
+    track = PlayoutTrack()
+    frames = []
+    for _ in range(5):
+        frames.append(await track.recv())
+    for i, frame in enumerate(frames):
+        assert frame.sample_rate == RATE
+        assert frame.samples == FRAME_SAMPLES
+        assert frame.format.name == "s16" and frame.layout.name == "mono"
+        assert frame.pts == i * FRAME_SAMPLES
+        assert frame.time_base == playout.TIME_BASE
+        assert not frame.to_ndarray().any()
+    assert track.frames_sent == 5 and track.frames_late == 0
+
+
+@pytest.mark.parametrize("rate", [16_000, 22_050, 24_000])
+async def test_reply_audio_is_resampled_to_48k_and_drained_once(rate: int, virtual_clock: VirtualClock) -> None:
+    drained: list[int] = []
+    track = PlayoutTrack(on_drained=drained.append)
+    pcm = tone(0.3, rate)
+    for i in range(0, len(pcm), 2_000):  # in TTS-sized pieces
+        track.push(audio(1, pcm[i:i + 2_000], rate, seq=i))
+    track.push(marker(AudioKind.END, 1))
+    assert drained == []
+    assert track.queued_ms == pytest.approx(300, abs=5)
+
+    frames = await pull(track, 25)
+    heard = loud(frames)
+    assert sum(heard) == pytest.approx(15, abs=1)  # 300 ms of sound in 20 ms frames
+    assert heard[:14] == [True] * 14 and not any(heard[17:])
+    assert drained == [1]
+    # The pitch survived the resampling: 440 Hz at 48 kHz.
+    spectrum = np.abs(np.fft.rfft(np.concatenate(frames[2:12]).astype(np.float64)))
+    assert np.fft.rfftfreq(FRAME_SAMPLES * 10, 1 / RATE)[spectrum.argmax()] == pytest.approx(440, abs=10)
+
+    await pull(track, 10)
+    assert drained == [1]  # once
+
+
+async def test_end_with_nothing_queued_drains_at_once() -> None:
+    drained: list[int] = []
+    track = PlayoutTrack(on_drained=drained.append)
+    track.push(marker(AudioKind.END, 4))
+    assert drained == [4]
+
+
+async def test_clear_drops_queued_audio_at_once(virtual_clock: VirtualClock) -> None:
+    drained: list[int] = []
+    track = PlayoutTrack(on_drained=drained.append)
+    track.push(audio(1, tone(2.0, 24_000), 24_000))
+    assert loud(await pull(track, 3)) == [True] * 3
+    track.push(marker(AudioKind.CLEAR, 1))
+    assert track.queued_ms == 0
+    assert loud(await pull(track, 3)) == [False] * 3  # the very next frame is silence
+
+
+async def test_late_audio_and_end_of_a_cleared_turn_are_ignored(virtual_clock: VirtualClock) -> None:
+    drained: list[int] = []
+    track = PlayoutTrack(on_drained=drained.append)
+    track.push(audio(1, tone(0.5, 22_050), 22_050))
+    track.clear(1)
+    track.push(audio(1, tone(0.5, 22_050), 22_050))  # still in flight when the clear arrived
+    track.push(marker(AudioKind.END, 1))
+    assert track.queued_ms == 0
+    assert not any(loud(await pull(track, 5)))
+    assert drained == []  # nobody waits for a cleared turn
+    # The next turn plays normally.
+    track.push(audio(2, tone(0.1, 22_050), 22_050))
+    track.push(marker(AudioKind.END, 2))
+    assert any(loud(await pull(track, 10)))
+    assert drained == [2]
+
+
+async def test_clear_drops_older_turns_too(virtual_clock: VirtualClock) -> None:
+    track = PlayoutTrack()
+    track.clear(5)
+    for turn in (1, 4, 5):
+        track.push(audio(turn, tone(0.1, 16_000), 16_000))
+    assert track.queued_ms == 0
+    track.push(audio(6, tone(0.1, 16_000), 16_000))
+    assert track.queued_ms > 0
+
+
+async def test_consecutive_replies_each_drain(virtual_clock: VirtualClock) -> None:
+    drained: list[int] = []
+    track = PlayoutTrack(on_drained=drained.append)
+    for turn in (1, 2):
+        track.push(audio(turn, tone(0.1, 22_050), 22_050))
+        track.push(marker(AudioKind.END, turn))
+        await pull(track, 10)
+    assert drained == [1, 2]
+
+
+async def test_recv_is_paced_by_the_clock() -> None:
+    track = PlayoutTrack()
+    await track.recv()  # the first frame goes at once
+    start = time.monotonic()
+    await pull(track, 10)
+    assert time.monotonic() - start >= 10 * 0.02 * 0.9  # never faster than real time
+    assert track.frames_sent == 11
+
+
+async def test_a_late_consumer_counts_late_frames(virtual_clock: VirtualClock) -> None:
+    track = PlayoutTrack()
+    await pull(track, 3)
+    assert track.frames_late == 0
+    virtual_clock.now += 0.2  # the RTP sender stalled for 200 ms
+    await pull(track, 1)
+    assert track.frames_late == 1
+
+
+async def test_stopped_track_raises() -> None:
+    track = PlayoutTrack()
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await track.recv()
