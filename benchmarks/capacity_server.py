@@ -1,0 +1,77 @@
+"""A voxline server for the capacity benchmark: everything real except the three models.
+
+Builds the same parts as `voxline run` (MemoryBus, MediaServer, Orchestrator, real Silero
+VAD, real WebRTC, real agent), but the STT, LLM and TTS are the FIXED-RESPONSE BACK-ENDS of
+`fixed_backends.py`, which exist only for this benchmark. Run as its own process so that its
+CPU and memory can be measured apart from the callers':
+
+    .venv/bin/python benchmarks/capacity_server.py --port 8101 --max-sessions 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fixed_backends import LABEL, FixedLLM, FixedSTT, FixedTTS  # noqa: E402
+
+from voxline.agent.models import Models  # noqa: E402
+from voxline.bus.memory import MemoryBus  # noqa: E402
+from voxline.config import Settings  # noqa: E402
+from voxline.logs import setup_logging  # noqa: E402
+from voxline.media.app import create_app  # noqa: E402
+from voxline.media.server import MediaServer  # noqa: E402
+from voxline.processes import serve_http, start_agent  # noqa: E402
+from voxline.services.threads import ModelThread  # noqa: E402
+from voxline.services.vad import SileroModel  # noqa: E402
+
+
+async def serve(settings: Settings, stt_delay_s: float) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    bus = MemoryBus()
+    await bus.start()
+    models = Models(FixedSTT(delay_s=stt_delay_s), FixedLLM(), FixedTTS(), SileroModel(), ModelThread("vad"))
+    orchestrator, _ = await start_agent(settings, bus, models)
+    media = MediaServer(settings, bus)
+    await media.start()
+    runner = await serve_http(create_app(media, settings), settings.host, settings.port)
+    print(f"*** {LABEL}: STT, LLM and TTS give fixed answers; VAD, WebRTC, bus and agent are real ***",
+          flush=True)
+    print(f"capacity server ready on http://{settings.host}:{settings.port}/", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await media.stop()
+        await orchestrator.stop()
+        await models.close()
+        await bus.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=f"voxline with {LABEL}")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8101)
+    parser.add_argument("--max-sessions", type=int, default=200)
+    parser.add_argument("--session-create-rate-per-min", type=int, default=100_000)
+    parser.add_argument("--stt-delay-s", type=float, default=0.3)
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args()
+    settings = Settings.from_env(host=args.host, port=args.port, max_sessions=args.max_sessions,
+                                 session_create_rate_per_min=args.session_create_rate_per_min,
+                                 log_level=args.log_level, log_format="text")
+    setup_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve(settings, args.stt_delay_s))
+
+
+if __name__ == "__main__":
+    main()
