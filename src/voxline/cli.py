@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=30.0, help="capacity mode: seconds per run")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, help="write the JSON results to this file")
+    p.add_argument("--timeout", type=float, default=60.0, help="latency mode: give up on one call after this")
+    p.add_argument("--turn-gap", type=float, default=2.0, help="capacity mode: seconds between a reply and the next question")
+    p.add_argument("--ramp-interval", type=float, default=0.15, help="capacity mode: seconds between session starts")
+    p.add_argument("--client-procs", type=int, default=0, help="capacity mode: client processes (0: 1 up to 20 sessions, else 2)")
+    p.add_argument("--capacity-server", default=None, help="capacity mode: server script (default benchmarks/capacity_server.py)")
     return parser
 
 
