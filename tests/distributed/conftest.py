@@ -2,8 +2,10 @@
 
 `kafka_broker` (session) yields the bootstrap string of one shared broker; tests stay apart
 by a unique topic prefix (`kafka_settings`). `tansu_factory` makes private brokers that a
-test may stop, start and restart (same port) - note tansu keeps everything in memory, so a
-restarted broker comes back empty (no topics, no committed offsets).
+test may stop, start and restart (same port). tansu keeps everything in memory: a restarted
+broker comes back empty (no topics, groups or committed offsets), unlike Kafka. To emulate a
+Kafka restart, re-create the topics at once (`await KafkaBus(settings).ensure_topics()`)
+before clients reconnect (see the notes in voxline/bus/kafka.py).
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class TansuBroker:
         """Starts the broker and returns once its port accepts connections."""
         if self.running:
             return
+        try:  # a stale broker on this port would silently answer in place of ours
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            raise RuntimeError(f"port {self.port} is already in use")
+        except OSError:
+            pass
         url = f"tcp://127.0.0.1:{self.port}"
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(

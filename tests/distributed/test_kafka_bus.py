@@ -235,3 +235,33 @@ async def test_publish_to_receive_latency_is_measured(bus: KafkaBus, record_prop
     record_property("publish_receive_ms_p50", round(p50, 2))
     print(f"\nkafka bus publish->receive on tansu: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
     await reader.close()
+
+
+async def test_broadcast_and_publish_recover_after_a_broker_restart(
+        tansu_factory: Callable[..., object]) -> None:
+    broker = tansu_factory()
+    settings = Settings(bus="kafka", kafka_bootstrap=broker.bootstrap, topic_prefix="rs.")  # type: ignore[attr-defined]
+    bus = KafkaBus(settings, connect_timeout_s=20)
+    await bus.start()
+    reader = Reader(await bus.subscribe([Topic.EVENTS]))
+    await bus.publish(Topic.EVENTS, "session_5_r", encode_json({"type": "state", "n": 0}))
+    await wait_until(lambda: len(reader.got) == 1, 15, "a message before the restart")
+    await asyncio.to_thread(broker.restart)  # type: ignore[attr-defined]
+    await bus.ensure_topics()  # tansu comes back empty; Kafka would keep its topics
+
+    async def keep_publishing() -> None:
+        n = 1
+        while True:
+            await bus.publish(Topic.EVENTS, "session_5_r", encode_json({"type": "state", "n": n}))
+            n += 1
+            await asyncio.sleep(0.1)
+
+    publisher = asyncio.create_task(keep_publishing())
+    try:
+        await wait_until(lambda: len(reader.got) >= 5, GROUP_WAIT_S, "messages after the restart")
+    finally:
+        publisher.cancel()
+    ns = [decode_json(m.value)["n"] for m in reader.got if m.key == "session_5_r"]
+    assert ns[1:] == sorted(ns[1:])  # still in order for the key
+    await reader.close()
+    await bus.close()

@@ -20,8 +20,16 @@ differs from Kafka/Redpanda, as measured; this code targets Kafka semantics:
 - `create_partitions` is not supported: an existing topic with too few partitions is
   reported, not grown.
 - Only in-memory storage (`memory://`; `file://` is rejected): a restarted broker comes back
-  empty, without topics or committed offsets. `ensure_topics()` can be called again.
-- Consumer-group rebalances take ~3 s, during which no member holds partitions.
+  empty, without topics, groups or committed offsets. If a producer's reconnect auto-creates
+  the topics first, group members then fail every OffsetCommit with UnknownTopicOrPartition
+  (aiokafka retries forever, the member receives nothing); topics made by CreateTopics
+  (`ensure_topics()`) right after the restart, before clients reconnect, avoid it and the
+  group rejoins. Broadcast subscribers and producers recover either way.
+- A JoinGroup is held for about half the session timeout, even for a group's first member:
+  with `session_timeout_ms=6000` (Kafka's minimum by default) a join or a leave rebalance
+  takes ~3 s (5 s with aiokafka's 10 s default), during which no member holds partitions.
+- While the broker is down aiokafka logs an error per retry (every 100 ms) from several
+  of its loggers; that is aiokafka, not the bus.
 """
 
 from __future__ import annotations
@@ -101,8 +109,8 @@ class KafkaBus(Bus):
         connect_timeout_s: float = 60.0,
         replication_factor: int | None = None,
         fetch_max_wait_ms: int = 10,
-        session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 1_000,
+        session_timeout_ms: int = 6_000,
+        heartbeat_interval_ms: int = 500,
         client_id: str = "voxline",
     ) -> None:
         """`replication_factor=None` means min(3, brokers in the cluster)."""
