@@ -29,7 +29,7 @@ audio_messages = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(audio_messages)
 def test_audio_message_round_trips(msg: AudioMessage) -> None:
     assert AudioMessage.decode(msg.encode()) == msg
@@ -40,7 +40,7 @@ def test_audio_message_round_trips_nan_timestamp() -> None:
     assert math.isnan(out.ts)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_raise_anything_but_codec_error(data: bytes) -> None:
     try:
@@ -50,7 +50,7 @@ def test_random_bytes_never_raise_anything_but_codec_error(data: bytes) -> None:
     assert msg.encode() == data  # whatever decodes is exactly a valid message
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(audio_messages, st.data())
 def test_corrupted_messages_never_raise_anything_but_codec_error(msg: AudioMessage, data: st.DataObject) -> None:
     raw = bytearray(msg.encode())
@@ -85,18 +85,18 @@ def test_seq_and_turn_wrap_to_32_bits() -> None:
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=10,
+    max_leaves=8,
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.text(), st.dictionaries(st.text(), json_values, max_size=6))
+@settings(max_examples=80, deadline=None)
+@given(st.text(max_size=20), st.dictionaries(st.text(max_size=20), json_values, max_size=4))
 def test_json_round_trips(type_: str, fields: dict) -> None:
     obj = {**fields, "type": type_}
     assert decode_json(encode_json(obj)) == obj
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_are_not_json_messages_or_codec_error(data: bytes) -> None:
     try:

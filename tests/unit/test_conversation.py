@@ -337,3 +337,20 @@ def test_listening_off_while_thinking_still_answers() -> None:
     conv.set_listening(False)
     assert conv.state is State.THINKING
     assert only(conv.transcribed(1, "Hi"), Respond)
+
+
+def test_listening_back_on_before_the_reply_ends_returns_to_listening() -> None:
+    conv = listening_conversation()
+    conv.speech_started()
+    conv.speech_ended(b"AA")
+    conv.transcribed(1, "Hi")
+    conv.reply_audio_started(1)
+    conv.set_listening(False)
+    conv.set_listening(True)
+    assert states(conv.playback_done(1)) == ["listening"]
+
+
+def test_a_session_never_told_about_listening_still_listens_after_a_reply() -> None:
+    # A session first seen through its audio (agent failover) was listening already.
+    conv = Conversation(PROMPT)
+    assert states(run_turn(conv, "Hi", "Hello"))[-1] == "listening"
