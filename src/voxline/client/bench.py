@@ -114,7 +114,8 @@ def latency_report_text(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [f"voxline bench (latency) - {m.get('date')}",
              f"machine: {m.get('cores')} cores, {m.get('cpu_model')}, {m.get('ram_gb')} GB RAM, "
-             f"load avg {m.get('loadavg_start')} at start",
+             f"load avg {m.get('loadavg_start')} at start; machine CPU busy during calls p50 "
+             f"{report.get('machine_busy_pct_p50')} % of one core ({m.get('cores')} cores = {100 * (m.get('cores') or 1)} %)",
              f"server: {report['settings'].get('server')} ({report['settings'].get('server_kind')})",
              "",
              "voice-to-voice (client: end of question speech sent -> first reply sound received)",
@@ -137,12 +138,12 @@ def capacity_row(run: dict[str, Any]) -> list[Any]:
     return [run["sessions"], f"{c['connected']}/{run['sessions']}", f"{c['turns_answered']}/{c['turns_asked']}",
             c["v2v_ms"]["p50"], c["v2v_ms"]["p95"], s.get("frames_late"), c["rtp_packets_lost"],
             c["frame_gaps_over_100ms"], s.get("cpu_pct"), s.get("rss_mb"), s.get("cpu_pct_per_session"),
-            s.get("rss_mb_per_session"), c.get("cpu_pct")]
+            s.get("rss_mb_per_session"), c.get("cpu_pct"), s.get("other_processes_cpu_pct")]
 
 
 CAPACITY_HEADER = ["N", "connected", "answered/asked", "v2v p50", "v2v p95", "frames late (srv)",
                    "RTP lost (cli)", "gaps>100ms (cli)", "server CPU %", "server RSS MB",
-                   "CPU %/session", "RSS MB/session", "clients CPU %"]
+                   "CPU %/session", "RSS MB/session", "clients CPU %", "others CPU %"]
 
 
 def capacity_report_text(report: dict[str, Any]) -> str:
@@ -152,7 +153,8 @@ def capacity_report_text(report: dict[str, Any]) -> str:
         f"machine: {m.get('cores')} cores, {m.get('cpu_model')}, {m.get('ram_gb')} GB RAM, "
         f"load avg {m.get('loadavg_start')} at start",
         f"server: {report['settings'].get('server_kind')}",
-        "CPU % is of one core (200 % = both cores); per-session figures are (loaded - idle) / N.",
+        "CPU % is of one core (200 % = both cores); per-session figures are (loaded - idle) / N; "
+        "others = machine busy - server - clients - this conductor (other people's work).",
         format_table([capacity_row(report)], CAPACITY_HEADER)])
 
 
@@ -190,6 +192,26 @@ def proc_sample(pid: int) -> tuple[float, float] | None:
     cpu = (int(fields_[11]) + int(fields_[12])) / CLK_TCK  # utime, stime (fields 14, 15)
     m = re.search(r"VmRSS:\s+(\d+)", status)
     return cpu, (int(m.group(1)) / 1024 if m else 0.0)
+
+
+def system_cpu() -> tuple[float, float] | None:
+    """(busy seconds, idle seconds) of the whole machine, summed over cores, from /proc/stat."""
+    try:
+        parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)  # idle + iowait
+    busy = sum(parts[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / CLK_TCK, idle / CLK_TCK
+
+
+def machine_busy_pct(a: tuple[float, float] | None, b: tuple[float, float] | None) -> float | None:
+    """Machine CPU busy between two `system_cpu()` readings, in % of one core (cores x 100 = all)."""
+    if a is None or b is None:
+        return None
+    busy, idle = b[0] - a[0], b[1] - a[1]
+    total = busy + idle
+    return round(busy / total * 100 * (os.cpu_count() or 1), 1) if total > 0 else None
 
 
 def free_port() -> int:
@@ -268,6 +290,7 @@ async def run_latency(server: str, questions: Sequence[tuple[str, np.ndarray]], 
     for rep in range(repeats):
         for text, samples in questions:
             started = time.time()
+            cpu0 = system_cpu()
             try:
                 result = await asyncio.wait_for(call(server, samples, timeout=timeout), timeout + 30)
             except asyncio.TimeoutError:
@@ -288,6 +311,8 @@ async def run_latency(server: str, questions: Sequence[tuple[str, np.ndarray]], 
                 "server": server_m, "server_turns": len(result.turn_metrics),
                 "reply_audio_s": round(result.reply_audio.size / 48_000, 2),
                 "call_s": round(time.time() - started, 1),
+                "machine_busy_pct": machine_busy_pct(cpu0, system_cpu()),
+                "loadavg_1m": round(os.getloadavg()[0], 2),
             })
             print(f"  [{len(turns)}/{repeats * len(questions)}] {text!r}: "
                   f"{'%.0f ms' % v2v if v2v is not None else 'n/a'}"
@@ -302,6 +327,8 @@ def latency_report(turns: list[dict[str, Any]], machine: dict[str, Any], setting
     return {"voice_to_voice_ms": summarize([t["voice_to_voice_ms"] for t in ok]),
             "stages_ms": stage_breakdown(turns),
             "failed": len(turns) - len(ok),
+            "machine_busy_pct_p50": percentile([t["machine_busy_pct"] for t in turns
+                                                if t.get("machine_busy_pct") is not None], 50),
             "turns": turns, "machine": machine, "settings": settings}
 
 
@@ -477,7 +504,7 @@ class Sampler:
         self.samples: list[dict[str, Any]] = []
 
     async def sample(self, http: Any) -> dict[str, Any]:
-        row: dict[str, Any] = {"t": time.time()}
+        row: dict[str, Any] = {"t": time.time(), "system": system_cpu(), "conductor": proc_sample(os.getpid())}
         if self.server_pid is not None:
             row["server"] = proc_sample(self.server_pid)
         row["clients"] = [proc_sample(p) for p in self.client_pids]
@@ -536,8 +563,14 @@ def capacity_summary(n: int, sessions: list[dict[str, Any]], idle: list[dict[str
     server["sessions_active_max"] = max((r["active"] or 0 for r in loaded), default=None)
     server["metrics_scrapes_missed"] = sum(1 for r in loaded if r.get("frames_late") is None)
     client_cpu = [cpu_pct(loaded, "clients", i) for i in range(n_clients)]
+    sys_rows = [r for r in loaded if r.get("system")]
+    machine = machine_busy_pct(sys_rows[0]["system"], sys_rows[-1]["system"]) if len(sys_rows) >= 2 else None
+    ours = (server.get("cpu_pct") or 0) + sum(c or 0 for c in client_cpu) + (cpu_pct(loaded, "conductor") or 0)
+    server["machine_cpu_pct"] = machine
+    server["other_processes_cpu_pct"] = round(machine - ours, 1) if machine is not None else None
     v2v = [v for s in sessions for v in s["v2v_ms"]]
-    expected = sum(round((s["last_frame"] - s["first_frame"]) * 50) + 1 for s in sessions if s["first_frame"])
+    expected = sum(round((s["last_frame"] - s["first_frame"]) * 50) + 1 for s in sessions
+                   if s["first_frame"] is not None and s["last_frame"] is not None)
     received = sum(s["frames"] for s in sessions)
     clients = {
         "connected": sum(s["connected"] for s in sessions),
