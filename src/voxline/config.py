@@ -58,10 +58,9 @@ class Settings:
     model_timeout_s: float = 30.0
 
     # Conversation
-    system_prompt: str = (
-        "You are voxline, a friendly voice assistant. Answer in one or two short, "
-        "plain sentences."
-    )
+    # Measured with SmolLM2-135M: naming the assistant or asking for "plain sentences" makes
+    # this small model drift (even into French); this wording keeps answers short and on topic.
+    system_prompt: str = "You are a helpful voice assistant. Keep answers short and simple."
     max_history_messages: int = 12
     vad_threshold: float = 0.5
     end_of_turn_silence_ms: int = 500

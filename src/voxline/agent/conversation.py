@@ -119,7 +119,7 @@ class Conversation:
             return []
         text = text.strip()
         actions: list[Action] = [Emit("transcript.final", {"text": text, "turn": turn})]
-        if not _has_words(text):
+        if not has_words(text):
             self._held_pcm = b""
             return actions + self._to(self._ready())
         self.history.append((turn, {"role": "user", "content": text}))
@@ -195,7 +195,7 @@ class Conversation:
                 self.history.pop(0)
 
 
-def _has_words(text: str) -> bool:
+def has_words(text: str) -> bool:
     stripped = text.strip(" .,!?-…'\"()[]")
     # Whisper's stock outputs for noise and silence are not a turn.
     return bool(stripped) and stripped.lower() not in {"you", "thanks for watching", "blank audio", "blank_audio", "music", "silence"}

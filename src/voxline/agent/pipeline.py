@@ -1,0 +1,184 @@
+"""One turn's model work, STT -> LLM -> TTS, running ahead of the conversation into a queue.
+
+A pipeline can start *speculatively* as soon as the caller pauses, before the end of the turn
+is certain: its outputs (transcript, text deltas, audio) wait in its queue, unseen. If the
+caller stays silent, the turn commits and the waiting audio goes out at once; if the caller
+speaks again, the pipeline is cancelled and nothing it made is ever heard or recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, TypeVar
+
+from voxline.agent.chunking import SentenceChunker
+from voxline.agent.conversation import has_words
+from voxline.agent.models import Models
+from voxline.services.base import ChatMessage
+
+T = TypeVar("T")
+OUT_CHUNK_S = 0.2  # reply audio goes on the bus in pieces of at most this length
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyText:
+    """The LLM finished: the whole reply text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Audio:
+    pcm: bytes
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    stage: str
+    error: BaseException
+
+
+Output = Transcript | Delta | ReplyText | Audio | Failed
+
+
+@dataclass
+class StageTimes:
+    """Wall-clock marks of one turn (time.time()), turned into the `turn.metrics` event."""
+
+    speech_end: float = 0.0
+    decided: float = 0.0
+    stt_start: float = 0.0
+    stt_end: float = 0.0
+    llm_start: float = 0.0
+    llm_first_token: float = 0.0
+    first_sentence: float = 0.0
+    first_audio_ready: float = 0.0
+    first_audio_sent: float = 0.0
+    speculative: bool = False
+
+    def metrics(self) -> dict[str, Any]:
+        def ms(a: float, b: float) -> float | None:
+            return round((b - a) * 1000, 1) if a and b else None
+
+        return {
+            "end_of_turn_ms": ms(self.speech_end, self.decided),
+            "stt_ms": ms(self.stt_start, self.stt_end),
+            "llm_first_token_ms": ms(self.llm_start, self.llm_first_token),
+            "first_sentence_ms": ms(self.llm_start, self.first_sentence),
+            "tts_first_audio_ms": ms(self.first_sentence, self.first_audio_ready),
+            "server_voice_to_voice_ms": ms(self.speech_end, self.first_audio_sent),
+            "speculative": self.speculative,
+        }
+
+
+class ReplyPipeline:
+    def __init__(self, models: Models, pcm: bytes, history: list[ChatMessage], timeout_s: float,
+                 max_tokens: int | None = None, text: str | None = None) -> None:
+        self.models = models
+        self.pcm = pcm
+        self.history = history  # system prompt + earlier turns, without this turn's words
+        self.timeout_s = timeout_s
+        self.max_tokens = max_tokens
+        self.known_text = text  # skip STT when the transcript is already known
+        self.times = StageTimes()
+        self.messages: list[ChatMessage] = []
+        self.reply: list[str] = []
+        self._queue: asyncio.Queue[Output | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> "ReplyPipeline":
+        self._task = asyncio.create_task(self._run(), name="reply-pipeline")
+        return self
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def outputs(self) -> AsyncIterator[Output]:
+        while (item := await self._queue.get()) is not None:
+            yield item
+
+    async def _run(self) -> None:
+        stage = "stt"
+        try:
+            self.times.stt_start = time.time()
+            if self.known_text is None:
+                text = (await asyncio.wait_for(self.models.stt.transcribe(self.pcm), self.timeout_s)).strip()
+            else:
+                text = self.known_text
+            self.times.stt_end = time.time()
+            self._queue.put_nowait(Transcript(text))
+            if not has_words(text):
+                return
+            self.messages = [*self.history, {"role": "user", "content": text}]
+            sentences: asyncio.Queue[str | None] = asyncio.Queue()
+            producer = asyncio.create_task(self._generate(sentences))
+            try:
+                stage = "tts"
+                while (sentence := await sentences.get()) is not None:
+                    await self._speak(sentence)
+                stage = "llm"
+                await producer  # re-raises an LLM failure
+            finally:
+                producer.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a back-end fault, reported to the turn
+            self._queue.put_nowait(Failed(stage, exc))
+        finally:
+            self._queue.put_nowait(None)
+
+    async def _generate(self, out: asyncio.Queue[str | None]) -> None:
+        chunker = SentenceChunker()
+        self.times.llm_start = time.time()
+        try:
+            async for delta in with_timeout(self.models.llm.stream(self.messages, self.max_tokens), self.timeout_s):
+                self.times.llm_first_token = self.times.llm_first_token or time.time()
+                self.reply.append(delta)
+                self._queue.put_nowait(Delta(delta))
+                for sentence in chunker.push(delta):
+                    self.times.first_sentence = self.times.first_sentence or time.time()
+                    out.put_nowait(sentence)
+            for sentence in chunker.flush():
+                self.times.first_sentence = self.times.first_sentence or time.time()
+                out.put_nowait(sentence)
+            self._queue.put_nowait(ReplyText("".join(self.reply).strip()))
+        finally:
+            out.put_nowait(None)
+
+    async def _speak(self, sentence: str) -> None:
+        tts = self.models.tts
+        step = int(OUT_CHUNK_S * tts.sample_rate) * 2
+        async for pcm in with_timeout(tts.synthesize(sentence), self.timeout_s):
+            self.times.first_audio_ready = self.times.first_audio_ready or time.time()
+            for i in range(0, len(pcm), step):
+                self._queue.put_nowait(Audio(pcm[i:i + step], tts.sample_rate))
+
+
+async def with_timeout(stream: AsyncIterator[T], timeout_s: float) -> AsyncIterator[T]:
+    """Iterate `stream`, failing if any single item takes longer than `timeout_s` (a hung back-end)."""
+    iterator = stream.__aiter__()
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(iterator.__anext__(), timeout_s)
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
