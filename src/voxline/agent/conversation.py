@@ -162,6 +162,18 @@ class Conversation:
             return actions + [Speak(turn, APOLOGY)]
         return actions
 
+    def restore(self, history: list[ChatMessage], turn: int) -> None:
+        """Take over a conversation another agent was running (failover, restart).
+
+        Only a fresh conversation is restored: one that has heard the caller already keeps its own.
+        """
+        if self.history or self.turn:
+            return
+        self.turn = turn
+        self.history = [(0, {"role": m["role"], "content": m["content"]}) for m in history
+                        if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)]
+        self._trim_history()
+
     # -- views ----------------------------------------------------------------------------
     def turn_audio(self, pcm: bytes) -> bytes:
         """What `speech_ended(pcm)` would transcribe: lets the agent transcribe speculatively."""

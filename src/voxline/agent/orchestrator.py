@@ -7,7 +7,9 @@ partition from a failed one (Kafka consumer-group rebalance) picks its sessions 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from typing import Any
 
 from voxline.agent.conversation import Conversation
@@ -30,18 +32,22 @@ class Orchestrator:
         self.bus = bus
         self.models = models
         self.sessions: dict[str, SessionAgent] = {}
+        self.ended: collections.OrderedDict[str, None] = collections.OrderedDict()  # late messages of these are dropped
         self._task: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
         sub = await self.bus.subscribe([Topic.AUDIO_IN, Topic.CONTROL], group=self.settings.agent_group)
         self._task = asyncio.create_task(self._consume(sub), name="agent-consume")
+        self._reaper = asyncio.create_task(self._reap(), name="agent-reaper")
         self.ready.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._reaper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for agent in list(self.sessions.values()):
             await agent.close()
         self.sessions.clear()
@@ -61,13 +67,15 @@ class Orchestrator:
             log.warning("dropped a bus message with a malformed key", extra={"topic": message.topic})
             return
         session_var.set(message.key)
+        if message.key in self.ended:
+            return
         if message.topic is Topic.AUDIO_IN:
             try:
                 audio = AudioMessage.decode(message.value)
             except CodecError as exc:
                 log.warning("dropped bad audio message: %s", exc)
                 return
-            await self._session(message.key).on_audio(audio)
+            await (await self._session(message.key, resumed=True)).on_audio(audio)
             return
         try:
             control = decode_json(message.value)
@@ -75,18 +83,34 @@ class Orchestrator:
             log.warning("dropped bad control message: %s", exc)
             return
         if control["type"] == "session.end":
-            agent = self.sessions.pop(message.key, None)
-            if agent is not None:
-                await agent.close()
-                log.info("session closed on the agent")
+            await self._close(message.key, "session ended")
             return
-        agent = self._session(message.key)
+        agent = await self._session(message.key, resumed=control["type"] != "session.start")
         if control["type"] == "session.start":
             await agent.on_control({"type": "listening", "listening": bool(control.get("listening"))})
         else:
             await agent.on_control(control)
 
-    def _session(self, session_id: str) -> SessionAgent:
+    async def _close(self, session_id: str, reason: str) -> None:
+        self.ended[session_id] = None
+        while len(self.ended) > 10_000:
+            self.ended.popitem(last=False)
+        agent = self.sessions.pop(session_id, None)
+        if agent is not None:
+            await agent.close()
+            log.info("session closed on the agent: %s", reason, extra={"session_id": session_id})
+
+    async def _reap(self) -> None:
+        """Forget sessions that went silent for longer than the idle timeout (a media server died)."""
+        while True:
+            await asyncio.sleep(5.0)
+            cutoff = time.time() - self.settings.session_idle_timeout_s
+            for sid, agent in list(self.sessions.items()):
+                if agent.last_heard < cutoff:
+                    await self._close(sid, "idle")
+
+    async def _session(self, session_id: str, resumed: bool) -> SessionAgent:
+        """The session's agent, created on first sight; `resumed` if it was running elsewhere."""
         agent = self.sessions.get(session_id)
         if agent is None:
             s = self.settings
@@ -99,5 +123,7 @@ class Orchestrator:
             # A session first seen through its audio (failover) was listening.
             agent.listening = True
             self.sessions[session_id] = agent
-            log.info("session opened on the agent")
+            log.info("session %s on this agent", "taken over" if resumed else "opened")
+            if resumed:  # ask the media server for the conversation so far
+                await agent.emit("agent.resumed")
         return agent

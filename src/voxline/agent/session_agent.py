@@ -42,6 +42,7 @@ class SessionAgent:
         self.speculate = speculate
         self.listening = False
         self.last_seq = -1
+        self.last_heard = time.time()  # last message of any kind from the media server
         self.out_seq = 0
         self.reply_task: asyncio.Task[None] | None = None
         self.reply_turn = 0
@@ -55,6 +56,7 @@ class SessionAgent:
         if msg.seq <= self.last_seq and self.last_seq - msg.seq < 1_000_000:
             return  # a replay (Kafka may redeliver the tail of a batch)
         self.last_seq = msg.seq
+        self.last_heard = time.time()
         if not self.listening or msg.kind is not AudioKind.AUDIO:
             return
         async with self._lock:
@@ -65,6 +67,7 @@ class SessionAgent:
                     await self._on_turn_event(ev, chunk_end)
 
     async def on_control(self, obj: dict[str, Any]) -> None:
+        self.last_heard = time.time()
         kind = obj.get("type")
         if kind == "listening":
             on = bool(obj.get("listening"))
@@ -74,6 +77,13 @@ class SessionAgent:
                 self.vad.reset()
                 self._drop_speculation()
             await self.perform(self.conv.set_listening(on))
+        elif kind == "history":
+            messages = obj.get("messages")
+            if isinstance(messages, list):
+                self.conv.restore(messages, int(obj.get("turn") or 0))
+                await self._log("session", f"resumed with {len(self.conv.history)} messages of history")
+            if "listening" in obj:
+                await self.on_control({"type": "listening", "listening": bool(obj["listening"])})
         elif kind == "playback.done":
             await self.perform(self.conv.playback_done(int(obj.get("turn", -1))))
 

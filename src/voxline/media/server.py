@@ -23,6 +23,7 @@ from voxline.sessions.registry import Session, SessionRegistry, SessionState
 
 log = logging.getLogger(__name__)
 BACKLOG = 200
+HISTORY = 50
 CONNECT_TIMEOUT_S = 30.0
 
 
@@ -132,6 +133,18 @@ class MediaServer:
             session.turns += 1
             session.turn_metrics.append({"turn": obj.get("turn"), **(obj.get("metrics") or {})})
             del session.turn_metrics[:-100]
+        elif kind == "transcript.final" and obj.get("text"):
+            self._remember(session, "user", str(obj["text"]))
+        elif kind == "agent.text" and obj.get("final") and obj.get("text"):
+            self._remember(session, "assistant", str(obj["text"]))
+        elif kind == "agent.resumed":
+            # An agent picked this session up without its history: hand it over (or, for a
+            # session that has ended meanwhile, tell it so).
+            if session.ended:
+                asyncio.ensure_future(self.control(session.id, "session.end", reason=session.end_reason))
+            else:
+                asyncio.ensure_future(self.control(session.id, "history", messages=session.history,
+                                                   turn=session.turns, listening=session.listening))
         elif kind == "interruption":
             session.interruptions += 1
         elif kind == "error":
@@ -140,6 +153,11 @@ class MediaServer:
         for queue in self.watchers.get(session.id, ()):
             if queue.qsize() < 1000:
                 queue.put_nowait(obj)
+
+    @staticmethod
+    def _remember(session: Session, role: str, text: str) -> None:
+        session.history.append({"role": role, "content": text})
+        del session.history[:-HISTORY]
 
     # -- cleanup ----------------------------------------------------------------------------
     async def _reap(self) -> None:

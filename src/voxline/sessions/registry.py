@@ -39,6 +39,9 @@ class Session:
     interruptions: int = 0
     errors: int = 0
     turn_metrics: list[dict[str, Any]] = field(default_factory=list)
+    # What the caller said and heard, kept by the media server so that an agent taking the
+    # session over (failover, restart) can go on with the conversation.
+    history: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
