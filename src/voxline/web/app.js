@@ -55,6 +55,7 @@ const ui = {
   meter: $("mic-meter"),
   meterFill: $("mic-meter-fill"),
   agentMeterFill: $("agent-meter-fill"),
+  agentMeter: $("agent-meter"),
   listeningBadge: $("listening-badge"),
   sessionId: $("session-id"),
   serverUrl: $("server-url"),
@@ -82,6 +83,8 @@ const app = {
   lastTurn: null, // the turn of the latest transcript or agent text
   browserV2V: new Map(), // turn -> browser-side voice-to-voice estimate (ms)
   pendingUser: null,
+  lastUserBubble: null, // the caller's latest final bubble not yet answered aloud
+  agentState: null,
   agentBubbles: new Map(),
   events: [], // recent events, for debugging and tests
   loggedErrors: new Set(), // "stage|message" of `error` events, to skip their twin `log` event
@@ -229,19 +232,47 @@ function onFinal(ev) {
     if (!el.dataset.done) {
       el.dataset.done = "1";
       el.classList.remove("streaming");
+      el.removeAttribute("aria-busy");
       el.classList.add("interrupted");
       app.agentBubbles.delete(turn);
     }
   }
+  let el = null;
   if (app.pendingUser) {
-    const el = app.pendingUser;
+    el = app.pendingUser;
     app.pendingUser = null;
-    if (!text) return el.remove();
-    el.classList.remove("partial");
-    el.querySelector(".text").textContent = text;
-    if (ev.turn !== undefined) el.dataset.turn = String(ev.turn);
+    if (!text) {
+      el.remove();
+      el = null;
+    } else {
+      el.classList.remove("partial");
+      el.querySelector(".text").textContent = text;
+      if (ev.turn !== undefined) el.dataset.turn = String(ev.turn);
+    }
   } else if (text) {
-    bubble("user", text, { turn: ev.turn });
+    el = bubble("user", text, { turn: ev.turn });
+  }
+  if (el) {
+    // The server transcribes a turn the caller continued (spoke again before hearing an
+    // answer) together with the new speech: the earlier bubble is part of this one now.
+    ui.transcript.querySelectorAll(".bubble.user[data-superseded]").forEach((b) => b !== el && b.remove());
+    app.lastUserBubble = el;
+  }
+}
+
+function onState(ev) {
+  const prev = app.agentState;
+  app.agentState = ev.state;
+  setAgentState(ev.state);
+  if (ev.state === "agent_speaking") app.lastUserBubble = null; // answered: the turn stands
+  if (ev.state === "user_speaking" && prev === "thinking" && app.lastUserBubble) {
+    // Speaking again before any answer: the server drops that reply and merges the turns.
+    app.lastUserBubble.dataset.superseded = "1";
+    const turn = app.lastUserBubble.dataset.turn;
+    const agentEl = [...ui.transcript.querySelectorAll(".bubble.agent")].find((b) => b.dataset.turn === turn);
+    agentEl?.remove();
+    app.agentBubbles.delete(String(turn));
+    app.lastUserBubble = null;
   }
 }
 
@@ -249,6 +280,7 @@ function markInterrupted(turn) {
   const el = [...ui.transcript.querySelectorAll(".bubble.agent")].find((b) => b.dataset.turn === String(turn));
   if (!el) return;
   el.classList.remove("streaming");
+  el.removeAttribute("aria-busy");
   el.classList.add("interrupted");
   el.dataset.done = "1";
   app.agentBubbles.delete(String(turn));
@@ -261,12 +293,14 @@ function onAgentText(ev) {
   if (!el) {
     el = bubble("agent", "", { turn: ev.turn });
     el.classList.add("streaming");
+    el.setAttribute("aria-busy", "true"); // screen readers read the reply once, when complete
     app.agentBubbles.set(key, el);
   }
   const body = el.querySelector(".text");
   if (ev.final) {
     if (typeof ev.text === "string" && ev.text.length) body.textContent = ev.text;
     el.classList.remove("streaming");
+    el.removeAttribute("aria-busy");
     el.dataset.done = "1";
     app.agentBubbles.delete(key);
   } else {
@@ -368,7 +402,7 @@ function handleEvent(ev) {
   const ts = ev.ts;
   switch (ev.type) {
     case "state":
-      setAgentState(ev.state);
+      onState(ev);
       break;
     case "listening":
       setListening(ev.listening); // the server logs the change itself
@@ -511,6 +545,7 @@ function startMeters(micStream) {
     return;
   }
   let lastAria = 0;
+  let lastAgentAria = 0;
   meters.timer = setInterval(() => {
     const now = performance.now();
     if (meters.mic) {
@@ -529,7 +564,12 @@ function startMeters(micStream) {
     }
     if (meters.agent) {
       const db = levelDb(meters.agent);
-      ui.agentMeterFill.style.width = `${(Math.min(1, Math.max(0, (db + 60) / 60)) * 100).toFixed(1)}%`;
+      const lvl = Math.min(1, Math.max(0, (db + 60) / 60));
+      ui.agentMeterFill.style.width = `${(lvl * 100).toFixed(1)}%`;
+      if (now - lastAgentAria > 250) {
+        lastAgentAria = now;
+        ui.agentMeter.setAttribute("aria-valuenow", String(Math.round(lvl * 100)));
+      }
       if (db > AGENT_DB) {
         const quietFor = now - meters.lastAgentLoud;
         if (quietFor > QUIET_BEFORE_ONSET_MS && meters.lastSpeech > meters.lastOnset) onAgentOnset(now);
@@ -566,6 +606,7 @@ function stopMeters() {
   Object.assign(meters, { ctx: null, mic: null, agent: null, micLevel: 0, lastSpeech: 0, lastAgentLoud: 0, lastOnset: 0 });
   ui.meterFill.style.width = "0%";
   ui.agentMeterFill.style.width = "0%";
+  ui.agentMeter.setAttribute("aria-valuenow", "0");
   ui.meter.setAttribute("aria-valuenow", "0");
   ui.meter.setAttribute("aria-valuetext", "off");
 }
@@ -758,6 +799,8 @@ function endLocally(connState = "ended") {
   app.clientRef = null;
   app.pendingUser?.classList.remove("partial");
   app.pendingUser = null;
+  app.lastUserBubble = null;
+  app.agentState = null;
   app.agentBubbles.clear();
   setListening(false);
   setAgentState(null);
