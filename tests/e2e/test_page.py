@@ -216,3 +216,44 @@ def test_stop_listening_stops_new_turns(server, loop_browser, pages, artifacts):
     page.screenshot(path=str(artifacts / "stop-listening.png"), full_page=True)
 
     hang_up_and_check(page, server, sid)
+
+
+def test_whip_client_module(server, browser, pages):
+    """whip.js on its own, as another page would use it: receive-only and send-only
+    sessions, the server's IDs, an idempotent disconnect, and WhipError's fields."""
+    page = pages.open(browser, f"{server}/")
+    result = page.evaluate(
+        """async () => {
+          const { WhipClient, WhipError } = await import("./whip.js");
+          const out = {};
+          for (const mode of ["recvonly", "sendonly"]) {
+            const client = new WhipClient("/whip");
+            const stream = mode === "sendonly" ? await navigator.mediaDevices.getUserMedia({ audio: true }) : null;
+            const res = await client.connect(stream, { receiveAudio: mode === "recvonly", clientRef: "tmp-module-test" });
+            const direction = res.pc.getTransceivers()[0].currentDirection;
+            out[mode] = {
+              sessionId: res.sessionId, location: res.location, etag: res.etag, direction,
+              remoteTracks: client.remoteStream.getTracks().length,
+              deleted: await client.disconnect(), again: await client.disconnect(), pc: client.pc,
+            };
+            stream?.getTracks().forEach((t) => t.stop());
+          }
+          try {
+            await new WhipClient("/no-such-endpoint").connect(null);
+          } catch (err) {
+            out.error = { isWhipError: err instanceof WhipError, status: err.status, code: err.code, detail: err.detail };
+          }
+          return out;
+        }"""
+    )
+    for mode, direction, tracks in (("recvonly", "recvonly", 1), ("sendonly", "sendonly", 0)):
+        r = result[mode]
+        assert SESSION_ID.match(r["sessionId"]), r
+        assert r["location"] == f"{server}/whip/{r['sessionId']}", r
+        assert r["etag"], r
+        assert r["direction"] == direction, r
+        assert r["remoteTracks"] == tracks, r
+        assert r["deleted"] == 200 and r["again"] is None and r["pc"] is None, r
+    assert result["recvonly"]["sessionId"] != result["sendonly"]["sessionId"]
+    err = result["error"]
+    assert err["isWhipError"] and err["status"] in (404, 405) and err["code"] and err["detail"], err
