@@ -64,6 +64,7 @@ class Settings:
     max_history_messages: int = 12
     vad_threshold: float = 0.5
     end_of_turn_silence_ms: int = 500
+    speculative_replies: bool = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
     min_speech_ms: int = 160
     barge_in_min_speech_ms: int = 200
     max_turn_s: float = 20.0

@@ -119,7 +119,8 @@ class Orchestrator:
                                                end_silence_ms=s.end_of_turn_silence_ms,
                                                max_turn_ms=int(s.max_turn_s * 1000)))
             agent = SessionAgent(session_id, self.models, self.bus, conversation, detector,
-                                 timeout_s=s.model_timeout_s, max_tokens=s.llm_max_tokens)
+                                 timeout_s=s.model_timeout_s, max_tokens=s.llm_max_tokens,
+                                 speculate=s.speculative_replies)
             # A session first seen through its audio (failover) was listening.
             agent.listening = True
             self.sessions[session_id] = agent
