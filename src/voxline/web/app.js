@@ -706,7 +706,10 @@ async function startConversation() {
     }
     ui.audio.srcObject = client.remoteStream;
     attachAgentMeter(client.remoteStream);
-    ui.audio.play?.().catch((err) => log("tts", "warning", `Autoplay blocked: ${err.message}; click the page to hear the agent`));
+    ui.audio.play?.().catch((err) => {
+      log("tts", "warning", `Autoplay blocked (${err.name}): click anywhere on the page to hear the agent`);
+      document.addEventListener("click", () => ui.audio.play().catch(() => {}), { once: true });
+    });
     app.phase = "connected";
     render();
     openEvents();
