@@ -155,7 +155,13 @@ def capacity_report_text(report: dict[str, Any]) -> str:
         f"server: {report['settings'].get('server_kind')}",
         "CPU % is of one core (200 % = both cores); per-session figures are (loaded - idle) / N; "
         "others = machine busy - server - clients - this conductor (other people's work).",
-        format_table([capacity_row(report)], CAPACITY_HEADER)])
+        format_table([capacity_row(report)], CAPACITY_HEADER),
+        "frames late while other processes took > {others_threshold_pct:.0f} % CPU: "
+        "{frames_late_while_others_busy} in {seconds_others_busy} s; otherwise: "
+        "{frames_late_while_others_quiet} in {seconds_others_quiet} s".format(
+            **report["server"].get("late_by_contention", {"others_threshold_pct": 0, "frames_late_while_others_busy": "-",
+                                                           "seconds_others_busy": "-", "frames_late_while_others_quiet": "-",
+                                                           "seconds_others_quiet": "-"}))])
 
 
 # -- machine and processes ----------------------------------------------------------------------
@@ -542,6 +548,37 @@ def cpu_pct(rows: list[dict[str, Any]], key: str, index: int | None = None) -> f
     return round((pts[-1][1][0] - pts[0][1][0]) / (pts[-1][0] - pts[0][0]) * 100, 1)
 
 
+def timeline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per sampling interval: server frames late, and CPU % of server, clients, machine, others."""
+    out = []
+    for a, b in zip(rows, rows[1:]):
+        dt = b["t"] - a["t"]
+        if dt <= 0:
+            continue
+        pct = lambda x, y: round((y[0] - x[0]) / dt * 100, 1) if x and y else None  # noqa: E731
+        srv = pct(a.get("server"), b.get("server"))
+        cli = [pct(x, y) for x, y in zip(a.get("clients") or [], b.get("clients") or [])]
+        me = pct(a.get("conductor"), b.get("conductor"))
+        mach = machine_busy_pct(a.get("system"), b.get("system"))
+        late = (b["frames_late"] - a["frames_late"]
+                if b.get("frames_late") is not None and a.get("frames_late") is not None else None)
+        ours = (srv or 0) + sum(c or 0 for c in cli) + (me or 0)
+        out.append({"t": b["t"], "frames_late": late, "server_cpu_pct": srv, "clients_cpu_pct": round(sum(
+            c or 0 for c in cli), 1), "machine_cpu_pct": mach,
+            "others_cpu_pct": round(mach - ours, 1) if mach is not None else None})
+    return out
+
+
+def late_by_contention(tl: list[dict[str, Any]], others_threshold: float = 20.0) -> dict[str, Any]:
+    """Server frames late split by whether other processes took > `others_threshold` % CPU that second."""
+    busy = [r for r in tl if (r["others_cpu_pct"] or 0) > others_threshold]
+    quiet = [r for r in tl if (r["others_cpu_pct"] or 0) <= others_threshold]
+    total = lambda rs: int(sum(r["frames_late"] or 0 for r in rs))  # noqa: E731
+    return {"others_threshold_pct": others_threshold,
+            "seconds_others_busy": len(busy), "frames_late_while_others_busy": total(busy),
+            "seconds_others_quiet": len(quiet), "frames_late_while_others_quiet": total(quiet)}
+
+
 def capacity_summary(n: int, sessions: list[dict[str, Any]], idle: list[dict[str, Any]],
                      loaded: list[dict[str, Any]], n_clients: int) -> dict[str, Any]:
     """Server and client figures of one capacity run (pure, given the samples)."""
@@ -567,6 +604,7 @@ def capacity_summary(n: int, sessions: list[dict[str, Any]], idle: list[dict[str
     machine = machine_busy_pct(sys_rows[0]["system"], sys_rows[-1]["system"]) if len(sys_rows) >= 2 else None
     ours = (server.get("cpu_pct") or 0) + sum(c or 0 for c in client_cpu) + (cpu_pct(loaded, "conductor") or 0)
     server["machine_cpu_pct"] = machine
+    server["late_by_contention"] = late_by_contention(timeline(loaded))
     server["other_processes_cpu_pct"] = round(machine - ours, 1) if machine is not None else None
     v2v = [v for s in sessions for v in s["v2v_ms"]]
     expected = sum(round((s["last_frame"] - s["first_frame"]) * 50) + 1 for s in sessions
@@ -670,6 +708,7 @@ async def capacity_main(args: argparse.Namespace) -> int:
         report = {"sessions": n, **capacity_summary(n, sessions, idle, loaded, len(workers)),
                   "machine": machine, "settings": settings, "worker_errors": worker_errors,
                   "samples": [{**r, "t": round(r["t"] - talk_from, 1)} for r in sampler.samples]}
+        report["timeline"] = timeline(report["samples"])
         report["clients"]["sessions_lost"] = n - len(sessions)
     finally:
         for w in workers:
