@@ -73,6 +73,11 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
     data_dir: str = "./data"
+    session_store: str = "sqlite"  # sqlite (file in data_dir) | redis (redis_url) | memory
+    redis_url: str = ""  # e.g. redis://127.0.0.1:6379/0, for session_store=redis
+    resume_grace_s: float = 60.0  # a dropped caller may resume its session this long
+    node_id: str = ""  # this media server's name in a shared store; empty = hostname:port
+    otel: bool = False  # OpenTelemetry spans per turn (needs opentelemetry-sdk; also OTEL_EXPORTER_OTLP_ENDPOINT)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -92,7 +97,7 @@ class Settings:
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets hidden, for start-up logs."""
         out = dataclasses.asdict(self)
-        for secret in ("auth_token", "api_key"):
+        for secret in ("auth_token", "api_key", "redis_url"):  # redis_url may hold a password
             if out[secret]:
                 out[secret] = "***"
         return out

@@ -17,6 +17,7 @@ from voxline.sessions.ids import new_session_id
 class SessionState(str, Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    DISCONNECTED = "disconnected"  # the peer dropped without DELETE: resumable for a grace period
     ENDED = "ended"
 
 
@@ -42,6 +43,10 @@ class Session:
     # What the caller said and heard, kept by the media server so that an agent taking the
     # session over (failover, restart) can go on with the conversation.
     history: list[dict[str, str]] = field(default_factory=list)
+    disconnected_at: float | None = None
+    node: str = ""  # the media server that holds the peer (shared stores)
+    # sha256 of the resume token given to the caller once; never shown by to_json.
+    resume_token_hash: str = ""
 
     @property
     def ended(self) -> bool:
@@ -57,6 +62,7 @@ class Session:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["session_id"] = out.pop("id")
+        out.pop("resume_token_hash", None)
         out["state"] = self.state.value
         out["duration_s"] = self.duration_s()
         return out
@@ -80,6 +86,12 @@ class SessionRegistry:
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
+
+    def adopt(self, session: Session) -> Session:
+        """Take in a session loaded from the store (restart recovery, resume on this node)."""
+        self._sessions[session.id] = session
+        self._trim_ended()
+        return session
 
     def end(self, session_id: str, reason: str, now: float | None = None) -> Session | None:
         session = self._sessions.get(session_id)

@@ -1,0 +1,119 @@
+"""The session store contract, run against all three back-ends (Redis: a real redis-server)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import pytest
+
+from voxline.sessions.ids import new_session_id
+from voxline.sessions.registry import Session, SessionState
+from voxline.sessions.store import LIVE_STATES, SessionQuery, SessionStore, create_store, from_record, to_record
+
+REDIS = shutil.which("redis-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if REDIS is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.time() < deadline and proc.poll() is None, "redis-server did not start"
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
+    kind = request.param
+    url = request.getfixturevalue("redis_url") if kind == "redis" else ""
+    s = create_store(kind, str(tmp_path), url)
+    await s.start()
+    if kind == "redis":
+        await s.redis.flushdb()  # type: ignore[attr-defined]
+    yield s
+    await s.close()
+
+
+def make(ms: int, **fields: object) -> Session:
+    session = Session(id=new_session_id(ms), created_at=ms / 1000, **fields)  # type: ignore[arg-type]
+    return session
+
+
+async def test_put_get_roundtrip_keeps_everything(store: SessionStore) -> None:
+    s = make(1_700_000_000_000, client_ref="tmp-1", state=SessionState.CONNECTED, turns=2, interruptions=1,
+             node="n1", resume_token_hash="ab" * 32)
+    s.history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    s.turn_metrics = [{"turn": 1, "stt_ms": 80.5, "speculative": True}]
+    await store.put(s)
+    got = await store.get(s.id)
+    assert got is not None and got == s
+    assert await store.get(new_session_id()) is None
+    s.state, s.end_reason = SessionState.ENDED, "done"
+    await store.put(s)  # replaces
+    assert (await store.get(s.id)).end_reason == "done"  # type: ignore[union-attr]
+
+
+async def test_query_filters_orders_and_pages(store: SessionStore) -> None:
+    base = 1_700_000_000_000
+    sessions = [make(base + i * 1000, client_ref=f"c{i % 2}",
+                     state=SessionState.ENDED if i % 3 == 0 else SessionState.CONNECTED, node=f"n{i % 2}")
+                for i in range(10)]
+    await store.put_many(sessions)
+    newest_first = sorted(sessions, key=lambda s: s.id, reverse=True)
+    assert [s.id for s in await store.query(SessionQuery())] == [s.id for s in newest_first]
+    ended = await store.query(SessionQuery(states=("ended",)))
+    assert {s.id for s in ended} == {s.id for s in sessions if s.ended}
+    assert all(s.client_ref == "c1" for s in await store.query(SessionQuery(client_ref="c1")))
+    assert len(await store.query(SessionQuery(client_ref="c1"))) == 5
+    assert len(await store.query(SessionQuery(since=(base + 5000) / 1000))) == 5
+    assert len(await store.query(SessionQuery(states=LIVE_STATES, node="n0"))) == 3
+    first = await store.query(SessionQuery(limit=4))
+    second = await store.query(SessionQuery(limit=4, before=first[-1].id))
+    assert [s.id for s in first + second] == [s.id for s in newest_first[:8]]
+
+
+def test_records_hide_nothing_from_the_store_but_to_json_hides_the_token() -> None:
+    s = make(1_700_000_000_000, resume_token_hash="f" * 64)
+    assert from_record(to_record(s)).resume_token_hash == "f" * 64
+    assert "resume_token_hash" not in s.to_json()
+    assert from_record('{"id": "x", "state": "ended", "future_field": 1}').id == "x"  # newer records load
+
+
+async def test_sqlite_store_survives_a_reopen(tmp_path: Path) -> None:
+    store = create_store("sqlite", str(tmp_path))
+    await store.start()
+    s = make(1_700_000_000_000, state=SessionState.CONNECTED)
+    await store.put(s)
+    await store.close()
+    again = create_store("sqlite", str(tmp_path))
+    await again.start()
+    assert await again.get(s.id) == s
+    await again.close()
+
+
+def test_unknown_store_kind_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown session store"):
+        create_store("mongo")
