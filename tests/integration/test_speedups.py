@@ -1,0 +1,84 @@
+"""The latency work changes nothing a caller would notice but the wait.
+
+Speculative replies (STT, LLM and TTS started at the caller's pause) and Whisper's shortened
+window must give the same transcripts and answers as the plain path, never answer before the
+caller has finished, and never cut a reply short.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import numpy as np
+import pytest
+
+from voxline.client.audio import RATE, speech_end_sample
+from voxline.client.call import call
+from voxline.config import Settings
+from voxline.media.resample import resample_s16
+
+from .conftest import Running, start_server, stop_server
+from .test_voice_loop import at48k, words
+
+pytestmark = pytest.mark.models
+QUESTIONS = ["What is the capital of France?", "What color is the sky?"]
+
+
+@pytest.fixture(scope="module")
+async def plain_server(models) -> AsyncIterator[Running]:  # type: ignore[no-untyped-def]
+    running, cleanup = await start_server(
+        Settings(speculative_replies=False, max_sessions=4, session_create_rate_per_min=1000), models)
+    yield running
+    await stop_server(cleanup)
+
+
+async def test_speculative_replies_change_no_words(voice_server, plain_server, speech) -> None:
+    for question in QUESTIONS:
+        fast = await call(voice_server.url, at48k(speech(question)))
+        plain = await call(plain_server.url, at48k(speech(question)))
+        assert fast.error is None and plain.error is None
+        assert fast.turn_metrics[-1]["speculative"] is True
+        assert plain.turn_metrics[-1]["speculative"] is False
+        # Two calls never carry bit-identical audio (Opus, jitter, VAD window alignment), so
+        # Whisper may differ by a word; the question's words must survive either way, and the
+        # same transcript must get the same (greedy) answer.
+        key = {w for w in words(question) if w not in {"what", "the"}}
+        assert key <= words(fast.transcript) and key <= words(plain.transcript)
+        if fast.transcript == plain.transcript:
+            assert fast.reply_text == plain.reply_text
+
+
+async def test_whisper_short_window_gives_the_same_words(stt, speech) -> None:
+    texts = ["What is the capital of France?", "Stop. What is two plus two?",
+             "Tell me a long story about a brave knight and a dragon who lived by the sea."]
+    saved = stt.min_window_s
+    try:
+        short = [await stt.transcribe(speech(t)) for t in texts]
+        stt.min_window_s = 30
+        full = [await stt.transcribe(speech(t)) for t in texts]
+    finally:
+        stt.min_window_s = saved
+    assert short == full
+
+
+async def test_no_reply_before_the_caller_finishes_and_none_cut_short(voice_server, speech, stt) -> None:
+    # A pause inside the question, shorter than the end-of-turn silence but longer than the
+    # point where speculation starts: the early work must be dropped, not spoken.
+    first = at48k(speech("What is the capital"))
+    first = first[:speech_end_sample(first)]  # espeak ends with silence of its own
+    second = at48k(speech("of France?"), pad_s=0.0)
+    second = second[np.flatnonzero(np.abs(second) > 500)[0]:]
+    pause = np.zeros(int(0.35 * RATE), dtype=np.int16)
+    question = np.concatenate([first, pause, second])
+    result = await call(voice_server.url, question)
+    assert result.error is None
+    finals = [e for e in result.events if e["type"] == "transcript.final"]
+    assert len(finals) == 1 and {"capital", "france"} <= words(finals[0]["text"])
+    # Voice-to-voice is measured from the end of the whole question: positive means the
+    # reply started after the caller finished.
+    assert result.voice_to_voice_ms is not None and result.voice_to_voice_ms > 0
+    heard = words(await stt.transcribe(resample_s16(result.reply_audio.tobytes(), RATE, 16_000)))
+    said = [w for w in words(result.reply_text)]
+    assert said, result.reply_text
+    last_words = [w for w in result.reply_text.lower().replace(".", " ").split() if len(w) > 2][-2:]
+    assert any(w.strip(",!?'\"") in heard for w in last_words), (heard, result.reply_text)
