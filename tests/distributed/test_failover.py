@@ -1,0 +1,166 @@
+"""Agent failover on a real broker: kill the agent that holds a live call, the other one takes over.
+
+Two agents share sessions through one consumer group. SIGKILL gives the group no goodbye: the
+broker notices the dead member only when its session times out (6 s), then rebalances (~3 s
+on tansu); the survivor then holds the session's partitions, creates the session on its first
+message, emits `agent.resumed`, and the media server answers with the conversation so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any, AsyncIterator
+
+import pytest
+
+from procs import BusConfig, Deployment, Proc, at48k, model_services, proc_logs, unique_prefix, words  # noqa: F401
+from voxline.client.caller import Caller
+
+pytestmark = pytest.mark.distributed
+
+TURN_TIMEOUT_S = 90.0  # generous: the machine is shared and 2-core
+TAKEOVER_TIMEOUT_S = 40.0  # session timeout 6 s + rebalance ~3 s, with a wide margin
+RETRY_WINDOW_S = 20.0
+
+
+@pytest.fixture
+async def pair(kafka_broker: str, proc_logs, model_services) -> AsyncIterator[Deployment]:  # noqa: F811
+    dep = Deployment(proc_logs, BusConfig(kafka_broker, unique_prefix(), 4), model_services)
+    try:
+        await dep.up(agents=2)
+        yield dep
+    finally:
+        dep.stop_all()
+
+
+async def owner_of(agents: list[Proc], timeout: float = 10.0) -> Proc:
+    """The agent whose /readyz counts the session (exactly one of them must)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = [(await a.get_json_async("/readyz"))[1].get("sessions", 0) for a in agents]
+        holders = [a for a, n in zip(agents, counts) if n]
+        if len(holders) == 1:
+            return holders[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected one agent with the session, /readyz sessions: {counts}")
+        await asyncio.sleep(0.2)
+
+
+def history_count(event: dict[str, Any] | None) -> int | None:
+    m = re.search(r"resumed with (\d+) messages", (event or {}).get("message", ""))
+    return int(m.group(1)) if m else None
+
+
+async def first_turn(caller: Caller, speech) -> None:  # noqa: ANN001
+    await caller.say(at48k(speech("What is the capital of France?")))
+    assert await caller.wait_reply_done(after=1, timeout=TURN_TIMEOUT_S), caller.events[-20:]
+    heard = " ".join(e["text"] for e in caller.of_type("transcript.final"))
+    assert {"capital", "france"} <= words(heard), heard
+
+
+async def test_killed_agent_its_session_goes_on_with_history_on_the_other(pair: Deployment, speech) -> None:
+    media = pair.media
+    caller = Caller(media.url)
+    try:
+        await asyncio.wait_for(caller.connect(), 20)
+        sid = caller.session_id
+        await asyncio.sleep(0.3)
+        await first_turn(caller, speech)
+        victim = await owner_of(pair.agents())
+        survivor = next(a for a in pair.agents() if a is not victim)
+        assert victim.session_records(sid), "the owner logs its session lines with session_id"
+
+        killed_at = time.time()
+        victim.kill()
+        # The caller stays connected and silent (its microphone sends silence, listening is on).
+        resumed = await caller.wait_for(lambda e: e["type"] == "agent.resumed", TAKEOVER_TIMEOUT_S)
+        assert resumed is not None, f"no agent.resumed within {TAKEOVER_TIMEOUT_S} s:\n{survivor.tail()}"
+        restored = await caller.wait_for(
+            lambda e: e["type"] == "log" and "resumed with" in e.get("message", ""), 10)
+        gap_s = resumed["ts"] - killed_at
+        print(f"\nfailover: agent.resumed {gap_s:.1f} s after SIGKILL; history restored "
+              f"{(restored or {}).get('ts', float('nan')) - killed_at:.1f} s after")
+        assert history_count(restored) == 2, restored  # turn 1's question and answer
+        assert (await owner_of([survivor])) is survivor
+
+        # The next question, asked after the takeover, is answered by the survivor.
+        asked_at = time.time()
+        end = await caller.say(at48k(speech("What color is the sky?")))
+        for _ in range(2):  # bounded retry, in case the question did not reach an agent
+            heard = await caller.wait_for(lambda e: e["type"] == "transcript.final" and e.get("turn", 0) >= 2,
+                                          RETRY_WINDOW_S)
+            if heard is not None or time.time() - asked_at > 2 * RETRY_WINDOW_S:
+                break
+            end = await caller.say(at48k(speech("What color is the sky?")))
+        assert await caller.wait_reply_done(after=2, timeout=TURN_TIMEOUT_S), caller.events[-20:]
+        heard = " ".join(e["text"] for e in caller.of_type("transcript.final") if e.get("turn", 0) >= 2)
+        assert "sky" in words(heard), heard
+        replies = [e for e in caller.of_type("agent.text") if e.get("final") and e.get("turn", 0) >= 2]
+        assert replies and replies[-1]["text"].strip()
+        first = caller.first_sound_after(end)
+        assert first is not None, "the survivor's reply audio never reached the caller"
+        print(f"failover: turn 2 voice-to-voice {(first - end) * 1000:.0f} ms on the survivor")
+
+        survivor_lines = " | ".join(r["msg"] for r in survivor.session_records(sid))
+        assert "taken over" in survivor_lines and "resumed with 2 messages of history" in survivor_lines, survivor_lines
+        assert "transcript: " in survivor_lines and "reply: " in survivor_lines, survivor_lines
+        status, session = await media.get_json_async(f"/sessions/{sid}")
+        assert status == 200 and session["state"] == "connected", session
+        assert session["turns"] == 2, session
+        said = " ".join(m["content"] for m in session["history"] if m["role"] == "user")
+        assert {"france", "sky"} <= words(said), session["history"]
+        assert not caller.of_type("error"), caller.of_type("error")
+    finally:
+        await caller.close()
+
+
+HISTORY_RACE = ("agent bug: a question said during the rebalance window loses the history and restarts turn "
+                "numbering. The survivor replays the backlog from the dead agent's last commit; its first "
+                "audio message creates the session and emits agent.resumed, but VAD runs through the backlog "
+                "and ends the turn (Conversation.turn becomes 1) before the media server's `history` control "
+                "message arrives, so Conversation.restore() refuses it ('only a fresh conversation is "
+                "restored'): the survivor logs 'resumed with 0 messages of history' and answers as turn 1.")
+
+
+@pytest.mark.xfail(strict=False, reason=HISTORY_RACE)
+async def test_a_question_asked_during_the_rebalance_is_answered_after_it(pair: Deployment, speech) -> None:
+    """What a caller experiences in the window: silence, then the answer once the survivor takes over.
+
+    Audio said while no agent holds the partition waits in the log: the survivor starts from the
+    dead agent's last committed offset (auto-commit every second) and catches up in well under a
+    second, so the question is answered, late by about the rebalance gap.
+    """
+    media = pair.media
+    caller = Caller(media.url)
+    try:
+        await asyncio.wait_for(caller.connect(), 20)
+        sid = caller.session_id
+        await asyncio.sleep(0.3)
+        await first_turn(caller, speech)
+        victim = await owner_of(pair.agents())
+        killed_at = time.time()
+        victim.kill()
+        await asyncio.sleep(0.5)
+        end = await caller.say(at48k(speech("What color is the sky?")))
+        heard = await caller.wait_for(lambda e: e["type"] == "transcript.final" and "sky" in words(e.get("text", "")),
+                                      TAKEOVER_TIMEOUT_S + TURN_TIMEOUT_S)
+        assert heard is not None, caller.events[-20:]
+        resumed = await caller.wait_for(lambda e: e["type"] == "agent.resumed", 1)
+        restored = await caller.wait_for(lambda e: e["type"] == "log" and "resumed with" in e.get("message", ""), 5)
+        assert resumed is not None
+        print(f"\nrebalance window: question ended {end - killed_at:.1f} s after the kill; agent.resumed at "
+              f"{resumed['ts'] - killed_at:.1f} s; transcript at {heard['ts'] - killed_at:.1f} s; "
+              f"history restored: {(restored or {}).get('message')}; transcript turn {heard.get('turn')}")
+        # The conversation goes on where it was: its history came along and this is turn 2.
+        assert history_count(restored) == 2, restored
+        assert heard.get("turn") == 2, heard
+        assert await caller.wait_reply_done(after=2, timeout=TURN_TIMEOUT_S), caller.events[-20:]
+        first = caller.first_sound_after(end)
+        assert first is not None
+        print(f"rebalance window: reply audio {first - end:.1f} s after the question ended")
+        status, session = await media.get_json_async(f"/sessions/{sid}")
+        assert status == 200 and session["state"] == "connected" and session["turns"] == 2, session
+    finally:
+        await caller.close()
