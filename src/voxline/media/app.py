@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from voxline.config import Settings
-from voxline.media import api, events_ws, whip
+from voxline.media import api, events_ws, openapi, whip
 from voxline.media.errors import ApiError
 from voxline.media.middleware import auth, cors, errors
 from voxline.media.server import MediaServer
@@ -36,6 +36,7 @@ def create_app(server: MediaServer, settings: Settings) -> web.Application:
     r.add_get("/healthz", api.healthz)
     r.add_get("/readyz", api.readyz)
     r.add_get("/metrics", api.metrics)
+    r.add_get("/openapi.json", openapi.openapi_json)
     r.add_get("/", index)
     r.add_get("/{name:[A-Za-z0-9_.-]+}", static_file)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -13,7 +14,9 @@ from voxline.media.errors import ApiError
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 
 log = logging.getLogger(__name__)
-MAX_CLIENT_MESSAGE = 4096
+MAX_CLIENT_MESSAGE = 4096  # larger client messages close the socket with 1009 (message too big)
+MAX_CLIENT_RATE = 20  # client messages per second, sustained (a page pings every few seconds)
+MAX_CLIENT_BURST = 60  # beyond this many above the sustained rate, the socket is closed with 1008
 
 
 async def events(request: web.Request) -> web.WebSocketResponse:
@@ -31,9 +34,14 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                            session_state=session.state.value))
     server.watchers[sid].add(queue)
     sender = asyncio.create_task(_send(ws, queue))
+    bucket = _Bucket(MAX_CLIENT_RATE, MAX_CLIENT_BURST)
     try:
         async for msg in ws:  # clients may ping; anything else is ignored
-            if msg.type == WSMsgType.TEXT and msg.data.strip() == '{"type":"ping"}':
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not bucket.take():
+                log.warning("events WebSocket closed: client message flood", extra={"session_id": sid})
+                await ws.close(code=1008, message=b"too many messages")
+                break
+            if msg.type == WSMsgType.TEXT and msg.data.strip() == '{"type":"ping"}' and queue.qsize() < 1000:
                 await queue.put(event(sid, "pong"))
             elif msg.type == WSMsgType.ERROR:
                 break
@@ -43,6 +51,22 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         if not server.watchers[sid]:
             server.watchers.pop(sid, None)
     return ws
+
+
+class _Bucket:
+    """Token bucket: `rate` per second sustained, `burst` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 async def _send(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:

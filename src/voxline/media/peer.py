@@ -26,6 +26,8 @@ from voxline.sessions.registry import Session
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 640  # 20 ms at 16 kHz s16 mono
+MAX_SDP_LINE = 4096  # the longest real lines (fingerprints, candidates) are a few hundred characters
+MAX_M_LINES = 16  # one audio m-line is all we use; browsers bundle a handful at most
 
 
 class SdpError(ValueError):
@@ -33,10 +35,19 @@ class SdpError(ValueError):
 
 
 def check_offer(sdp: str) -> None:
-    """Cheap checks before aiortc sees the offer, so bad input is a 400 with a reason."""
+    """Cheap checks before aiortc sees the offer, so bad input is a 400 with a reason.
+
+    Size is capped before this by the HTTP body limit (`max_body_bytes`: 413).
+    """
     if not sdp.lstrip().startswith("v=0"):
         raise SdpError("SDP must start with v=0")
     lines = sdp.splitlines()
+    if any(len(line) > MAX_SDP_LINE for line in lines):
+        raise SdpError(f"the offer has a line longer than {MAX_SDP_LINE} characters")
+    if sum(line.startswith("m=") for line in lines) > MAX_M_LINES:
+        raise SdpError(f"the offer has more than {MAX_M_LINES} m-lines")
+    if "\x00" in sdp:
+        raise SdpError("the offer contains a NUL character")
     if not any(line.startswith("m=audio ") for line in lines):
         raise SdpError("the offer has no audio m-line")
     if not any(line.startswith(("a=ice-ufrag:", "a=ice-pwd:")) for line in lines):

@@ -1,0 +1,243 @@
+"""Hostile input at the edges that are not HTTP: SDP text, session IDs, bus messages.
+
+Each edge must turn garbage into a clean refusal (an `SdpError`, `False`, a log line), never
+an unexpected exception, and one bad message must never stop the loop that carries the
+other sessions' messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from voxline.agent.models import Models
+from voxline.agent.orchestrator import Orchestrator
+from voxline.bus.base import Message
+from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event
+from voxline.bus.memory import MemoryBus
+from voxline.bus.topics import Topic
+from voxline.config import Settings
+from voxline.media.peer import MAX_M_LINES, MAX_SDP_LINE, SdpError, check_offer
+from voxline.media.server import MediaServer
+from voxline.sessions.ids import ALPHABET, RANDOM_LEN, is_valid_session_id, new_session_id
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+
+SDP_LINES = st.sampled_from([
+    "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=video 9 RTP/AVP 96",
+    "a=ice-ufrag:abcd", "a=ice-pwd:0123456789abcdef012345", "a=fingerprint:sha-256 AB:CD", "a=rtpmap:111 opus/48000/2",
+    "c=IN IP4 0.0.0.0", "a=sendrecv", "a=mid:0", "a=group:BUNDLE 0", "",
+]) | st.text(max_size=80)
+
+
+# -- SDP ------------------------------------------------------------------------------------
+@FAST
+@given(st.text(max_size=2000))
+def test_check_offer_refuses_any_text_cleanly(sdp: str) -> None:
+    try:
+        check_offer(sdp)
+    except SdpError:
+        pass
+
+
+@FAST
+@given(st.lists(SDP_LINES, max_size=40), st.sampled_from(["\r\n", "\n", "\r"]))
+def test_check_offer_on_sdp_shaped_text(lines: list[str], sep: str) -> None:
+    try:
+        check_offer(sep.join(["v=0", *lines]))
+    except SdpError:
+        pass
+
+
+def test_check_offer_limits_lines_and_m_lines() -> None:
+    base = ["v=0", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=ice-ufrag:x", "a=ice-pwd:y", "a=fingerprint:sha-256 AB"]
+    check_offer("\r\n".join(base))
+    with pytest.raises(SdpError, match="longer than"):
+        check_offer("\r\n".join([*base, "a=x" + "y" * MAX_SDP_LINE]))
+    with pytest.raises(SdpError, match="m-lines"):
+        check_offer("\r\n".join([*base, *["m=audio 9 UDP/TLS/RTP/SAVPF 111"] * MAX_M_LINES]))
+    with pytest.raises(SdpError, match="NUL"):
+        check_offer("\r\n".join([*base, "a=\x00"]))
+
+
+# -- session IDs ----------------------------------------------------------------------------
+@FAST
+@given(st.one_of(st.text(max_size=60), st.binary(max_size=60), st.integers(), st.none(), st.floats(),
+                 st.lists(st.text(max_size=5), max_size=3), st.from_regex(r"session_[0-9]{1,20}_[0-9a-z]{14,18}")))
+def test_is_valid_session_id_never_raises(value: Any) -> None:
+    assert is_valid_session_id(value) in (True, False)
+
+
+def test_session_ids_carry_at_least_80_bits() -> None:
+    import math
+
+    assert len(ALPHABET) == len(set(ALPHABET)) == 36
+    assert RANDOM_LEN * math.log2(len(ALPHABET)) >= 80
+    tails = {new_session_id().rsplit("_", 1)[1] for _ in range(2000)}
+    assert len(tails) == 2000 and all(len(t) == RANDOM_LEN and set(t) <= set(ALPHABET) for t in tails)
+    # every letter of the alphabet shows up (the generator uses all 36)
+    assert set("".join(tails)) == set(ALPHABET)
+
+
+# -- bus messages to the agent ----------------------------------------------------------------
+class _VadStream:
+    def process(self, pcm: bytes) -> list[tuple[bytes, float]]:
+        return []
+
+    def reset(self) -> None:
+        pass
+
+
+class _Vad:
+    def stream(self) -> _VadStream:
+        return _VadStream()
+
+
+class _Thread:
+    async def run(self, fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+
+def _orchestrator(bus: Any) -> Orchestrator:
+    models = Models(stt=None, llm=None, tts=None, vad=_Vad(), vad_thread=_Thread())  # type: ignore[arg-type]
+    return Orchestrator(Settings(), bus, models)
+
+
+class _NullBus:
+    def __init__(self) -> None:
+        self.published: list[tuple[Topic, str, bytes]] = []
+
+    async def publish(self, topic: Topic, key: str, value: bytes) -> None:
+        self.published.append((topic, key, value))
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=12)
+CONTROL_TYPES = st.sampled_from(["session.start", "session.end", "listening", "history", "playback.done", "nope"])
+WELL_TYPED_CONTROL = st.fixed_dictionaries(
+    {"type": CONTROL_TYPES},
+    optional={"listening": st.booleans(), "turn": st.integers(-5, 10**6),
+              "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "x"]),
+                                                          "content": st.text(max_size=30)}), max_size=4)})
+HOSTILE_CONTROL = st.builds(lambda t, extra: {**extra, "type": t}, CONTROL_TYPES,
+                            st.dictionaries(st.sampled_from(["listening", "turn", "messages", "session_id"]),
+                                            JSON_VALUES, max_size=3))
+KEYS = st.sampled_from([new_session_id(), new_session_id()]) | st.text(max_size=40)
+
+
+def _values(controls: Any) -> Any:
+    return st.one_of(
+        st.binary(max_size=300),
+        controls.map(lambda obj: encode_json(obj)),
+        st.builds(lambda kind, seq, pcm, rate, turn: AudioMessage("x", seq, pcm, rate, 0.0, kind, turn).encode(),
+                  st.sampled_from(AudioKind), st.integers(0, 2**32 - 1),
+                  st.binary(max_size=640).map(lambda b: b[: len(b) // 2 * 2]),
+                  st.sampled_from([16_000, 8_000, 0, 1, 2**32 - 1]), st.integers(0, 2**32 - 1)),
+    )
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from([Topic.AUDIO_IN, Topic.CONTROL]), KEYS, _values(WELL_TYPED_CONTROL)),
+                min_size=1, max_size=8))
+async def test_dispatch_never_raises_on_well_typed_garbage(messages: list[tuple[Topic, str, bytes]]) -> None:
+    orch = _orchestrator(_NullBus())
+    for topic, key, value in messages:
+        await orch._dispatch(Message(topic, key, value))
+    await orch.stop()
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "agent bug (session_agent.SessionAgent.on_control): a control message whose fields have the wrong "
+    "JSON type raises out of Orchestrator._dispatch instead of being logged and dropped: "
+    "'history' with a non-numeric 'turn' -> int() ValueError/OverflowError (1e999), 'messages' items "
+    "that are not objects -> AttributeError in Conversation.restore, 'playback.done' with turn "
+    "'x' or null -> ValueError/TypeError (int(obj.get('turn', -1))). The consume loop catches it (see the next test), so no session is harmed."))
+@FAST
+@given(st.lists(st.tuples(st.just(Topic.CONTROL), KEYS, _values(HOSTILE_CONTROL)), min_size=1, max_size=6))
+async def test_dispatch_never_raises_on_any_control_values(messages: list[tuple[Topic, str, bytes]]) -> None:
+    orch = _orchestrator(_NullBus())
+    for topic, key, value in messages:
+        await orch._dispatch(Message(topic, key, value))
+    await orch.stop()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from([Topic.AUDIO_IN, Topic.CONTROL]), KEYS, _values(HOSTILE_CONTROL)),
+                min_size=1, max_size=10))
+async def test_agent_loop_survives_any_message_and_serves_the_next(messages: list[tuple[Topic, str, bytes]]) -> None:
+    bus = MemoryBus()
+    await bus.start()
+    orch = _orchestrator(bus)
+    await orch.start()
+    events = await bus.subscribe([Topic.EVENTS])
+    try:
+        for topic, key, value in messages:
+            await bus.publish(topic, key, value)
+        good = new_session_id()
+        await bus.publish(Topic.CONTROL, good, encode_json({"type": "session.start", "session_id": good, "listening": True}))
+        async def until_good() -> None:
+            async for msg in events:
+                if msg.key == good:
+                    return
+        await asyncio.wait_for(until_good(), 5)
+        assert good in orch.sessions and not orch._task.done()
+    finally:
+        await events.close()
+        await orch.stop()
+        await bus.close()
+
+
+# -- bus messages to the media server's relay ------------------------------------------------
+class _FakePeer:
+    def __init__(self) -> None:
+        from voxline.media.playout import PlayoutTrack
+
+        self.playout = PlayoutTrack()
+
+
+EVENT_OBJECTS = st.builds(
+    lambda t, sid, extra: {**extra, "type": t, "session_id": sid},
+    st.sampled_from(["state", "turn.metrics", "transcript.final", "agent.text", "agent.resumed", "interruption",
+                     "error", "log", "x"]),
+    st.just("SID") | st.text(max_size=10) | st.none(),
+    st.dictionaries(st.sampled_from(["state", "metrics", "turn", "text", "final"]), JSON_VALUES, max_size=3))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from([Topic.AUDIO_OUT, Topic.EVENTS]), st.booleans(),
+                          st.one_of(st.binary(max_size=200), EVENT_OBJECTS,
+                                    _values(st.just({"type": "x"})))),
+                min_size=1, max_size=10))
+async def test_media_relay_survives_any_message_and_relays_the_next(
+        messages: list[tuple[Topic, bool, Any]]) -> None:
+    bus = MemoryBus()
+    await bus.start()
+    media = MediaServer(Settings(), bus)
+    await media.start()
+    session = media.registry.create()
+    media.peers[session.id] = _FakePeer()  # type: ignore[assignment]
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    media.watchers[session.id].add(queue)
+    try:
+        for topic, mine, value in messages:
+            if isinstance(value, dict):
+                value = json.dumps({**value, "session_id": session.id if value["session_id"] == "SID" else value["session_id"]},
+                                   allow_nan=True).encode()
+            await bus.publish(topic, session.id if mine else "other", value)
+        await bus.publish(Topic.EVENTS, session.id, encode_json(event(session.id, "log", message="still here")))
+        while True:
+            got = await asyncio.wait_for(queue.get(), 5)
+            if got.get("message") == "still here":
+                break
+        assert not any(t.done() for t in media._tasks)
+        assert media.registry.get(session.id).state.value != "ended"
+    finally:
+        media.peers.pop(session.id, None)
+        await media.stop()
+        await bus.close()
