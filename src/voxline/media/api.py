@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from voxline.media import analytics
 from voxline.media.errors import ApiError
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 from voxline.sessions.ids import is_valid_session_id
@@ -45,18 +46,25 @@ async def listening_stop(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     sid = session_id_from_path(request)
-    session = request.app[SERVER_KEY].registry.get(sid)
+    session = await request.app[SERVER_KEY].get_session(sid)  # live here, or from the store
     if session is None:
         raise ApiError(404, "unknown_session", f"no session {sid}")
     return web.json_response(session.to_json())
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    sessions = request.app[SERVER_KEY].registry.all()
-    state = request.query.get("state")
-    if state:
-        sessions = [s for s in sessions if s.state.value == state]
-    return web.json_response({"sessions": [s.to_json() for s in sessions], "count": len(sessions)})
+    """Sessions from the store (all nodes sharing it), filtered and paged, with aggregates."""
+    query, limit, offset, cursor = analytics.parse_query(request.query)
+    server = request.app[SERVER_KEY]
+    await server.flush()  # the latest turns of live sessions
+    try:
+        sessions = await server.store.query(query)
+    except Exception as exc:  # noqa: BLE001 - a store outage is a 503, never a 500
+        raise ApiError(503, "store_unavailable", f"the session store cannot be read: {type(exc).__name__}",
+                       {"Retry-After": "5"}) from None
+    chunk, next_cursor = analytics.page(sessions, limit, offset, cursor)
+    return web.json_response({"sessions": [s.to_json() for s in chunk], "count": len(chunk),
+                              "next_cursor": next_cursor, "aggregates": analytics.aggregates(sessions)})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -73,14 +81,6 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     live = list(server.registry.live())
-    lines = [
-        "# TYPE voxline_sessions_active gauge",
-        f"voxline_sessions_active {len(live)}",
-        "# TYPE voxline_sessions_created_total counter",
-        f"voxline_sessions_created_total {server.counters['sessions_created']}",
-        "# TYPE voxline_sessions_ended_total counter",
-        f"voxline_sessions_ended_total {server.counters['sessions_ended']}",
-        "# TYPE voxline_playout_frames_late_total counter",
-        f"voxline_playout_frames_late_total {sum(p.playout.frames_late for p in server.peers.values())}",
-    ]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    disconnected = sum(1 for s in live if s.state.value == "disconnected")
+    late = sum(p.playout.frames_late for p in server.peers.values())
+    return web.Response(text=server.metrics.render(len(live), disconnected, late), content_type="text/plain")

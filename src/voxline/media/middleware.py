@@ -14,8 +14,8 @@ from voxline.media.errors import HTTP_CODES, ApiError, error_response
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-EXPOSE = "Location, X-Session-ID, ETag, Link, Retry-After"
-ALLOW_HEADERS = "Content-Type, Authorization, X-Session-ID, If-Match"
+EXPOSE = "Location, X-Session-ID, X-Resume-Token, ETag, Link, Retry-After"
+ALLOW_HEADERS = "Content-Type, Authorization, X-Session-ID, X-Resume-Token, If-Match"
 ALLOW_METHODS = "GET, POST, DELETE, PATCH, OPTIONS"
 PUBLIC_PATHS = ("/healthz", "/readyz")
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from voxline.media.errors import ApiError
 from voxline.media.peer import SdpError
+from voxline.media.resume import ResumeError
 from voxline.media.server import MediaServer
 from voxline.sessions.ids import is_valid_session_id
 from voxline.sessions.registry import SessionLimitReached
@@ -58,21 +59,33 @@ async def post_whip(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise ApiError(400, "bad_sdp", "the offer is not UTF-8 text") from None
     raw_ref = request.headers.get("X-Session-ID")
-    client_ref = raw_ref if raw_ref and CLIENT_REF.fullmatch(raw_ref) else None
+    resume_token = request.headers.get("X-Resume-Token")
+    token: str | None = None
     try:
-        session, answer = await server.open_session(offer, client_ref)
+        if resume_token is not None:  # reconnecting to a session this server issued (docs/sessions.md)
+            if not is_valid_session_id(raw_ref):
+                raise ApiError(400, "malformed_session_id", "a resume needs X-Session-ID: the server's session ID")
+            session, answer = await server.resume_session(str(raw_ref), resume_token, offer)
+        else:
+            client_ref = raw_ref if raw_ref and CLIENT_REF.fullmatch(raw_ref) else None
+            session, answer, token = await server.open_session(offer, client_ref)
     except SessionLimitReached:
         raise ApiError(503, "session_limit", f"the server holds its maximum of {server.settings.max_sessions} sessions",
                        {"Retry-After": "10"}) from None
     except SdpError as exc:
         raise ApiError(400, "bad_sdp", str(exc)) from None
+    except ResumeError as exc:
+        raise ApiError(exc.status, exc.code, exc.detail) from None
     location = f"/whip/{session.id}"
-    return web.Response(status=201, text=answer, content_type="application/sdp", headers={
+    headers = {
         "Location": location,
         "X-Session-ID": session.id,
         "ETag": f'"{secrets.token_hex(8)}"',
         "Link": '</listening/start>; rel="voxline-listening"',
-    })
+    }
+    if token is not None:
+        headers["X-Resume-Token"] = token
+    return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
 
 async def delete_whip(request: web.Request) -> web.Response:
