@@ -71,7 +71,7 @@ class Settings:
 
     # Operations
     log_level: str = "INFO"
-    log_format: str = "json"  # json | text
+    log_format: str = "auto"  # json | text | auto (text on a terminal, JSON otherwise)
     data_dir: str = "./data"
     session_store: str = "sqlite"  # sqlite (file in data_dir) | redis (redis_url) | memory
     redis_url: str = ""  # e.g. redis://127.0.0.1:6379/0, for session_store=redis

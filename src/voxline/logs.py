@@ -56,7 +56,12 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
+def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    """JSON lines for machines; readable lines when a person watches a terminal (`auto`)."""
+    if fmt not in ("json", "text", "auto"):
+        raise ValueError(f"log format {fmt!r} is not json, text or auto")
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(SessionFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
