@@ -106,6 +106,9 @@ def make_wav(path: Path, text: str, lead_s: float, tail_s: float) -> Path:
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for pattern in ("*-failed.png", "*-events.json", "*-pipeline-log.txt", "*-console.txt"):
+        for stale in ARTIFACTS.glob(pattern):  # from an earlier run
+            stale.unlink()
     return ARTIFACTS
 
 
@@ -226,8 +229,10 @@ def question_wav(artifacts) -> Path:
 
 @pytest.fixture(scope="session")
 def loop_wav(artifacts) -> Path:
-    """The question every ~4 s: for checking that Stop listening really stops turns."""
-    return make_wav(artifacts / "question-loop.wav", QUESTION, lead_s=0.3, tail_s=1.6)
+    """The question every ~7 s: for checking that Stop listening really stops turns. The gap
+    leaves time for a whole turn even on a loaded machine: a caller who speaks again before
+    hearing an answer continues the same turn, so a shorter loop may never get a transcript."""
+    return make_wav(artifacts / "question-loop.wav", QUESTION, lead_s=0.3, tail_s=5.0)
 
 
 @pytest.fixture(scope="session")
