@@ -1,0 +1,177 @@
+"""The media server writes sessions through to its store (SQLite, Redis): on create and end at
+once, turns and history at turn boundaries (debounced), never per audio frame; two media
+servers sharing one Redis store see each other's sessions and can take over a dropped call."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.integration.conftest import free_port
+from tests.integration.test_recovery import call, get_json, play_a_turn, wait_for
+from voxline.bus.memory import MemoryBus
+from voxline.config import Settings
+from voxline.media.app import create_app
+from voxline.media.server import MediaServer
+from voxline.sessions.registry import Session
+from voxline.sessions.store import SessionStore, create_store
+from voxline.sessions.store_memory import MemoryStore
+
+SETTINGS = dict(max_sessions=4, session_create_rate_per_min=1000)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (apt) on a free loopback port, no persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path_factory.mktemp("redis"))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.time() < deadline and proc.poll() is None, "redis-server did not start"
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class Node:
+    """One media server (own bus, own HTTP port) on a given store."""
+
+    def __init__(self, settings: Settings, store: SessionStore) -> None:
+        self.bus = MemoryBus()
+        self.media = MediaServer(settings, self.bus, store)
+        self.settings = settings
+        self.url = ""
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> "Node":
+        await self.bus.start()
+        await self.media.start()
+        port = free_port()
+        self.runner = web.AppRunner(create_app(self.media, self.settings), access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.media.stop()
+        await self.bus.close()
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    async def put_many(self, sessions: list[Session]) -> None:
+        self.writes += 1
+        await super().put_many(sessions)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_sessions_are_written_through(kind: str, tmp_path: Path, request: pytest.FixtureRequest, http) -> None:
+    url = request.getfixturevalue("redis_url") if kind == "redis" else ""
+    store = create_store(kind, str(tmp_path), url)
+    node = await Node(Settings(**SETTINGS, node_id=f"n-{kind}"), store).start()
+    try:
+        if kind == "redis":
+            await store.redis.flushdb()  # type: ignore[attr-defined]
+        resp, pc = await call(http, node.url, **{"X-Session-ID": "tmp-store"})
+        sid = resp.headers["X-Session-ID"]
+        record = await store.get(sid)  # written before the 201
+        assert record is not None and record.state.value == "connected" and record.client_ref == "tmp-store"
+        assert record.node == f"n-{kind}" and len(record.resume_token_hash) == 64
+        await play_a_turn(node.media, sid, "One.", "Two.")
+
+        async def has_turn() -> bool:  # the debounced writer, no explicit flush
+            stored = await store.get(sid)
+            return stored is not None and stored.turns == 1 and len(stored.history) == 2
+
+        await wait_for(has_turn, "the turn did not reach the store", timeout=5)
+        async with http.delete(f"{node.url}/whip/{sid}") as r:
+            assert r.status == 200
+        ended = await store.get(sid)
+        assert ended is not None and ended.state.value == "ended" and ended.ended_at
+        listing = await get_json(http, f"{node.url}/sessions")
+        assert listing["sessions"][0]["session_id"] == sid and listing["sessions"][0]["history"][1]["content"] == "Two."
+        await pc.close()
+    finally:
+        await node.stop()
+
+
+async def test_audio_frames_do_not_write_to_the_store(http) -> None:
+    from voxline.client.audio import WavSource
+    from voxline.client.whip import WhipClient
+
+    store = CountingStore()
+    node = await Node(Settings(**SETTINGS), store).start()
+    client = WhipClient(node.url)
+    try:
+        session = await client.connect(WavSource())
+        await wait_for(lambda: node.media.peers[session.session_id].frames_in > 0, "no audio arrived")
+        before = store.writes
+        await asyncio.sleep(1.5)  # ~75 frames of 20 ms
+        assert node.media.peers[session.session_id].frames_in > 25
+        assert store.writes - before <= 1  # at most the connected-state change, never per frame
+    finally:
+        await client.close()
+        await node.stop()
+
+
+async def test_two_media_servers_share_a_redis_store_and_hand_over_a_dropped_call(redis_url: str, http) -> None:
+    stores = [create_store("redis", redis_url=redis_url) for _ in range(2)]
+    a = await Node(Settings(**SETTINGS, node_id="node-a", resume_grace_s=2.0), stores[0]).start()
+    b = await Node(Settings(**SETTINGS, node_id="node-b", resume_grace_s=2.0), stores[1]).start()
+    try:
+        await stores[0].redis.flushdb()  # type: ignore[attr-defined]
+        resp, pc = await call(http, a.url)
+        sid, token = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"]
+        await play_a_turn(a.media, sid, "Remember the number seven.", "Seven, noted.")
+        await a.media.flush()
+        seen_on_b = await get_json(http, f"{b.url}/sessions/{sid}")
+        assert seen_on_b["state"] == "connected" and len(seen_on_b["history"]) == 2
+        # While A still holds the call, B refuses to take it.
+        busy, pc_busy = await call(http, b.url, **{"X-Session-ID": sid, "X-Resume-Token": token})
+        assert busy.status == 409 and (await busy.json())["error"] == "session_active"
+
+        await pc.close()  # the caller drops; A marks it disconnected in the shared store
+        await wait_for(lambda: a.media.registry.get(sid).state.value == "disconnected", "A did not notice")
+        moved, pc2 = await call(http, b.url, **{"X-Session-ID": sid, "X-Resume-Token": token})
+        assert moved.status == 201 and moved.headers["X-Session-ID"] == sid
+        state = await get_json(http, f"{b.url}/sessions/{sid}")
+        assert state["state"] == "connected" and state["node"] == "node-b" and len(state["history"]) == 2
+        # A's grace period runs out: it lets go of its copy without ending B's session.
+        await wait_for(lambda: a.media.registry.get(sid).ended, "A kept its copy", timeout=10)
+        assert (await stores[1].get(sid)).state.value == "connected"  # type: ignore[union-attr]
+        for p in (pc_busy, pc2):
+            await p.close()
+    finally:
+        await a.stop()
+        await b.stop()
