@@ -65,7 +65,7 @@ def test_transcript_emits_final_text_and_asks_for_a_reply_with_the_history() -> 
     conv.speech_started()
     conv.speech_ended(b"ab")
     actions = conv.transcribed(1, "  Hello there  ")
-    assert events(actions, "transcript.final")[0].fields == {"text": "Hello there", "turn": 1}
+    assert events(actions, "transcript.final")[0].fields == {"text": "Hello there", "turn": 1, "continued": False}
     [respond] = only(actions, Respond)
     assert respond.turn == 1
     assert respond.messages == [{"role": "system", "content": PROMPT}, {"role": "user", "content": "Hello there"}]
@@ -104,7 +104,7 @@ def test_barge_in_while_agent_speaks_cancels_clears_and_counts_an_interruption()
     assert [m["content"] for m in respond.messages[1:]] == ["Tell me a long story", "Once upon a", "Stop"]
 
 
-def test_speech_resuming_while_thinking_cancels_the_early_reply_and_keeps_the_audio() -> None:
+def test_speech_resuming_while_thinking_cancels_the_early_reply_and_extends_the_words() -> None:
     conv = listening_conversation()
     conv.speech_started()
     conv.speech_ended(b"AAAA")
@@ -115,9 +115,44 @@ def test_speech_resuming_while_thinking_cancels_the_early_reply_and_keeps_the_au
     assert not events(actions, "interruption")
     assert conv.state is State.USER_SPEAKING
     assert conv.interruptions == 0
+    # The first part is words already: only the new audio is transcribed, and appended.
+    assert conv.turn_audio(b"BBBB") == b"BBBB"
+    [transcribe] = only(conv.speech_ended(b"BBBB"), Transcribe)
+    assert transcribe == Transcribe(2, b"BBBB")
+    actions = conv.transcribed(2, "a coffee")
+    assert events(actions, "transcript.final")[0].fields == {"text": "I would like a coffee", "turn": 2, "continued": True}
+    [respond] = only(actions, Respond)
+    assert respond.messages[1:] == [{"role": "user", "content": "I would like a coffee"}]
+
+
+def test_speech_resuming_before_the_transcript_keeps_the_audio() -> None:
+    conv = listening_conversation()
+    conv.speech_started()
+    conv.speech_ended(b"AAAA")  # transcription still running when the caller speaks on
+    conv.speech_started()
     assert conv.turn_audio(b"BBBB") == b"AAAABBBB"
     [transcribe] = only(conv.speech_ended(b"BBBB"), Transcribe)
     assert transcribe == Transcribe(2, b"AAAABBBB")
+
+
+def test_held_audio_is_bounded() -> None:
+    conv = Conversation("sys", max_held_s=0.001)  # 16 samples = 32 bytes
+    conv.set_listening(True)
+    for _ in range(5):
+        conv.speech_started()
+        conv.speech_ended(b"x" * 20)
+    assert len(conv.turn_audio(b"")) == 32
+
+
+def test_noise_after_a_pause_still_answers_the_words_before_it() -> None:
+    conv = listening_conversation()
+    conv.speech_started()
+    conv.speech_ended(b"AAAA")
+    conv.transcribed(1, "What time is it?")
+    conv.speech_started()
+    conv.speech_ended(b"BBBB")
+    [respond] = only(conv.transcribed(2, ""), Respond)
+    assert respond.messages[-1] == {"role": "user", "content": "What time is it?"}
 
 
 def test_cancelled_early_reply_leaves_no_trace_in_history() -> None:
@@ -129,7 +164,7 @@ def test_cancelled_early_reply_leaves_no_trace_in_history() -> None:
     # The orchestrator cancels the reply task, which reports what it had generated so far.
     conv.reply_finished(1, "Sure, what would", interrupted=True)
     conv.speech_ended(b"BBBB")
-    [respond] = only(conv.transcribed(2, "I would like a coffee"), Respond)
+    [respond] = only(conv.transcribed(2, "a coffee"), Respond)
     assert respond.messages[1:] == [{"role": "user", "content": "I would like a coffee"}]
 
 

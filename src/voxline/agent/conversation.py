@@ -67,15 +67,18 @@ Action = Emit | Transcribe | Respond | Speak | CancelReply | ClearPlayback
 
 
 class Conversation:
-    def __init__(self, system_prompt: str, max_history_messages: int = 12) -> None:
+    def __init__(self, system_prompt: str, max_history_messages: int = 12, max_held_s: float = 20.0) -> None:
         self.system_prompt = system_prompt
         self.max_history_messages = max_history_messages
+        self.max_held_bytes = int(max_held_s * 16_000) * 2
         self.state = State.IDLE
         self.turn = 0
         self.turns_completed = 0
         self.interruptions = 0
         self.history: list[tuple[int, ChatMessage]] = []
-        self._held_pcm = b""  # a turn cut short by the caller speaking on: prepended to the next
+        self._held_pcm = b""  # a turn not yet transcribed when the caller spoke on: prepended to the next
+        self._continues = False  # the next transcript extends the last user message
+        self._heard_turn = 0  # the last turn whose reply audio started playing
         self._listening: bool | None = None  # None until told: a failed-over session listens
 
     # -- inputs -------------------------------------------------------------------------
@@ -86,6 +89,7 @@ class Conversation:
             actions += self._to(State.LISTENING)
         elif not on:
             self._held_pcm = b""
+            self._continues = False
             # A reply in progress still finishes: switching the mic off is not an interruption.
             if self.state in (State.LISTENING, State.USER_SPEAKING):
                 actions += self._to(State.IDLE)
@@ -93,10 +97,13 @@ class Conversation:
 
     def speech_started(self) -> list[Action]:
         if self.state is State.THINKING:
-            # The caller was only pausing: drop the early reply and hear the whole turn.
-            actions: list[Action] = [CancelReply(self.turn)]
-            self._drop_turn_history(self.turn)
-            return actions + self._to(State.USER_SPEAKING)
+            # The caller was only pausing: drop the early reply and hear the rest of the turn.
+            # Words already transcribed stay and the rest is appended to them; audio not yet
+            # transcribed is held and transcribed together with what comes next.
+            if any(t == self.turn and m["role"] == "user" for t, m in self.history):
+                self._held_pcm = b""
+                self._continues = True
+            return [CancelReply(self.turn), *self._to(State.USER_SPEAKING)]
         if self.state is State.AGENT_SPEAKING:
             self.interruptions += 1
             return [CancelReply(self.turn), ClearPlayback(self.turn), Emit("interruption", {"turn": self.turn}),
@@ -110,32 +117,45 @@ class Conversation:
         if self.state is not State.USER_SPEAKING:
             return []
         self.turn += 1
-        # Held until the caller hears an answer: if they speak on again, all of it is one turn.
-        pcm = self._held_pcm = self._held_pcm + pcm
+        # Held until it is transcribed: if the caller speaks on first, it is heard again with
+        # the rest. Bounded, so a caller who never lets the agent answer cannot grow it forever.
+        pcm = self._held_pcm = (self._held_pcm + pcm)[-self.max_held_bytes:]
         return [*self._to(State.THINKING), Transcribe(self.turn, pcm)]
 
     def transcribed(self, turn: int, text: str) -> list[Action]:
         if turn != self.turn or self.state is not State.THINKING:
             return []
+        self._held_pcm = b""  # it is words now
         text = text.strip()
-        actions: list[Action] = [Emit("transcript.final", {"text": text, "turn": turn})]
+        continues, self._continues = self._continues, False
+        last = self.history[-1] if self.history else None
+        earlier = last[1]["content"] if continues and last is not None and last[1]["role"] == "user" else None
         if not has_words(text):
-            self._held_pcm = b""
-            return actions + self._to(self._ready())
+            if earlier is None:
+                return [Emit("transcript.final", {"text": text, "turn": turn}), *self._to(self._ready())]
+            text = ""  # noise after a pause: answer what was said before it
+        if earlier is not None:
+            self.history.pop()
+            text = f"{earlier} {text}".strip()
         self.history.append((turn, {"role": "user", "content": text}))
         self._trim_history()
-        return actions + [Respond(turn, self.messages())]
+        return [Emit("transcript.final", {"text": text, "turn": turn, "continued": earlier is not None}),
+                Respond(turn, self.messages())]
 
     def reply_audio_started(self, turn: int) -> list[Action]:
         if turn != self.turn or self.state is not State.THINKING:
             return []
         self._held_pcm = b""  # the caller heard an answer: the next turn stands alone
+        self._continues = False
+        self._heard_turn = turn
         return self._to(State.AGENT_SPEAKING)
 
     def reply_finished(self, turn: int, text: str, interrupted: bool = False) -> list[Action]:
         """The reply's text is complete (or was cut off): it becomes history either way."""
-        # Only a reply to a question still in the history counts: an early reply dropped
-        # because the caller spoke on was never heard and answers nothing.
+        # A reply cut off before any of it was heard (the caller spoke on while the agent was
+        # thinking) answers nothing, and a reply counts only for a question still in history.
+        if interrupted and turn != self._heard_turn:
+            return []
         asked = any(t == turn and m["role"] == "user" for t, m in self.history)
         if text.strip() and asked and not any(t == turn and m["role"] == "assistant" for t, m in self.history):
             if turn == self.turn or interrupted:
@@ -195,9 +215,6 @@ class Conversation:
             return []
         self.state = state
         return [Emit("state", {"state": state.value, "turn": self.turn})]
-
-    def _drop_turn_history(self, turn: int) -> None:
-        self.history = [(t, m) for t, m in self.history if t != turn]
 
     def _trim_history(self) -> None:
         excess = len(self.history) - self.max_history_messages
