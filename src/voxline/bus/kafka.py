@@ -70,6 +70,7 @@ class _KafkaSubscription(Subscription):
         self._bus = bus
         self._consumer = consumer
         self._closed = False
+        self._watchdog = asyncio.create_task(self._watch_log_end(), name="kafka-log-end-watchdog")
 
     async def __anext__(self) -> Message:
         while not self._closed:
@@ -87,6 +88,27 @@ class _KafkaSubscription(Subscription):
             return Message(self._bus.logical(record.topic), key, record.value or b"")
         raise StopAsyncIteration
 
+    async def _watch_log_end(self) -> None:
+        """Reads a partition from its start again when the broker's log ends before our position.
+
+        A broker that lost its log (tansu restarts empty; a topic deleted and re-created) starts
+        offsets again at 0. tansu then answers fetches beyond the end with nothing, so the consumer
+        would wait, silently skipping every new message until the new log grows past the old
+        position. Everything in such a log was produced after the loss: read it from the start.
+        """
+        while not self._closed:
+            await asyncio.sleep(1.0)
+            for tp in list(self._consumer.assignment()):
+                highwater = self._consumer.highwater(tp)  # from the last fetch response
+                try:
+                    position = await asyncio.wait_for(self._consumer.position(tp), 1.0)
+                except (IllegalStateError, KafkaError, asyncio.TimeoutError):
+                    continue
+                if highwater is not None and position > highwater:
+                    log.warning("kafka %s[%d]: position %d is past the log end %d (the broker lost its log); "
+                                "reading the partition from its start", tp.topic, tp.partition, position, highwater)
+                    await self._consumer.seek_to_beginning(tp)
+
     @property
     def assignment(self) -> set[tuple[Topic, int]]:
         """(topic, partition) pairs this member holds now: empty during a rebalance."""
@@ -98,6 +120,8 @@ class _KafkaSubscription(Subscription):
             return
         self._closed = True
         self._bus._subs.discard(self)
+        self._watchdog.cancel()
+        await asyncio.gather(self._watchdog, return_exceptions=True)
         await self._consumer.stop()
 
 
