@@ -189,7 +189,7 @@ class Conversation:
         """
         if self.history or self.turn:
             return
-        self.turn = turn
+        self.turn = max(0, turn)
         self.history = [(0, {"role": m["role"], "content": m["content"]}) for m in history
                         if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)]
         self._trim_history()

@@ -75,7 +75,7 @@ class Orchestrator:
             except CodecError as exc:
                 log.warning("dropped bad audio message: %s", exc)
                 return
-            await (await self._session(message.key, resumed=True)).on_audio(audio)
+            (await self._session(message.key, resumed=True)).deliver(audio)
             return
         try:
             control = decode_json(message.value)
@@ -87,9 +87,9 @@ class Orchestrator:
             return
         agent = await self._session(message.key, resumed=control["type"] != "session.start")
         if control["type"] == "session.start":
-            await agent.on_control({"type": "listening", "listening": bool(control.get("listening"))})
+            agent.deliver({"type": "listening", "listening": control.get("listening") is True})
         else:
-            await agent.on_control(control)
+            agent.deliver(control)
 
     async def _close(self, session_id: str, reason: str) -> None:
         self.ended[session_id] = None

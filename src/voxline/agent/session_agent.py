@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable
 
 from voxline.agent.conversation import (Action, CancelReply, ClearPlayback, Conversation, Emit,
                                         Respond, Speak, State, Transcribe)
@@ -25,6 +25,19 @@ from voxline.bus.topics import Topic
 from voxline.logs import session_var
 
 log = logging.getLogger(__name__)
+MAX_INBOX = 250  # messages (5 s of audio) a session may queue before it sheds the oldest
+
+
+def _int(value: Any, default: int) -> int:
+    """An integer field of a control message, or `default` when it is not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 class SessionAgent:
@@ -49,28 +62,75 @@ class SessionAgent:
         self._speech_end = 0.0
         self._decided = 0.0
         self._speculation: ReplyPipeline | None = None
-        self._lock = asyncio.Lock()  # audio is processed in order, one chunk at a time
+        self.inbox: asyncio.Queue[AudioMessage | dict[str, Any]] = asyncio.Queue()
+        self.dropped = 0
+        self._worker: asyncio.Task[None] | None = None
 
     # -- inputs ---------------------------------------------------------------------------
-    async def on_audio(self, msg: AudioMessage) -> None:
-        if msg.seq <= self.last_seq and self.last_seq - msg.seq < 1_000_000:
-            return  # a replay (Kafka may redeliver the tail of a batch)
-        self.last_seq = msg.seq
-        self.last_heard = time.time()
-        if not self.listening or msg.kind is not AudioKind.AUDIO:
+    def deliver(self, item: AudioMessage | dict[str, Any]) -> None:
+        """Queue a bus message for this session's worker; never blocks the consumer loop.
+
+        A session that falls behind (CPU starved) sheds its oldest audio rather than delaying
+        every other session or growing without bound.
+        """
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name=f"agent-{self.session_id}")
+        if self.inbox.qsize() >= MAX_INBOX:
+            kept = [m for m in _drain(self.inbox) if not isinstance(m, AudioMessage)]
+            self.dropped += MAX_INBOX - len(kept)
+            log.warning("agent is behind: dropped %d audio chunks of this session so far", self.dropped,
+                        extra={"session_id": self.session_id})
+            for m in kept:
+                self.inbox.put_nowait(m)
+        self.inbox.put_nowait(item)
+
+    async def _work(self) -> None:
+        session_var.set(self.session_id)
+        while True:
+            pending = [await self.inbox.get(), *_drain(self.inbox)]
+            # In order; consecutive audio goes through VAD in one thread call (cheap catch-up).
+            batch: list[AudioMessage] = []
+            for item in [*pending, None]:
+                if isinstance(item, AudioMessage):
+                    batch.append(item)
+                    continue
+                await self._guarded(self.on_audio(batch) if batch else None)
+                batch = []
+                if item is not None:
+                    await self._guarded(self.on_control(item))
+
+    async def _guarded(self, step: Awaitable[None] | None) -> None:
+        if step is None:
             return
-        async with self._lock:
-            windows = await self.models.vad_thread.run(self.vad.process, msg.pcm)
-            chunk_end = msg.ts + len(msg.pcm) / 2 / 16_000
-            for raw, prob in windows:
-                for ev in self.detector.push(raw, prob):
-                    await self._on_turn_event(ev, chunk_end)
+        try:
+            await step
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a bad message never stops this session's agent
+            log.exception("agent failed on a message")
+
+    async def on_audio(self, messages: list[AudioMessage]) -> None:
+        fresh: list[AudioMessage] = []
+        for msg in messages:
+            if msg.seq <= self.last_seq and self.last_seq - msg.seq < 1_000_000:
+                continue  # a replay (Kafka may redeliver the tail of a batch)
+            self.last_seq = msg.seq
+            if msg.kind is AudioKind.AUDIO and msg.sample_rate == 16_000:
+                fresh.append(msg)
+        self.last_heard = time.time()
+        if not self.listening or not fresh:
+            return
+        windows = await self.models.vad_thread.run(self.vad.process, b"".join(m.pcm for m in fresh))
+        chunk_end = fresh[-1].ts + len(fresh[-1].pcm) / 2 / 16_000
+        for raw, prob in windows:
+            for ev in self.detector.push(raw, prob):
+                await self._on_turn_event(ev, chunk_end)
 
     async def on_control(self, obj: dict[str, Any]) -> None:
         self.last_heard = time.time()
         kind = obj.get("type")
         if kind == "listening":
-            on = bool(obj.get("listening"))
+            on = obj.get("listening") is True
             self.listening = on
             if not on:
                 self.detector.reset()
@@ -80,14 +140,18 @@ class SessionAgent:
         elif kind == "history":
             messages = obj.get("messages")
             if isinstance(messages, list):
-                self.conv.restore(messages, int(obj.get("turn") or 0))
+                valid = [m for m in messages if isinstance(m, dict)]
+                self.conv.restore(valid, _int(obj.get("turn"), 0))
                 await self._log("session", f"resumed with {len(self.conv.history)} messages of history")
-            if "listening" in obj:
-                await self.on_control({"type": "listening", "listening": bool(obj["listening"])})
+            if isinstance(obj.get("listening"), bool):
+                await self.on_control({"type": "listening", "listening": obj["listening"]})
         elif kind == "playback.done":
-            await self.perform(self.conv.playback_done(int(obj.get("turn", -1))))
+            await self.perform(self.conv.playback_done(_int(obj.get("turn"), -1)))
 
     async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
         await self._cancel_reply()
         self._drop_speculation()
 
