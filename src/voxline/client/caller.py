@@ -30,6 +30,7 @@ class Caller:
         self.events: list[dict[str, Any]] = []
         self.changed = asyncio.Event()  # set on every event
         self._tasks: list[asyncio.Task[Any]] = []
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._said_end: float | None = None
 
     @property
@@ -46,7 +47,7 @@ class Caller:
     async def connect(self, timeout: float = 10.0) -> None:
         session = await self.client.connect(self.source)
         ws_url = self.client.url(f"/sessions/{session.session_id}/events").replace("http", "ws", 1)
-        ws = await self.client.http.ws_connect(ws_url + (f"?token={self.token}" if self.token else ""))
+        ws = self._ws = await self.client.http.ws_connect(ws_url + (f"?token={self.token}" if self.token else ""))
         self._tasks.append(asyncio.create_task(self._collect(ws)))
         deadline = time.time() + timeout
         while self.client.pc.connectionState != "connected" or self.client.remote_track is None:
@@ -111,6 +112,8 @@ class Caller:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ws is not None:
+            await self._ws.close()
         await self.client.close()
 
     async def _collect(self, ws: aiohttp.ClientWebSocketResponse) -> None:
