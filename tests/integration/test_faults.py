@@ -1,0 +1,165 @@
+"""Faults survived: a model back-end that raises or hangs, and a caller that vanishes.
+
+The back-ends are the real session models (tests/conftest.py) wrapped to inject a fault: the
+caller must get an `error` event and a spoken apology, and the next turn must work. A caller
+that disappears without DELETE must be ended and forgotten by the media server and the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+import pytest
+
+from tests.integration.conftest import start_server, stop_server
+from tests.integration.test_voice_loop import at48k, words
+from voxline.agent.conversation import APOLOGY
+from voxline.agent.models import Models
+from voxline.client.caller import Caller
+from voxline.config import Settings
+from voxline.services.threads import ModelThread
+
+HANG_S = 30.0  # far beyond model_timeout_s: only the agent's timeout can end it
+
+
+class Fault:
+    """Shared switch: the wrapped stage fails (`raise`) or hangs (`hang`) while `on`."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.on = True
+        self.hits = 0
+
+    async def strike(self, stage: str) -> None:
+        self.hits += 1
+        if self.mode == "hang":
+            await asyncio.sleep(HANG_S)
+        raise RuntimeError(f"injected {stage} fault")
+
+
+class FlakySTT:
+    def __init__(self, real: Any, fault: Fault) -> None:
+        self.real, self.fault = real, fault
+
+    async def transcribe(self, pcm: bytes, sample_rate: int = 16_000) -> str:
+        if self.fault.on:
+            await self.fault.strike("stt")
+        return await self.real.transcribe(pcm, sample_rate)
+
+    async def close(self) -> None:
+        return None
+
+
+class FlakyLLM:
+    def __init__(self, real: Any, fault: Fault) -> None:
+        self.real, self.fault = real, fault
+
+    async def stream(self, messages: list, max_tokens: int | None = None) -> AsyncIterator[str]:
+        if self.fault.on:
+            yield "Well,"  # fail mid-stream, after a first token: the harder case
+            await self.fault.strike("llm")
+        async for delta in self.real.stream(messages, max_tokens):
+            yield delta
+
+    async def warm(self, system_prompt: str = "") -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class FlakyTTS:
+    def __init__(self, real: Any, fault: Fault) -> None:
+        self.real, self.fault = real, fault
+        self.sample_rate = real.sample_rate
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        if self.fault.on and text != APOLOGY:  # the apology itself may be spoken
+            await self.fault.strike("tts")
+        async for pcm in self.real.synthesize(text):
+            yield pcm
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("mode", ["raise", "hang"])
+@pytest.mark.parametrize("stage", ["stt", "llm", "tts"])
+async def test_a_failing_backend_gets_an_apology_and_the_next_turn_works(stage, mode, stt, llm, tts, vad_model,
+                                                                          speech) -> None:
+    fault = Fault(mode)
+    models = Models(FlakySTT(stt, fault) if stage == "stt" else stt,
+                    FlakyLLM(llm, fault) if stage == "llm" else llm,
+                    FlakyTTS(tts, fault) if stage == "tts" else tts, vad_model, ModelThread("vad"))
+    running, cleanup = await start_server(Settings(model_timeout_s=2, session_create_rate_per_min=1000), models)
+    try:
+        async with Caller(running.url) as caller:
+            said = await caller.say(at48k(speech("What is the capital of France?")))
+            error = await caller.wait_for(lambda e: e["type"] == "error", 40)
+            assert error is not None and error["stage"] == stage, caller.events
+            assert fault.hits >= 1
+            await caller.wait_reply_done(after=1, timeout=40)
+            apology_heard = caller.first_sound_after(said) is not None
+            fault.on = False
+            second = await caller.say(at48k(speech("What color is the sky?")))
+            assert await caller.wait_reply_done(after=2, timeout=90), caller.events
+            replies = [e for e in caller.of_type("agent.text") if e.get("final") and e["turn"] >= 2]
+            assert replies and replies[-1]["text"].strip(), caller.events
+            assert not [e for e in caller.of_type("error") if e["turn"] >= 2]
+            assert caller.first_sound_after(second) is not None  # the next turn is answered aloud
+            heard = " ".join(e["text"] for e in caller.of_type("transcript.final") if e["turn"] >= 2)
+            assert "sky" in words(heard)
+            if stage != "tts":
+                assert apology_heard, "no spoken apology after the failure"
+            elif not apology_heard:
+                pytest.xfail("by design (Conversation.failed): after a TTS failure the agent goes back to "
+                             "listening without trying to speak the apology; the caller gets the error event only")
+    finally:
+        await stop_server(cleanup)
+
+
+@pytest.mark.parametrize("how", ["close", "vanish"])
+async def test_a_vanished_caller_is_ended_and_forgotten_everywhere(how, vad_model) -> None:
+    """The tab closes (DTLS close, no DELETE) or the network drops (no packets at all)."""
+    from tests.integration.test_soak import fixed_models
+
+    grace = {"resume_grace_s": 1.0} if "resume_grace_s" in Settings.__dataclass_fields__ else {}  # resumable sessions
+    settings = Settings(session_idle_timeout_s=2.0, session_create_rate_per_min=1000, **grace)
+    running, cleanup = await start_server(settings, fixed_models(vad_model))
+    media, agent = running.media, running.orchestrator
+    assert agent is not None
+    try:
+        caller = Caller(running.url)
+        await caller.connect()
+        sid = caller.session_id
+        await asyncio.sleep(0.5)
+        assert sid in media.peers and sid in media.watchers
+        deadline = time.time() + 5
+        while sid not in agent.sessions:
+            assert time.time() < deadline
+            await asyncio.sleep(0.05)
+        for task in caller._tasks:
+            task.cancel()
+        if how == "close":
+            await caller.client.pc.close()
+        else:  # ICE/network failure: the caller's packets stop with no goodbye of any kind
+            for transceiver in caller.client.pc.getTransceivers():
+                ice = transceiver.sender.transport.transport
+                for protocol in ice._connection._protocols:
+                    protocol.transport.close()
+        await caller.client.http.close()
+        deadline = time.time() + 20
+        while media.registry.get(sid).state.value != "ended" or sid in agent.sessions:
+            assert time.time() < deadline, (media.registry.get(sid).state, sid in agent.sessions)
+            await asyncio.sleep(0.2)
+        assert sid not in media.peers
+        assert sid not in media.watchers  # the WebSocket went with the caller
+        assert sid in agent.ended
+        assert len(media.backlog) <= len(media.registry.all())  # backlog only for sessions still on record
+        if how == "vanish":
+            await caller.client.pc.close()
+    finally:
+        await stop_server(cleanup)
