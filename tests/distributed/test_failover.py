@@ -116,15 +116,17 @@ async def test_killed_agent_its_session_goes_on_with_history_on_the_other(pair: 
         await caller.close()
 
 
-HISTORY_RACE = ("agent bug: a question said during the rebalance window loses the history and restarts turn "
-                "numbering. The survivor replays the backlog from the dead agent's last commit; its first "
-                "audio message creates the session and emits agent.resumed, but VAD runs through the backlog "
-                "and ends the turn (Conversation.turn becomes 1) before the media server's `history` control "
-                "message arrives, so Conversation.restore() refuses it ('only a fresh conversation is "
-                "restored'): the survivor logs 'resumed with 0 messages of history' and answers as turn 1.")
+GAP_SPEECH_BUG = (
+    "agent bug: a question said during the rebalance window is not answered as turn 2 with history. "
+    "The survivor reads the backlog from the dead agent's last commit (~9 s = ~450 audio chunks). "
+    "Since 1e49862 SessionAgent.deliver() sheds audio beyond MAX_INBOX (250 chunks) as if the agent were "
+    "CPU-starved, so the question is dropped ('agent is behind: dropped 250 audio chunks') and never "
+    "answered. Before that commit the question was answered, but VAD ended the turn before the media "
+    "server's `history` arrived, so Conversation.restore() refused it ('resumed with 0 messages of "
+    "history') and the reply was numbered turn 1 again.")
 
 
-@pytest.mark.xfail(strict=False, reason=HISTORY_RACE)
+@pytest.mark.xfail(strict=False, reason=GAP_SPEECH_BUG)
 async def test_a_question_asked_during_the_rebalance_is_answered_after_it(pair: Deployment, speech) -> None:
     """What a caller experiences in the window: silence, then the answer once the survivor takes over.
 
@@ -145,8 +147,8 @@ async def test_a_question_asked_during_the_rebalance_is_answered_after_it(pair: 
         await asyncio.sleep(0.5)
         end = await caller.say(at48k(speech("What color is the sky?")))
         heard = await caller.wait_for(lambda e: e["type"] == "transcript.final" and "sky" in words(e.get("text", "")),
-                                      TAKEOVER_TIMEOUT_S + TURN_TIMEOUT_S)
-        assert heard is not None, caller.events[-20:]
+                                      TAKEOVER_TIMEOUT_S + 30)
+        assert heard is not None, f"the question said during the gap was never transcribed: {caller.events[-10:]}"
         resumed = await caller.wait_for(lambda e: e["type"] == "agent.resumed", 1)
         restored = await caller.wait_for(lambda e: e["type"] == "log" and "resumed with" in e.get("message", ""), 5)
         assert resumed is not None
