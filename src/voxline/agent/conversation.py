@@ -79,6 +79,7 @@ class Conversation:
         self._held_pcm = b""  # a turn not yet transcribed when the caller spoke on: prepended to the next
         self._continues = False  # the next transcript extends the last user message
         self._heard_turn = 0  # the last turn whose reply audio started playing
+        self._apologised_turn = -1
         self._listening: bool | None = None  # None until told: a failed-over session listens
 
     # -- inputs -------------------------------------------------------------------------
@@ -177,8 +178,9 @@ class Conversation:
                                  Emit("log", {"stage": stage, "level": "error", "message": message})]
         if self.state in (State.THINKING, State.AGENT_SPEAKING):
             self._held_pcm = b""
-            if stage == "tts":  # nothing can be said: go back to listening
+            if self._apologised_turn == turn:  # the apology failed too: nothing can be said
                 return actions + self._to(self._ready())
+            self._apologised_turn = turn  # once per turn (a TTS fault may be passing)
             return actions + [Speak(turn, APOLOGY)]
         return actions
 

@@ -23,6 +23,7 @@ MAGIC = b"VX"
 VERSION = 1
 _HEADER = struct.Struct("!2sBBIIdIH")
 MAX_JSON_BYTES = 1_000_000
+MIN_RATE, MAX_RATE = 8_000, 96_000
 
 
 class CodecError(ValueError):
@@ -61,6 +62,9 @@ class AudioMessage:
         end = _HEADER.size + sid_len
         if len(data) < end or (len(data) - end) % 2:
             raise CodecError("truncated audio message")
+        if kind == AudioKind.AUDIO and not MIN_RATE <= rate <= MAX_RATE:
+            # A bogus rate would make the playout resampler allocate without bound.
+            raise CodecError(f"sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")
         try:
             kind_ = AudioKind(kind)
             sid = data[_HEADER.size:end].decode("ascii")
