@@ -64,6 +64,8 @@ const ui = {
   alertText: $("alert-text"),
   transcript: $("transcript"),
   latency: $("latency"),
+  chart: $("latency-chart"),
+  chartWrap: $("latency-chart-wrap"),
   log: $("log"),
   logWrap: $("log-wrap"),
   autoscroll: $("log-autoscroll"),
@@ -72,6 +74,7 @@ const ui = {
 
 const app = {
   phase: "idle", // idle | connecting | connected | ending
+  turnTotals: [], // {turn, ms} of each answered turn, for the chart
   focusPending: false, // the focused control got disabled: move focus on the next render
   client: null,
   mic: null,
@@ -316,6 +319,32 @@ function prettyMetric(key) {
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
+// A small bar chart of each turn's voice-to-voice time, newest on the right.
+const CHART_TURNS = 20;
+function renderChart() {
+  const points = app.turnTotals.slice(-CHART_TURNS);
+  ui.chartWrap.hidden = points.length === 0;
+  const max = Math.max(...points.map((p) => p.ms), 1);
+  const w = 300 / CHART_TURNS;
+  const ns = "http://www.w3.org/2000/svg";
+  ui.chart.replaceChildren();
+  points.forEach((p, i) => {
+    const h = Math.max(2, (76 * p.ms) / max);
+    const rect = document.createElementNS(ns, "rect");
+    rect.setAttribute("x", String(i * w + 1));
+    rect.setAttribute("y", String(80 - h));
+    rect.setAttribute("width", String(w - 2));
+    rect.setAttribute("height", String(h));
+    rect.setAttribute("class", "chart-bar");
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `Turn ${p.turn}: ${Math.round(p.ms)} ms`;
+    rect.append(title);
+    ui.chart.append(rect);
+  });
+  const last = points[points.length - 1];
+  ui.chart.setAttribute("aria-label", `Voice-to-voice for the last ${points.length} turns; latest ${Math.round(last?.ms ?? 0)} ms`);
+}
+
 function onTurnMetrics(ev) {
   const m = ev.metrics || {};
   clearEmpty(ui.latency);
@@ -326,6 +355,10 @@ function onTurnMetrics(ev) {
     .concat(Object.keys(m).filter((k) => !(k in METRIC_LABELS) && k !== totalKey))
     .filter((k) => /_ms$/.test(k) && typeof m[k] === "number" && Number.isFinite(m[k]));
   const scale = Math.max(total || 0, ...rows.map((k) => m[k]), 1);
+  if (Number.isFinite(total)) {
+    app.turnTotals.push({ turn, ms: total });
+    renderChart();
+  }
 
   const card = document.createElement("article");
   card.className = "turn-card";
@@ -368,11 +401,11 @@ function onTurnMetrics(ev) {
   const serverNote = document.createElement("span");
   serverNote.textContent = "Server side";
   foot.append(serverNote);
-  if (m.speculative_stt === true) {
+  if (m.speculative === true || m.speculative_stt === true) {
     const tag = document.createElement("span");
     tag.className = "tag";
-    tag.textContent = "speculative STT";
-    tag.title = "Transcription started during the end-of-turn silence";
+    tag.textContent = "speculative";
+    tag.title = "The reply was prepared during the end-of-turn silence";
     foot.append(tag);
   }
   const browser = document.createElement("span");
