@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import wave
@@ -12,8 +13,14 @@ import numpy as np
 import pytest
 
 from voxline.media.resample import resample_s16
+from voxline.rtc import use_host_addresses
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+# Network tests stay on loopback: WebRTC offers ICE candidates on 127.0.0.1 only, in this
+# process and in every voxline process a test starts (they read the environment).
+os.environ["VOXLINE_RTC_HOST_ADDRESSES"] = "127.0.0.1"
+use_host_addresses(["127.0.0.1"])
 
 
 @pytest.fixture(scope="session")

@@ -113,6 +113,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging(settings.log_level, settings.log_format)
         asyncio.run(run_until_signal(serve(args.kind, settings, settings.host, settings.port)))
         return 0
+    if cmd in ("call", "bench"):
+        from voxline.rtc import use_host_addresses
+
+        use_host_addresses(Settings.from_env().rtc_host_addresses)
     if cmd == "call":
         from voxline.client.call import call_main
 

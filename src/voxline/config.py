@@ -32,6 +32,7 @@ class Settings:
     session_create_rate_per_min: int = 60
     listen_on_connect: bool = True
     rtc_jitter_prefetch: int = 2
+    rtc_host_addresses: tuple[str, ...] = ()  # ICE host candidates on these addresses only; empty = all
 
     # Bus
     bus: str = "memory"  # memory | kafka

@@ -21,6 +21,7 @@ from voxline.bus.base import Bus
 from voxline.config import Settings
 from voxline.media.app import create_app
 from voxline.media.server import MediaServer
+from voxline.rtc import use_host_addresses
 from voxline.sessions.store import create_store
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ async def run_all(settings: Settings, stop: asyncio.Event | None = None,
         orchestrator, models = await start_agent(settings, bus)
         stack.push_async_callback(models.close)
         stack.push_async_callback(orchestrator.stop)
+        use_host_addresses(settings.rtc_host_addresses)
         media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url))
         await media.start()
         stack.push_async_callback(media.stop)
@@ -69,6 +71,7 @@ async def run_media(settings: Settings, stop: asyncio.Event | None = None) -> No
         bus = create_bus(settings)
         await bus.start()
         stack.push_async_callback(bus.close)
+        use_host_addresses(settings.rtc_host_addresses)
         media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url))
         await media.start()
         stack.push_async_callback(media.stop)
