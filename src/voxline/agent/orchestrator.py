@@ -120,7 +120,7 @@ class Orchestrator:
                                                max_turn_ms=int(s.max_turn_s * 1000)))
             agent = SessionAgent(session_id, self.models, self.bus, conversation, detector,
                                  timeout_s=s.model_timeout_s, max_tokens=s.llm_max_tokens,
-                                 speculate=s.speculative_replies)
+                                 speculate=s.speculative_replies, resumed=resumed)
             # A session first seen through its audio (failover) was listening.
             agent.listening = True
             self.sessions[session_id] = agent

@@ -26,6 +26,8 @@ from voxline.logs import session_var
 
 log = logging.getLogger(__name__)
 MAX_INBOX = 250  # messages (5 s of audio) a session may queue before it sheds the oldest
+MAX_TAKEOVER_INBOX = 1500  # a taken-over session replays up to 30 s of backlog (the rebalance gap)
+HISTORY_WAIT_S = 3.0
 
 
 def _int(value: Any, default: int) -> int:
@@ -43,7 +45,7 @@ def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
 class SessionAgent:
     def __init__(self, session_id: str, models: Models, bus: Bus, conversation: Conversation,
                  detector: TurnDetector, timeout_s: float, max_tokens: int | None = None,
-                 speculate: bool = True) -> None:
+                 speculate: bool = True, resumed: bool = False) -> None:
         self.session_id = session_id
         self.models = models
         self.bus = bus
@@ -65,6 +67,10 @@ class SessionAgent:
         self.inbox: asyncio.Queue[AudioMessage | dict[str, Any]] = asyncio.Queue()
         self.dropped = 0
         self._worker: asyncio.Task[None] | None = None
+        self._history: dict[str, Any] | None = None
+        self._history_ready = asyncio.Event()
+        if not resumed:
+            self._history_ready.set()
 
     # -- inputs ---------------------------------------------------------------------------
     def deliver(self, item: AudioMessage | dict[str, Any]) -> None:
@@ -75,9 +81,15 @@ class SessionAgent:
         """
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"agent-{self.session_id}")
-        if self.inbox.qsize() >= MAX_INBOX:
+        if isinstance(item, dict) and item.get("type") == "history" and not self._history_ready.is_set():
+            # A taken-over session's history goes before the audio backlog that preceded it.
+            self._history = item
+            self._history_ready.set()
+            return
+        limit = MAX_INBOX if self._history_ready.is_set() else MAX_TAKEOVER_INBOX
+        if self.inbox.qsize() >= limit:
             kept = [m for m in _drain(self.inbox) if not isinstance(m, AudioMessage)]
-            self.dropped += MAX_INBOX - len(kept)
+            self.dropped += limit - len(kept)
             log.warning("agent is behind: dropped %d audio chunks of this session so far", self.dropped,
                         extra={"session_id": self.session_id})
             for m in kept:
@@ -86,6 +98,16 @@ class SessionAgent:
 
     async def _work(self) -> None:
         session_var.set(self.session_id)
+        if not self._history_ready.is_set():
+            # Taken over from a failed agent: the backlog since its last commit waits until
+            # the media server has handed the conversation over (or a short while has passed).
+            try:
+                await asyncio.wait_for(self._history_ready.wait(), HISTORY_WAIT_S)
+            except asyncio.TimeoutError:
+                log.warning("no history arrived for a taken-over session; going on without it")
+            self._history_ready.set()
+            if self._history is not None:
+                await self._guarded(self.on_control(self._history))
         while True:
             pending = [await self.inbox.get(), *_drain(self.inbox)]
             # In order; consecutive audio goes through VAD in one thread call (cheap catch-up).
