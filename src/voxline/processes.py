@@ -44,22 +44,40 @@ async def serve_http(app: web.Application, host: str, port: int) -> web.AppRunne
     return runner
 
 
+async def _bus(stack: AsyncExitStack, settings: Settings) -> Bus:
+    bus = create_bus(settings)
+    await bus.start()
+    stack.push_async_callback(bus.close)
+    return bus
+
+
+async def _agent(stack: AsyncExitStack, settings: Settings, bus: Bus) -> Orchestrator:
+    orchestrator, models = await start_agent(settings, bus)
+    stack.push_async_callback(models.close)
+    stack.push_async_callback(orchestrator.stop)
+    return orchestrator
+
+
+async def _media(stack: AsyncExitStack, settings: Settings, bus: Bus) -> None:
+    use_host_addresses(settings.rtc_host_addresses)
+    media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url))
+    await media.start()
+    stack.push_async_callback(media.stop)
+    await _http(stack, create_app(media, settings), settings)
+
+
+async def _http(stack: AsyncExitStack, app: web.Application, settings: Settings) -> None:
+    runner = await serve_http(app, settings.host, settings.port)
+    stack.push_async_callback(runner.cleanup)
+
+
 async def run_all(settings: Settings, stop: asyncio.Event | None = None,
                   on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
     """Everything in one process: the media server, the agent and the embedded models."""
     async with AsyncExitStack() as stack:
-        bus = create_bus(settings)
-        await bus.start()
-        stack.push_async_callback(bus.close)
-        orchestrator, models = await start_agent(settings, bus)
-        stack.push_async_callback(models.close)
-        stack.push_async_callback(orchestrator.stop)
-        use_host_addresses(settings.rtc_host_addresses)
-        media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url))
-        await media.start()
-        stack.push_async_callback(media.stop)
-        runner = await serve_http(create_app(media, settings), settings.host, settings.port)
-        stack.push_async_callback(runner.cleanup)
+        bus = await _bus(stack, settings)
+        await _agent(stack, settings, bus)
+        await _media(stack, settings, bus)
         print(f"voxline is ready: open http://{settings.host}:{settings.port}/ and talk", flush=True)
         if on_ready is not None:
             await on_ready()
@@ -68,29 +86,15 @@ async def run_all(settings: Settings, stop: asyncio.Event | None = None,
 
 async def run_media(settings: Settings, stop: asyncio.Event | None = None) -> None:
     async with AsyncExitStack() as stack:
-        bus = create_bus(settings)
-        await bus.start()
-        stack.push_async_callback(bus.close)
-        use_host_addresses(settings.rtc_host_addresses)
-        media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url))
-        await media.start()
-        stack.push_async_callback(media.stop)
-        runner = await serve_http(create_app(media, settings), settings.host, settings.port)
-        stack.push_async_callback(runner.cleanup)
+        await _media(stack, settings, await _bus(stack, settings))
         await _until_stopped(stop)
 
 
 async def run_agent(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """The orchestrator alone, with health endpoints on settings.host:settings.port."""
     async with AsyncExitStack() as stack:
-        bus = create_bus(settings)
-        await bus.start()
-        stack.push_async_callback(bus.close)
-        orchestrator, models = await start_agent(settings, bus)
-        stack.push_async_callback(models.close)
-        stack.push_async_callback(orchestrator.stop)
-        runner = await serve_http(agent_health_app(orchestrator), settings.host, settings.port)
-        stack.push_async_callback(runner.cleanup)
+        orchestrator = await _agent(stack, settings, await _bus(stack, settings))
+        await _http(stack, agent_health_app(orchestrator), settings)
         await _until_stopped(stop)
 
 
