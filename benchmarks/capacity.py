@@ -17,7 +17,8 @@ from typing import Any
 
 from voxline.cli import build_parser, main
 from voxline.logs import setup_logging
-from voxline.client.bench import CAPACITY_HEADER, bench_main, capacity_row, format_table
+from voxline.bench import bench_main
+from voxline.bench.stats import CAPACITY_HEADER, capacity_row, format_table
 
 LIMIT = 0.01  # late or lost frames above this share of the frames expected: N does not hold
 

@@ -123,7 +123,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging("WARNING", "text")
         return asyncio.run(call_main(args))
     if cmd == "bench":
-        from voxline.client.bench import bench_main
+        from voxline.bench import bench_main
 
         setup_logging("WARNING", "text")
         return asyncio.run(bench_main(args))

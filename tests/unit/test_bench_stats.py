@@ -6,28 +6,32 @@ import json
 
 import pytest
 
-from voxline.client import bench
+from voxline.bench.capacity import capacity_summary, cpu_pct
+from voxline.bench.capacity_worker import SessionStats
+from voxline.bench.latency import latency_report
+from voxline.bench.stats import (CAPACITY_HEADER, STAGES, capacity_row, format_table, latency_report_text,
+                                 percentile, summarize)
 
 
 def test_percentile_interpolates_between_ranks() -> None:
-    assert bench.percentile([1, 2, 3, 4, 5], 50) == 3
-    assert bench.percentile([10, 20], 50) == 15
-    assert bench.percentile([4, 1, 3, 2], 0) == 1
-    assert bench.percentile([4, 1, 3, 2], 100) == 4
-    assert bench.percentile(list(range(1, 101)), 95) == pytest.approx(95.05, abs=0.1)
+    assert percentile([1, 2, 3, 4, 5], 50) == 3
+    assert percentile([10, 20], 50) == 15
+    assert percentile([4, 1, 3, 2], 0) == 1
+    assert percentile([4, 1, 3, 2], 100) == 4
+    assert percentile(list(range(1, 101)), 95) == pytest.approx(95.05, abs=0.1)
 
 
 def test_percentile_of_nothing_is_none_and_bad_q_raises() -> None:
-    assert bench.percentile([], 50) is None
-    assert bench.percentile([7], 95) == 7
+    assert percentile([], 50) is None
+    assert percentile([7], 95) == 7
     with pytest.raises(ValueError):
-        bench.percentile([1, 2], 101)
+        percentile([1, 2], 101)
 
 
 def test_summarize_ignores_missing_values() -> None:
-    s = bench.summarize([300.0, None, 100.0, 200.0])
+    s = summarize([300.0, None, 100.0, 200.0])
     assert s == {"p50": 200.0, "p95": 290.0, "min": 100.0, "max": 300.0, "n": 3}
-    assert bench.summarize([]) == {"p50": None, "p95": None, "min": None, "max": None, "n": 0}
+    assert summarize([]) == {"p50": None, "p95": None, "min": None, "max": None, "n": 0}
 
 
 def _turn(v2v: float | None, server_v2v: float | None, ok: bool = True) -> dict:
@@ -40,13 +44,13 @@ def _turn(v2v: float | None, server_v2v: float | None, ok: bool = True) -> dict:
 
 def test_latency_report_json_shape_counts_failures() -> None:
     turns = [_turn(1000.0, 900.0), _turn(1200.0, 1000.0), _turn(None, None, ok=False)]
-    report = bench.latency_report(turns, {"cores": 2, "date": "today"}, {"server": "x"})
+    report = latency_report(turns, {"cores": 2, "date": "today"}, {"server": "x"})
     assert set(report) >= {"voice_to_voice_ms", "stages_ms", "turns", "machine", "settings"}
     assert set(report["voice_to_voice_ms"]) == {"p50", "p95", "min", "max", "n"}
     assert report["voice_to_voice_ms"]["n"] == 2
     assert report["failed"] == 1
     assert len(report["turns"]) == 3  # failed calls are kept, never dropped
-    assert set(report["stages_ms"]) == {label for label, _ in bench.STAGES}
+    assert set(report["stages_ms"]) == {label for label, _ in STAGES}
     assert report["stages_ms"]["transport"]["p50"] == 150.0
     assert report["stages_ms"]["stt"] == {"p50": 100.0, "p95": 100.0, "n": 2}
     json.dumps(report)  # serialisable as is
@@ -54,13 +58,13 @@ def test_latency_report_json_shape_counts_failures() -> None:
 
 def test_latency_text_has_table_and_failures() -> None:
     turns = [_turn(1000.0, 900.0), _turn(None, None, ok=False)]
-    text = bench.latency_report_text(bench.latency_report(turns, {"cores": 2}, {"server": "x"}))
+    text = latency_report_text(latency_report(turns, {"cores": 2}, {"server": "x"}))
     assert "| p50 ms" in text and "| transport" in text
     assert "failed calls (1)" in text
 
 
 def test_format_table_aligns_columns_and_marks_missing() -> None:
-    table = bench.format_table([["stt", 123.4, None], ["transport", 5.0, 7]], ["stage", "p50", "n"])
+    table = format_table([["stt", 123.4, None], ["transport", 5.0, 7]], ["stage", "p50", "n"])
     lines = table.splitlines()
     assert len(lines) == 4
     assert len({len(line) for line in lines}) == 1  # every row as wide as the header
@@ -69,12 +73,12 @@ def test_format_table_aligns_columns_and_marks_missing() -> None:
 
 def test_cpu_pct_from_samples() -> None:
     rows = [{"t": 0.0, "server": (1.0, 100.0)}, {"t": 2.0, "server": (2.0, 110.0)}]
-    assert bench.cpu_pct(rows, "server") == 50.0
-    assert bench.cpu_pct(rows[:1], "server") is None
+    assert cpu_pct(rows, "server") == 50.0
+    assert cpu_pct(rows[:1], "server") is None
 
 
 def test_capacity_summary_shape() -> None:
-    sess = bench.SessionStats(connected=True, turns_asked=2, turns_answered=2, v2v_ms=[900.0, 1000.0],
+    sess = SessionStats(connected=True, turns_asked=2, turns_answered=2, v2v_ms=[900.0, 1000.0],
                               frames=500, first_frame=0.0, last_frame=9.98).__dict__
     idle = [{"t": 0.0, "server": (1.0, 100.0), "clients": [], "system": (0.0, 0.0)},
             {"t": 1.0, "server": (1.0, 100.0), "clients": [], "system": (0.0, 2.0)}]
@@ -82,10 +86,10 @@ def test_capacity_summary_shape() -> None:
                "system": (0.0, 0.0), "conductor": (0.0, 1.0)},
               {"t": 20.0, "server": (3.0, 130.0), "clients": [(1.0, 50.0)], "frames_late": 5.0, "active": 1.0,
                "system": (10.0, 10.0), "conductor": (0.0, 1.0)}]
-    out = bench.capacity_summary(1, [sess], idle, loaded, 1)
+    out = capacity_summary(1, [sess], idle, loaded, 1)
     assert out["server"]["cpu_pct"] == 20.0 and out["server"]["frames_late"] == 2
     assert out["server"]["rss_mb_per_session"] == 30.0
     assert out["clients"]["frames_expected_50_per_s"] == 500 and out["clients"]["frames_missing"] == 0
     assert out["clients"]["v2v_ms"]["n"] == 2
-    row = bench.capacity_row({"sessions": 1, **out})
-    assert len(row) == len(bench.CAPACITY_HEADER)
+    row = capacity_row({"sessions": 1, **out})
+    assert len(row) == len(CAPACITY_HEADER)

@@ -1,0 +1,31 @@
+"""`voxline bench`: voice-to-voice latency and concurrent-session capacity, measured by a caller.
+
+- `stats`: percentiles, summaries, the stage breakdown, tables and the report text (pure).
+- `system`: machine facts, /proc CPU and RSS sampling, free ports, the server subprocess.
+- `latency`: latency mode (default): one call at a time against `voxline run` or `--server`.
+- `capacity`: capacity mode (`--sessions N`): the conductor, its samples and summary.
+- `capacity_worker`: a capacity-mode client process driving its share of the N callers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from voxline.bench.capacity import capacity_main
+from voxline.bench.latency import latency_main
+
+
+async def bench_main(args: argparse.Namespace) -> int:
+    """`voxline bench`: latency (default) or capacity (`--sessions N`)."""
+    for name, default in (("timeout", 60.0), ("turn_gap", 2.0), ("ramp_interval", 0.15),
+                          ("client_procs", 0), ("capacity_server", None)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    try:
+        if args.sessions and args.sessions > 0:
+            return await capacity_main(args)
+        return await latency_main(args)
+    except RuntimeError as exc:
+        print(f"voxline bench: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,203 @@
+"""Capacity mode of `voxline bench --sessions N`: the conductor. Starts
+`benchmarks/capacity_server.py` (real WebRTC, bus, VAD and agent; FIXED-RESPONSE model back-ends
+that exist only for the benchmark) as its own process, drives N concurrent callers from client
+subprocesses (`voxline.bench.capacity_worker`), and reports sessions connected, turns answered,
+late and lost frames, and the server's and clients' CPU and RSS read from /proc once a second."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from voxline.bench.latency import QUESTIONS, make_questions
+from voxline.bench.stats import capacity_report_text, emit_report, summarize
+from voxline.bench.system import REPO, Sampler, ServerProcess, free_port, machine_busy_pct, machine_info
+
+def cpu_pct(rows: list[dict[str, Any]], key: str, index: int | None = None) -> float | None:
+    """Average CPU % (of one core) between the first and last sample of `rows`."""
+    pts = [(r["t"], (r[key] if index is None else r[key][index])) for r in rows]
+    pts = [(t, s) for t, s in pts if s is not None]
+    if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
+        return None
+    return round((pts[-1][1][0] - pts[0][1][0]) / (pts[-1][0] - pts[0][0]) * 100, 1)
+
+
+def timeline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per sampling interval: server frames late, and CPU % of server, clients, machine, others."""
+    out = []
+    for a, b in zip(rows, rows[1:]):
+        dt = b["t"] - a["t"]
+        if dt <= 0:
+            continue
+        pct = lambda x, y: round((y[0] - x[0]) / dt * 100, 1) if x and y else None  # noqa: E731
+        srv = pct(a.get("server"), b.get("server"))
+        cli = [pct(x, y) for x, y in zip(a.get("clients") or [], b.get("clients") or [])]
+        me = pct(a.get("conductor"), b.get("conductor"))
+        mach = machine_busy_pct(a.get("system"), b.get("system"))
+        late = (b["frames_late"] - a["frames_late"]
+                if b.get("frames_late") is not None and a.get("frames_late") is not None else None)
+        ours = (srv or 0) + sum(c or 0 for c in cli) + (me or 0)
+        out.append({"t": b["t"], "frames_late": late, "server_cpu_pct": srv, "clients_cpu_pct": round(sum(
+            c or 0 for c in cli), 1), "machine_cpu_pct": mach,
+            "others_cpu_pct": round(mach - ours, 1) if mach is not None else None})
+    return out
+
+
+def late_by_contention(tl: list[dict[str, Any]], others_threshold: float = 20.0) -> dict[str, Any]:
+    """Server frames late split by whether other processes took > `others_threshold` % CPU that second."""
+    busy = [r for r in tl if (r["others_cpu_pct"] or 0) > others_threshold]
+    quiet = [r for r in tl if (r["others_cpu_pct"] or 0) <= others_threshold]
+    total = lambda rs: int(sum(r["frames_late"] or 0 for r in rs))  # noqa: E731
+    return {"others_threshold_pct": others_threshold,
+            "seconds_others_busy": len(busy), "frames_late_while_others_busy": total(busy),
+            "seconds_others_quiet": len(quiet), "frames_late_while_others_quiet": total(quiet)}
+
+
+def capacity_summary(n: int, sessions: list[dict[str, Any]], idle: list[dict[str, Any]],
+                     loaded: list[dict[str, Any]], n_clients: int) -> dict[str, Any]:
+    """Server and client figures of one capacity run (pure, given the samples)."""
+    server: dict[str, Any] = {}
+    if idle and idle[0].get("server") is not None:
+        idle_cpu = cpu_pct(idle, "server")
+        busy_cpu = cpu_pct(loaded, "server")
+        rss = [r["server"][1] for r in loaded if r.get("server")]
+        idle_rss = idle[-1]["server"][1]
+        server = {"cpu_pct_idle": idle_cpu, "cpu_pct": busy_cpu,
+                  "rss_mb_idle": round(idle_rss, 1), "rss_mb": round(max(rss), 1) if rss else None}
+        if busy_cpu is not None and idle_cpu is not None and n:
+            server["cpu_pct_per_session"] = round((busy_cpu - idle_cpu) / n, 2)
+        if rss and n:
+            server["rss_mb_per_session"] = round((max(rss) - idle_rss) / n, 2)
+    late = [r["frames_late"] for r in loaded if r.get("frames_late") is not None]
+    server["frames_late"] = int(max(late) - min(late)) if len(late) >= 2 else None
+    server["frames_late_total"] = int(max(late)) if late else None
+    server["sessions_active_max"] = max((r["active"] or 0 for r in loaded), default=None)
+    server["metrics_scrapes_missed"] = sum(1 for r in loaded if r.get("frames_late") is None)
+    client_cpu = [cpu_pct(loaded, "clients", i) for i in range(n_clients)]
+    sys_rows = [r for r in loaded if r.get("system")]
+    machine = machine_busy_pct(sys_rows[0]["system"], sys_rows[-1]["system"]) if len(sys_rows) >= 2 else None
+    ours = (server.get("cpu_pct") or 0) + sum(c or 0 for c in client_cpu) + (cpu_pct(loaded, "conductor") or 0)
+    server["machine_cpu_pct"] = machine
+    server["late_by_contention"] = late_by_contention(timeline(loaded))
+    server["other_processes_cpu_pct"] = round(machine - ours, 1) if machine is not None else None
+    v2v = [v for s in sessions for v in s["v2v_ms"]]
+    expected = sum(round((s["last_frame"] - s["first_frame"]) * 50) + 1 for s in sessions
+                   if s["first_frame"] is not None and s["last_frame"] is not None)
+    received = sum(s["frames"] for s in sessions)
+    clients = {
+        "connected": sum(s["connected"] for s in sessions),
+        "errors": sorted({s["error"] for s in sessions if s["error"]}),
+        "sessions_failed": sum(1 for s in sessions if s["error"] or not s["connected"]),
+        "turns_asked": sum(s["turns_asked"] for s in sessions),
+        "turns_answered": sum(s["turns_answered"] for s in sessions),
+        "v2v_ms": summarize(v2v),
+        "frames_received": received, "frames_expected_50_per_s": expected,
+        "frames_missing": max(0, expected - received),
+        "frame_gaps_over_100ms": sum(s["gaps_over_100ms"] for s in sessions),
+        "max_frame_gap_ms": round(max((s["max_gap_ms"] for s in sessions), default=0.0), 1),
+        "rtp_packets_received": sum(s["rtp_received"] for s in sessions),
+        "rtp_packets_lost": sum(s["rtp_lost"] for s in sessions),
+        "server_reported_rtp_lost": sum(s["server_rtp_lost"] or 0 for s in sessions),
+        "cpu_pct": round(sum(c for c in client_cpu if c is not None), 1) if any(c is not None for c in client_cpu)
+        else None,
+        "cpu_pct_per_process": client_cpu,
+    }
+    return {"server": server, "clients": clients}
+
+
+async def capacity_main(args: argparse.Namespace) -> int:
+    n = args.sessions
+    machine = machine_info()
+    work = Path(tempfile.mkdtemp(prefix="voxline-capacity-"))
+    q_paths = [str(p) for _, p in make_questions(work, QUESTIONS[:4])]
+    settings: dict[str, Any] = {"sessions": n, "duration_s": args.duration, "gap_s": args.turn_gap,
+                                "ramp_interval_s": args.ramp_interval}
+    proc: ServerProcess | None = None
+    server = args.server
+    if server is None:
+        script = Path(args.capacity_server or REPO / "benchmarks" / "capacity_server.py")
+        if not script.exists():
+            print(f"voxline bench: {script} not found (run from the repository, or --capacity-server)",
+                  file=sys.stderr)
+            return 2
+        port = free_port()
+        server = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, str(script), "--port", str(port), "--max-sessions", str(n + 20),
+               "--session-create-rate-per-min", "100000"]
+        proc = ServerProcess(cmd, work / "server.log", server)
+        print(f"starting {script.name} (FIXED-RESPONSE BACK-ENDS, BENCHMARK ONLY; log: {proc.log_path})",
+              file=sys.stderr, flush=True)
+        await proc.start(timeout=60)
+        settings.update(server_kind="benchmarks/capacity_server.py: real WebRTC, bus, Silero VAD and agent; "
+                        "FIXED-RESPONSE STT/LLM/TTS back-ends (benchmark only)", server_cmd=" ".join(cmd[1:]))
+    else:
+        settings["server_kind"] = "external (--server); server CPU/RSS not measured"
+    settings["server"] = server
+    client_procs = args.client_procs or (1 if n <= 20 else 2)
+    settings["client_processes"] = client_procs
+    sampler = Sampler(server, proc.pid if proc else None, [])
+    stop = asyncio.Event()
+    report: dict[str, Any]
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        # Idle baseline: the server with no sessions.
+        sampler_task = asyncio.create_task(sampler.run(time.time() + 3.5, stop))
+        await sampler_task
+        idle = list(sampler.samples)
+        ramp_s = n * args.ramp_interval
+        start_at = time.time() + 3.0
+        talk_from = start_at + ramp_s + 2.0
+        end_at = talk_from + args.duration
+        shares = [list(range(i, n, client_procs)) for i in range(client_procs)]
+        for k, idx in enumerate(shares):
+            cfg = {"server": server, "questions": q_paths, "indices": idx, "start_at": start_at,
+                   "ramp_interval_s": args.ramp_interval, "talk_from": talk_from, "end_at": end_at,
+                   "gap_s": args.turn_gap}
+            out = open(work / f"client{k}.json", "wb")
+            err = open(work / f"client{k}.log", "wb")
+            workers.append(subprocess.Popen([sys.executable, "-m", "voxline.bench.capacity_worker", "--worker",
+                                             json.dumps(cfg)],
+                                            stdout=out, stderr=err, cwd=str(REPO), start_new_session=True))
+            out.close()
+            err.close()
+        sampler.client_pids = [w.pid for w in workers]
+        stop = asyncio.Event()
+        sampler_task = asyncio.create_task(sampler.run(end_at + 60, stop))
+        print(f"{n} callers in {client_procs} client process(es): connecting over {ramp_s:.0f} s, "
+              f"talking for {args.duration:.0f} s", file=sys.stderr, flush=True)
+        while time.time() < end_at + 55 and any(w.poll() is None for w in workers):
+            await asyncio.sleep(0.5)
+        stop.set()
+        await sampler_task
+        sessions: list[dict[str, Any]] = []
+        worker_errors = []
+        for k, w in enumerate(workers):
+            if w.poll() is None:
+                w.kill()
+                worker_errors.append(f"client {k} killed after the time limit")
+            try:
+                sessions += json.loads((work / f"client{k}.json").read_text())["sessions"]
+            except (OSError, ValueError, KeyError):
+                worker_errors.append(f"client {k}: no result (exit {w.returncode}); see {work}/client{k}.log")
+        loaded = sampler.window(talk_from, end_at)
+        report = {"sessions": n, **capacity_summary(n, sessions, idle, loaded, len(workers)),
+                  "machine": machine, "settings": settings, "worker_errors": worker_errors,
+                  "samples": [{**r, "t": round(r["t"] - talk_from, 1)} for r in sampler.samples]}
+        report["timeline"] = timeline(report["samples"])
+        report["clients"]["sessions_lost"] = n - len(sessions)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        if proc is not None:
+            settings["server_exit_code"] = proc.stop()
+    emit_report(report, args, capacity_report_text)
+    c = report["clients"]
+    return 0 if c["connected"] == n and not c["sessions_failed"] and not report["worker_errors"] else 1

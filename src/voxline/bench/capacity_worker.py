@@ -1,0 +1,142 @@
+"""One capacity-mode client process: `python -m voxline.bench.capacity_worker --worker JSON`
+runs its share of the concurrent callers and writes their per-session stats to stdout as JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+@dataclass
+class SessionStats:
+    """What one concurrent caller saw."""
+
+    connected: bool = False
+    error: str | None = None
+    turns_asked: int = 0
+    turns_answered: int = 0
+    v2v_ms: list[float] = field(default_factory=list)
+    frames: int = 0
+    first_frame: float | None = None
+    last_frame: float | None = None
+    gaps_over_100ms: int = 0
+    max_gap_ms: float = 0.0
+    rtp_received: int = 0
+    rtp_lost: int = 0
+    jitter_ms: float | None = None
+    server_rtp_lost: int | None = None  # what the server reported losing of ours (RTCP)
+
+
+def _gap_recorder(stats: SessionStats) -> Any:
+    """A Recorder that keeps no audio, only sound times, frame counts and arrival gaps."""
+    from aiortc.mediastreams import MediaStreamError
+
+    from voxline.client.audio import Recorder
+
+    class GapRecorder(Recorder):
+        async def run(self, track: Any) -> None:
+            while True:
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:
+                    return
+                arrived = time.time()
+                pcm = frame.to_ndarray().reshape(-1)  # s16 interleaved: any channel loud is sound
+                self.frames += 1
+                stats.frames += 1
+                if stats.last_frame is not None:
+                    gap = (arrived - stats.last_frame) * 1000
+                    stats.max_gap_ms = max(stats.max_gap_ms, gap)
+                    stats.gaps_over_100ms += gap > 100
+                else:
+                    stats.first_frame = arrived
+                stats.last_frame = arrived
+                loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > self.threshold)
+                if loud.size:
+                    channels = len(frame.layout.channels)
+                    self.sounds.append(arrived + (loud[0] // channels) / frame.sample_rate)
+
+    return GapRecorder()
+
+
+async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at: float, talk_from: float,
+                       end_at: float, gap_s: float, stats: SessionStats, index: int) -> None:
+    from voxline.client.caller import Caller
+
+    await asyncio.sleep(max(0.0, connect_at - time.time()))
+    caller = Caller(server)
+    caller.recorder = _gap_recorder(stats)
+    try:
+        await caller.connect(timeout=20)
+        stats.connected = True
+        await caller.client.set_listening(True)
+        await asyncio.sleep(max(0.0, talk_from - time.time()) + (index % 10) * gap_s / 10)
+        turn = 0
+        while time.time() < end_at - 3:  # each turn needs ~3 s: question, reply
+            q = questions[(index + turn) % len(questions)]
+            turn += 1
+            stats.turns_asked += 1
+            said = await caller.say(q)
+            done = await caller.wait_reply_done(after=turn, timeout=max(1.0, min(15.0, end_at + 10 - time.time())))
+            first = caller.first_sound_after(said)
+            if done and first is not None:
+                stats.turns_answered += 1
+                stats.v2v_ms.append(round((first - said) * 1000, 1))
+            # Later questions are counted by the server's turn numbers: follow them.
+            turn = max(turn, max((e.get("turn", 0) for e in caller.of_type("turn.metrics")), default=0))
+            await asyncio.sleep(gap_s)
+        await asyncio.sleep(max(0.0, end_at - time.time()))
+        report = await caller.client.pc.getStats()
+        for s in report.values():
+            if s.type == "inbound-rtp":
+                stats.rtp_received += s.packetsReceived
+                stats.rtp_lost += max(0, s.packetsLost)
+                stats.jitter_ms = round(s.jitter / 48, 1)
+            elif s.type == "remote-inbound-rtp":
+                stats.server_rtp_lost = (stats.server_rtp_lost or 0) + max(0, s.packetsLost)
+    except Exception as exc:  # noqa: BLE001 - one caller's failure is a result, not a crash
+        stats.error = f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        try:
+            await asyncio.wait_for(caller.close(), 10)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+async def worker_main(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run this worker's share of the concurrent callers; returns per-session stats."""
+    from voxline.client.audio import read_wav_mono
+
+    questions = [read_wav_mono(p) for p in cfg["questions"]]
+    all_stats = [SessionStats() for _ in cfg["indices"]]
+    tasks = [asyncio.create_task(_one_session(
+        cfg["server"], questions, cfg["start_at"] + i * cfg["ramp_interval_s"], cfg["talk_from"], cfg["end_at"],
+        cfg["gap_s"], st, i)) for i, st in zip(cfg["indices"], all_stats)]
+    hard = cfg["end_at"] + 45 - time.time()
+    done, pending = await asyncio.wait(tasks, timeout=hard)
+    for t in pending:
+        t.cancel()
+    for st, t in zip(all_stats, tasks):
+        if t in pending and st.error is None:
+            st.error = "did not finish in time"
+    return {"sessions": [st.__dict__ for st in all_stats]}
+
+
+def _worker_entry(argv: list[str]) -> int:
+    from voxline.logs import setup_logging
+
+    setup_logging("WARNING", "text")
+    cfg = json.loads(argv[argv.index("--worker") + 1])
+    result = asyncio.run(worker_main(cfg))
+    sys.stdout.write(json.dumps(result))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_worker_entry(sys.argv))

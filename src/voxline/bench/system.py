@@ -1,0 +1,172 @@
+"""The machine and its processes: machine facts, CPU and RSS read from /proc, a free port, the
+server run as a subprocess, and the once-a-second `Sampler` of server and client processes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+REPO = Path(__file__).resolve().parents[3]
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model (/proc/cpuinfo), RAM (/proc/meminfo), load, kernel, Python, date."""
+    cpu_model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gb = None
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+        ram_gb = round(kb / 1024 / 1024, 1)
+    except (OSError, AttributeError, ValueError):
+        pass
+    return {"cores": os.cpu_count(), "cpu_model": cpu_model, "ram_gb": ram_gb,
+            "loadavg_start": round(os.getloadavg()[0], 2), "kernel": platform.release(),
+            "python": platform.python_version(),
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def proc_sample(pid: int) -> tuple[float, float] | None:
+    """(CPU seconds user+system, RSS MB) of `pid` from /proc, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields_ = stat.rsplit(")", 1)[1].split()
+    cpu = (int(fields_[11]) + int(fields_[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    m = re.search(r"VmRSS:\s+(\d+)", status)
+    return cpu, (int(m.group(1)) / 1024 if m else 0.0)
+
+
+def system_cpu() -> tuple[float, float] | None:
+    """(busy seconds, idle seconds) of the whole machine, summed over cores, from /proc/stat."""
+    try:
+        parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)  # idle + iowait
+    busy = sum(parts[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / CLK_TCK, idle / CLK_TCK
+
+
+def machine_busy_pct(a: tuple[float, float] | None, b: tuple[float, float] | None) -> float | None:
+    """Machine CPU busy between two `system_cpu()` readings, in % of one core (cores x 100 = all)."""
+    if a is None or b is None:
+        return None
+    busy, idle = b[0] - a[0], b[1] - a[1]
+    total = busy + idle
+    return round(busy / total * 100 * (os.cpu_count() or 1), 1) if total > 0 else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A server run as a subprocess with its output in a log file; stopped with SIGTERM."""
+
+    cmd: list[str]
+    log_path: Path
+    url: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout: float = 180.0) -> None:
+        import aiohttp
+
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
+                                     start_new_session=True)
+        log.close()
+        deadline = time.time() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while time.time() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_path}")
+                try:
+                    async with http.get(self.url + "/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    pass
+                await asyncio.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"server not healthy within {timeout:.0f} s; see {self.log_path}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+
+def _metric(text: str, name: str) -> float | None:
+    m = re.search(rf"^{re.escape(name)} ([0-9.eE+-]+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+class Sampler:
+    """Once a second: CPU seconds and RSS of the server and client processes, and server /metrics."""
+
+    def __init__(self, server_url: str, server_pid: int | None, client_pids: list[int]) -> None:
+        self.server_url = server_url
+        self.server_pid = server_pid
+        self.client_pids = client_pids
+        self.samples: list[dict[str, Any]] = []
+
+    async def sample(self, http: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {"t": time.time(), "system": system_cpu(), "conductor": proc_sample(os.getpid())}
+        if self.server_pid is not None:
+            row["server"] = proc_sample(self.server_pid)
+        row["clients"] = [proc_sample(p) for p in self.client_pids]
+        try:
+            async with http.get(self.server_url + "/metrics") as resp:
+                text = await resp.text()
+            row["frames_late"] = _metric(text, "voxline_playout_frames_late_total")
+            row["active"] = _metric(text, "voxline_sessions_active")
+        except Exception:  # noqa: BLE001 - a busy server may miss a scrape; that is recorded
+            row["frames_late"] = row["active"] = None
+        self.samples.append(row)
+        return row
+
+    async def run(self, until: float, stop: asyncio.Event) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while time.time() < until and not stop.is_set():
+                await self.sample(http)
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+
+    def window(self, t0: float, t1: float) -> list[dict[str, Any]]:
+        return [s for s in self.samples if t0 <= s["t"] <= t1]
