@@ -116,17 +116,8 @@ async def test_killed_agent_its_session_goes_on_with_history_on_the_other(pair: 
         await caller.close()
 
 
-GAP_SPEECH_BUG = (
-    "agent bug: a question said during the rebalance window is not answered as turn 2 with history. "
-    "The survivor reads the backlog from the dead agent's last commit (~9 s = ~450 audio chunks). "
-    "Since 1e49862 SessionAgent.deliver() sheds audio beyond MAX_INBOX (250 chunks) as if the agent were "
-    "CPU-starved, so the question is dropped ('agent is behind: dropped 250 audio chunks') and never "
-    "answered. Before that commit the question was answered, but VAD ended the turn before the media "
-    "server's `history` arrived, so Conversation.restore() refused it ('resumed with 0 messages of "
-    "history') and the reply was numbered turn 1 again.")
 
 
-@pytest.mark.xfail(strict=False, reason=GAP_SPEECH_BUG)
 async def test_a_question_asked_during_the_rebalance_is_answered_after_it(pair: Deployment, speech) -> None:
     """What a caller experiences in the window: silence, then the answer once the survivor takes over.
 

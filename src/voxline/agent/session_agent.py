@@ -69,6 +69,7 @@ class SessionAgent:
         self._worker: asyncio.Task[None] | None = None
         self._history: dict[str, Any] | None = None
         self._history_ready = asyncio.Event()
+        self._catching_up = resumed  # replaying a failed agent's backlog: a larger inbox
         if not resumed:
             self._history_ready.set()
 
@@ -86,7 +87,7 @@ class SessionAgent:
             self._history = item
             self._history_ready.set()
             return
-        limit = MAX_INBOX if self._history_ready.is_set() else MAX_TAKEOVER_INBOX
+        limit = MAX_TAKEOVER_INBOX if self._catching_up else MAX_INBOX
         if self.inbox.qsize() >= limit:
             kept = [m for m in _drain(self.inbox) if not isinstance(m, AudioMessage)]
             self.dropped += limit - len(kept)
@@ -110,6 +111,8 @@ class SessionAgent:
                 await self._guarded(self.on_control(self._history))
         while True:
             pending = [await self.inbox.get(), *_drain(self.inbox)]
+            if self._catching_up and self.inbox.empty():
+                self._catching_up = False  # the backlog is in hand; from here on, live limits
             # In order; consecutive audio goes through VAD in one thread call (cheap catch-up).
             batch: list[AudioMessage] = []
             for item in [*pending, None]:
