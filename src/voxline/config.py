@@ -31,7 +31,7 @@ class Settings:
     session_idle_timeout_s: float = 300.0
     session_create_rate_per_min: int = 60
     listen_on_connect: bool = True
-    rtc_jitter_prefetch: int = 2
+    rtc_jitter_prefetch: int = 1  # packets aiortc buffers before decoding the caller (20 ms each)
     rtc_host_addresses: tuple[str, ...] = ()  # ICE host candidates on these addresses only; empty = all
 
     # Bus
@@ -66,6 +66,7 @@ class Settings:
     vad_threshold: float = 0.5
     end_of_turn_silence_ms: int = 500
     speculative_replies: bool = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
+    speculation_pause_ms: int = 128  # the pause (>= 96 ms) after which that speculative work starts
     min_speech_ms: int = 160
     barge_in_min_speech_ms: int = 200
     max_turn_s: float = 20.0

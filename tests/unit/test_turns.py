@@ -171,9 +171,18 @@ def test_reset_forgets_a_turn_in_progress() -> None:
 
 
 def test_pre_roll_is_bounded() -> None:
-    f = Feeder(TurnConfig(pre_roll_ms=320))
+    f = Feeder(TurnConfig(pre_roll_ms=320, trailing_ms=160, pause_ms=192))
     f.feed(0.0, 10_000)
     f.feed(0.9, 320)
     f.feed(0.0, 600)
     [end] = f.of(SpeechEnded)
     assert len(windows_in(end.pcm)) == 10 + 10 + 5  # pre-roll, speech, trailing
+
+
+def test_a_pause_shorter_than_the_trailing_silence_still_matches_the_end() -> None:
+    f = Feeder(TurnConfig(pause_ms=96, trailing_ms=160, end_silence_ms=500))
+    f.feed(0.9, 640)
+    f.feed(0.0, 700)
+    [paused] = f.of(SpeechPaused)
+    [ended] = f.of(SpeechEnded)
+    assert paused.pcm == ended.pcm

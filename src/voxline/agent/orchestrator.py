@@ -116,6 +116,7 @@ class Orchestrator:
             s = self.settings
             conversation = Conversation(s.system_prompt, s.max_history_messages)
             detector = TurnDetector(TurnConfig(threshold=s.vad_threshold, min_speech_ms=s.min_speech_ms,
+                                               pause_ms=s.speculation_pause_ms,
                                                end_silence_ms=s.end_of_turn_silence_ms,
                                                max_turn_ms=int(s.max_turn_s * 1000)))
             agent = SessionAgent(session_id, self.models, self.bus, conversation, detector,

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, TypeVar
 
+import numpy as np
+
 from voxline.agent.chunking import SentenceChunker
 from voxline.agent.conversation import has_words
 from voxline.agent.models import Models
@@ -163,9 +165,21 @@ class ReplyPipeline:
         tts = self.models.tts
         step = int(OUT_CHUNK_S * tts.sample_rate) * 2
         async for pcm in with_timeout(tts.synthesize(sentence), self.timeout_s):
-            self.times.first_audio_ready = self.times.first_audio_ready or time.time()
+            if not self.times.first_audio_ready:
+                pcm = trim_leading_silence(pcm, tts.sample_rate)  # TTS voices start with ~50 ms of it
+                self.times.first_audio_ready = time.time()
             for i in range(0, len(pcm), step):
                 self._queue.put_nowait(Audio(pcm[i:i + step], tts.sample_rate))
+
+
+def trim_leading_silence(pcm: bytes, sample_rate: int, threshold: int = 300, keep_s: float = 0.01) -> bytes:
+    """`pcm` (s16) from just before its first sample louder than `threshold` (-40 dBFS)."""
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > threshold)
+    if not loud.size:
+        return pcm
+    start = max(0, int(loud[0]) - int(keep_s * sample_rate))
+    return pcm[start * 2:]
 
 
 async def with_timeout(stream: AsyncIterator[T], timeout_s: float) -> AsyncIterator[T]:

@@ -146,7 +146,7 @@ class SessionAgent:
         if not self.listening or not fresh:
             return
         windows = await self.models.vad_thread.run(self.vad.process, b"".join(m.pcm for m in fresh))
-        chunk_end = fresh[-1].ts + len(fresh[-1].pcm) / 2 / 16_000
+        chunk_end = fresh[-1].ts  # stamped when its last sample arrived
         for raw, prob in windows:
             for ev in self.detector.push(raw, prob):
                 await self._on_turn_event(ev, chunk_end)

@@ -8,7 +8,7 @@ them to wall-clock time itself.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 WINDOW_MS = 32
 
@@ -19,9 +19,9 @@ class TurnConfig:
     neg_threshold: float = 0.35  # below this, a window counts as silence (hysteresis)
     min_speech_ms: int = 160  # speech shorter than this is a click or a cough
     end_silence_ms: int = 500  # silence that ends the turn
-    pause_ms: int = 192  # silence after which a speculative transcription may start
+    pause_ms: int = 128  # silence after which a speculative reply may start (>= trailing_ms)
     pre_roll_ms: int = 320  # audio kept from before the detected start
-    trailing_ms: int = 160  # silence kept after the speech in the turn's audio
+    trailing_ms: int = 96  # silence kept after the speech in the turn's audio
     max_turn_ms: int = 20_000
 
 
@@ -57,7 +57,11 @@ TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded
 
 class TurnDetector:
     def __init__(self, config: TurnConfig | None = None) -> None:
-        self.config = config or TurnConfig()
+        config = config or TurnConfig()
+        if config.pause_ms < config.trailing_ms:
+            # The paused audio must equal the ended turn's audio, or speculation is always wasted.
+            config = replace(config, trailing_ms=config.pause_ms)
+        self.config = config
         self.position_ms = 0
         self.speaking = False
         self._pre_roll: deque[bytes] = deque(maxlen=max(1, self.config.pre_roll_ms // WINDOW_MS))
