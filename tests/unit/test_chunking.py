@@ -61,7 +61,7 @@ def test_initials_do_not_split_but_the_pronoun_i_does() -> None:
         "J. R. Tolkien wrote it.", "So did I.", "Then we left."]
 
 
-def test_first_clause_is_cut_at_a_comma_after_four_words() -> None:
+def test_first_clause_is_cut_at_the_first_comma_after_two_words() -> None:
     assert pieces("Well, I think that, in the end, it works out fine. Yes, it does, really.") == [
         "Well, I think that,",  # only the first piece may be a clause
         "in the end, it works out fine.",
@@ -71,6 +71,12 @@ def test_first_clause_is_cut_at_a_comma_after_four_words() -> None:
 
 def test_short_first_clause_is_not_cut() -> None:
     assert pieces("Sure, go ahead.") == ["Sure, go ahead."]
+
+
+def test_a_two_word_opening_clause_goes_first() -> None:
+    # The first piece is what the caller waits for: a short one is synthesized at once.
+    assert pieces("I'm sorry, I can't do that. Ask me again.") == ["I'm sorry,", "I can't do that.", "Ask me again."]
+    assert pieces("When it rains, wear a coat.") == ["When it rains,", "wear a coat."]
 
 
 def test_clause_at_colon_and_semicolon() -> None:

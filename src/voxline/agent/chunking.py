@@ -1,6 +1,6 @@
 """Split a stream of LLM text deltas into speakable pieces as early as it is safe to.
 
-The first piece may be a clause (cut at a comma, colon or semicolon once it has a few words)
+The first piece may be a clause (cut at a comma, colon or semicolon once it has two words)
 so that TTS starts before the first sentence ends; later pieces are whole sentences, which
 sound more natural. Abbreviations and decimals ("Dr.", "3.5") do not end a sentence.
 """
@@ -22,7 +22,7 @@ def clean_for_speech(text: str) -> str:
 
 
 class SentenceChunker:
-    def __init__(self, first_clause_min_words: int = 4, min_chars: int = 1) -> None:
+    def __init__(self, first_clause_min_words: int = 2, min_chars: int = 1) -> None:
         self.first_clause_min_words = first_clause_min_words
         self.min_chars = min_chars
         self.buffer = ""

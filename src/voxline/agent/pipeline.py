@@ -128,10 +128,17 @@ class ReplyPipeline:
             self.messages = [*self.history, {"role": "user", "content": text}]
             sentences: asyncio.Queue[str | None] = asyncio.Queue()
             producer = asyncio.create_task(self._generate(sentences))
+            gate = getattr(self.models.llm, "gate", None)  # an embedded LLM sharing our cores
             try:
                 stage = "tts"
                 while (sentence := await sentences.get()) is not None:
-                    await self._speak(sentence)
+                    if gate is not None and not self.times.first_audio_ready:
+                        gate.clear()  # the first audio first; the rest of the reply can wait
+                    try:
+                        await self._speak(sentence)
+                    finally:
+                        if gate is not None:
+                            gate.set()
                 stage = "llm"
                 await producer  # re-raises an LLM failure
             finally:
@@ -168,6 +175,9 @@ class ReplyPipeline:
             if not self.times.first_audio_ready:
                 pcm = trim_leading_silence(pcm, tts.sample_rate)  # TTS voices start with ~50 ms of it
                 self.times.first_audio_ready = time.time()
+                gate = getattr(self.models.llm, "gate", None)
+                if gate is not None:
+                    gate.set()
             for i in range(0, len(pcm), step):
                 self._queue.put_nowait(Audio(pcm[i:i + step], tts.sample_rate))
 

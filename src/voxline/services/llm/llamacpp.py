@@ -16,6 +16,7 @@ from voxline.services.threads import ModelThread
 
 log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GATE_MAX_WAIT_S = 1.0  # never held back longer than this, whatever happens to the TTS
 
 
 def model_path() -> str:
@@ -56,6 +57,10 @@ class LlamaCppLLM:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.thread = ModelThread("llm")
+        # Cleared while a reply's first sentence is being synthesized: generation of the rest
+        # waits, so the two cores go to the audio the caller is waiting for.
+        self.gate = threading.Event()
+        self.gate.set()
         log.info("llm model loaded", extra={"model": self.name, "load_ms": round((time.perf_counter() - started) * 1000)})
 
     def _generate(self, messages: list[ChatMessage], max_tokens: int, stop: threading.Event) -> Iterator[str]:
@@ -67,6 +72,7 @@ class LlamaCppLLM:
             repeat_penalty=1.1,
         )
         for chunk in chunks:
+            self.gate.wait(GATE_MAX_WAIT_S)
             if stop.is_set():
                 break
             delta = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
