@@ -66,7 +66,7 @@ class Settings:
     vad_threshold: float = 0.5
     end_of_turn_silence_ms: int = 500
     speculative_replies: bool = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
-    speculation_pause_ms: int = 128  # the pause (>= 96 ms) after which that speculative work starts
+    speculation_pause_ms: int = 96  # the pause after which that speculative work starts
     min_speech_ms: int = 160
     barge_in_min_speech_ms: int = 200
     max_turn_s: float = 20.0

@@ -19,7 +19,7 @@ class TurnConfig:
     neg_threshold: float = 0.35  # below this, a window counts as silence (hysteresis)
     min_speech_ms: int = 160  # speech shorter than this is a click or a cough
     end_silence_ms: int = 500  # silence that ends the turn
-    pause_ms: int = 128  # silence after which a speculative reply may start (>= trailing_ms)
+    pause_ms: int = 96  # silence after which a speculative reply may start
     pre_roll_ms: int = 320  # audio kept from before the detected start
     trailing_ms: int = 96  # silence kept after the speech in the turn's audio
     max_turn_ms: int = 20_000
