@@ -27,7 +27,7 @@ def holds(run: dict[str, Any]) -> tuple[bool, str]:
     """Whether one run held, and why not."""
     c, s = run["clients"], run["server"]
     n = run["sessions"]
-    expected = max(1, c["frames_expected_50_per_s"])
+    expected = max(1, c["frames_expected"])
     if c["connected"] < n or c["sessions_failed"] or run.get("worker_errors"):
         return False, f"{n - c['connected']} not connected, {c['sessions_failed']} failed"
     if c["turns_answered"] < c["turns_asked"]:

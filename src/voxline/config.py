@@ -32,6 +32,7 @@ class Settings:
     session_create_rate_per_min: int = 60
     listen_on_connect: bool = True
     rtc_jitter_prefetch: int = 1  # packets aiortc buffers before decoding the caller (20 ms each)
+    rtc_send_silence: bool = False  # send silent frames between replies (default: nothing, like DTX)
     rtc_host_addresses: tuple[str, ...] = ()  # ICE host candidates on these addresses only; empty = all
 
     # Bus

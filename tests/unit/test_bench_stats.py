@@ -89,7 +89,7 @@ def test_capacity_summary_shape() -> None:
     out = capacity_summary(1, [sess], idle, loaded, 1)
     assert out["server"]["cpu_pct"] == 20.0 and out["server"]["frames_late"] == 2
     assert out["server"]["rss_mb_per_session"] == 30.0
-    assert out["clients"]["frames_expected_50_per_s"] == 500 and out["clients"]["frames_missing"] == 0
+    assert out["clients"]["frames_expected"] == 500 and out["clients"]["frames_missing"] == 0
     assert out["clients"]["v2v_ms"]["n"] == 2
     row = capacity_row({"sessions": 1, **out})
     assert len(row) == len(CAPACITY_HEADER)

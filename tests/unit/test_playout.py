@@ -1,4 +1,4 @@
-"""The paced 48 kHz playout track: resampling, silence when idle, clear on barge-in, drained callbacks."""
+"""The paced 48 kHz playout track: resampling, silence or nothing when idle, clear on barge-in, drained callbacks."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def loud(frames: list[np.ndarray]) -> list[bool]:
 
 
 async def test_idle_track_sends_silent_20ms_frames_at_48k(virtual_clock: VirtualClock) -> None:
-    track = PlayoutTrack()
+    track = PlayoutTrack(send_silence=True)
     frames = []
     for _ in range(5):
         frames.append(await track.recv())
@@ -78,7 +78,7 @@ async def test_idle_track_sends_silent_20ms_frames_at_48k(virtual_clock: Virtual
 @pytest.mark.parametrize("rate", [16_000, 22_050, 24_000])
 async def test_reply_audio_is_resampled_to_48k_and_drained_once(rate: int, virtual_clock: VirtualClock) -> None:
     drained: list[int] = []
-    track = PlayoutTrack(on_drained=drained.append)
+    track = PlayoutTrack(on_drained=drained.append, send_silence=True)
     pcm = tone(0.3, rate)
     for i in range(0, len(pcm), 2_000):  # in TTS-sized pieces
         track.push(audio(1, pcm[i:i + 2_000], rate, seq=i))
@@ -101,14 +101,14 @@ async def test_reply_audio_is_resampled_to_48k_and_drained_once(rate: int, virtu
 
 async def test_end_with_nothing_queued_drains_at_once() -> None:
     drained: list[int] = []
-    track = PlayoutTrack(on_drained=drained.append)
+    track = PlayoutTrack(on_drained=drained.append, send_silence=True)
     track.push(marker(AudioKind.END, 4))
     assert drained == [4]
 
 
 async def test_clear_drops_queued_audio_at_once(virtual_clock: VirtualClock) -> None:
     drained: list[int] = []
-    track = PlayoutTrack(on_drained=drained.append)
+    track = PlayoutTrack(on_drained=drained.append, send_silence=True)
     track.push(audio(1, tone(2.0, 24_000), 24_000))
     assert loud(await pull(track, 3)) == [True] * 3
     track.push(marker(AudioKind.CLEAR, 1))
@@ -118,7 +118,7 @@ async def test_clear_drops_queued_audio_at_once(virtual_clock: VirtualClock) -> 
 
 async def test_late_audio_and_end_of_a_cleared_turn_are_ignored(virtual_clock: VirtualClock) -> None:
     drained: list[int] = []
-    track = PlayoutTrack(on_drained=drained.append)
+    track = PlayoutTrack(on_drained=drained.append, send_silence=True)
     track.push(audio(1, tone(0.5, 22_050), 22_050))
     track.clear(1)
     track.push(audio(1, tone(0.5, 22_050), 22_050))  # still in flight when the clear arrived
@@ -134,7 +134,7 @@ async def test_late_audio_and_end_of_a_cleared_turn_are_ignored(virtual_clock: V
 
 
 async def test_clear_drops_older_turns_too(virtual_clock: VirtualClock) -> None:
-    track = PlayoutTrack()
+    track = PlayoutTrack(send_silence=True)
     track.clear(5)
     for turn in (1, 4, 5):
         track.push(audio(turn, tone(0.1, 16_000), 16_000))
@@ -145,7 +145,7 @@ async def test_clear_drops_older_turns_too(virtual_clock: VirtualClock) -> None:
 
 async def test_consecutive_replies_each_drain(virtual_clock: VirtualClock) -> None:
     drained: list[int] = []
-    track = PlayoutTrack(on_drained=drained.append)
+    track = PlayoutTrack(on_drained=drained.append, send_silence=True)
     for turn in (1, 2):
         track.push(audio(turn, tone(0.1, 22_050), 22_050))
         track.push(marker(AudioKind.END, turn))
@@ -154,7 +154,7 @@ async def test_consecutive_replies_each_drain(virtual_clock: VirtualClock) -> No
 
 
 async def test_recv_is_paced_by_the_clock() -> None:
-    track = PlayoutTrack()
+    track = PlayoutTrack(send_silence=True)
     await track.recv()  # the first frame goes at once
     start = time.monotonic()
     await pull(track, 10)
@@ -163,7 +163,7 @@ async def test_recv_is_paced_by_the_clock() -> None:
 
 
 async def test_a_late_consumer_counts_late_frames(virtual_clock: VirtualClock) -> None:
-    track = PlayoutTrack()
+    track = PlayoutTrack(send_silence=True)
     await pull(track, 3)
     assert track.frames_late == 0
     virtual_clock.now += 0.2  # the RTP sender stalled for 200 ms
@@ -172,7 +172,41 @@ async def test_a_late_consumer_counts_late_frames(virtual_clock: VirtualClock) -
 
 
 async def test_stopped_track_raises() -> None:
-    track = PlayoutTrack()
+    track = PlayoutTrack(send_silence=True)
     track.stop()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+async def test_between_replies_nothing_is_sent_and_a_reply_goes_out_at_once() -> None:
+    drained: list[int] = []
+    track = PlayoutTrack(on_drained=drained.append)  # the default: no silence frames
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(track.recv(), 0.1)  # idle: recv waits for audio
+    waiting = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    track.push(audio(1, tone(0.06, 48_000), 48_000))
+    track.push(marker(AudioKind.END, 1))
+    first = await waiting
+    assert time.monotonic() - started < 0.015  # no wait for a 20 ms tick
+    frames = [first] + [await track.recv() for _ in range(2)]
+    assert all(loud([f.to_ndarray().reshape(-1)]) for f in frames)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(track.recv(), 0.1)  # drained: silent again
+    assert drained == [1]
+    # The next talk spurt's RTP time includes the silence, so a receiver plays it on time.
+    await asyncio.sleep(0.2)
+    track.push(audio(2, tone(0.02, 48_000), 48_000))
+    spurt = await track.recv()
+    gap_s = (spurt.pts - frames[-1].pts) / RATE
+    assert gap_s >= 0.3 and spurt.pts % FRAME_SAMPLES == 0
+
+
+async def test_stop_wakes_a_track_waiting_for_audio() -> None:
+    track = PlayoutTrack()
+    waiting = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.02)
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(waiting, 1)

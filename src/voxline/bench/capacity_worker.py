@@ -24,8 +24,9 @@ class SessionStats:
     frames: int = 0
     first_frame: float | None = None
     last_frame: float | None = None
-    gaps_over_100ms: int = 0
+    gaps_over_100ms: int = 0  # stalls: arrival gaps longer than the media time between frames
     max_gap_ms: float = 0.0
+    frames_skipped: int = 0  # short holes in media time (lost or late frames) inside talk spurts
     rtp_received: int = 0
     rtp_lost: int = 0
     jitter_ms: float | None = None
@@ -39,6 +40,8 @@ def _gap_recorder(stats: SessionStats) -> Any:
     from voxline.client.audio import Recorder
 
     class GapRecorder(Recorder):
+        last_media: float | None = None
+
         async def run(self, track: Any) -> None:
             while True:
                 try:
@@ -49,13 +52,21 @@ def _gap_recorder(stats: SessionStats) -> Any:
                 pcm = frame.to_ndarray().reshape(-1)  # s16 interleaved: any channel loud is sound
                 self.frames += 1
                 stats.frames += 1
-                if stats.last_frame is not None:
-                    gap = (arrived - stats.last_frame) * 1000
-                    stats.max_gap_ms = max(stats.max_gap_ms, gap)
-                    stats.gaps_over_100ms += gap > 100
-                else:
+                media_s = float(frame.pts * frame.time_base) if frame.pts is not None else None
+                if stats.last_frame is not None and media_s is not None and self.last_media is not None:
+                    # The server sends nothing between replies (DTX): a gap whose media time
+                    # jumps too is silence, not a stall. A stall is arrival time beyond media time.
+                    media_gap = media_s - self.last_media
+                    stall = (arrived - stats.last_frame - media_gap) * 1000
+                    stats.max_gap_ms = max(stats.max_gap_ms, stall)
+                    stats.gaps_over_100ms += stall > 100
+                    holes = round(media_gap / 0.02) - 1
+                    if 0 < holes <= 5:
+                        stats.frames_skipped += holes
+                elif stats.first_frame is None:
                     stats.first_frame = arrived
                 stats.last_frame = arrived
+                self.last_media = media_s
                 loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > self.threshold)
                 if loud.size:
                     channels = len(frame.layout.channels)

@@ -58,13 +58,13 @@ def check_offer(sdp: str) -> None:
 
 class MediaPeer:
     def __init__(self, session: Session, bus: Bus, on_closed: Callable[[str, str], Awaitable[None]],
-                 jitter_prefetch: int = 2) -> None:
+                 jitter_prefetch: int = 2, send_silence: bool = False) -> None:
         self.session = session
         self.bus = bus
         self.on_closed = on_closed
         self.jitter_prefetch = jitter_prefetch
         self.pc = new_peer_connection()
-        self.playout = PlayoutTrack(on_drained=self._on_drained)
+        self.playout = PlayoutTrack(on_drained=self._on_drained, send_silence=send_silence)
         self.seq = 0
         self.frames_in = 0
         self._tasks: set[asyncio.Task[None]] = set()

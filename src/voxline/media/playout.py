@@ -1,8 +1,12 @@
 """The agent's voice on the caller's peer connection: a paced 48 kHz track.
 
-It sends a 20 ms frame every 20 ms by the clock, reply audio when there is some and silence
-otherwise, so the RTP stream never stalls. `clear(turn)` drops everything queued for that
-turn and older at once (barge-in); late audio of a cleared turn is ignored.
+While the agent speaks it sends a 20 ms frame every 20 ms by the clock. Between replies it
+sends nothing (like Opus DTX): encoding, encrypting and sending 50 silent packets a second per
+caller was a third of the media server's CPU. When a reply starts, its first frame leaves at
+once and the RTP clock jumps by the silence, so receivers play it on time. With
+`send_silence=True` it sends silence frames instead, for receivers that want a steady stream.
+`clear(turn)` drops everything queued for that turn and older at once (barge-in); late audio
+of a cleared turn is ignored.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ TIME_BASE = fractions.Fraction(1, RATE)
 class PlayoutTrack(MediaStreamTrack):
     kind = "audio"
 
-    def __init__(self, on_drained: Callable[[int], None] | None = None) -> None:
+    def __init__(self, on_drained: Callable[[int], None] | None = None, send_silence: bool = False) -> None:
         super().__init__()
         self.on_drained = on_drained
+        self.send_silence = send_silence
+        self._has_audio = asyncio.Event()
+        self._talking = False
         self.buffer = bytearray()
         self.min_turn = 0  # audio of turns below this was cleared
         self.pending_end: int | None = None
@@ -52,6 +59,8 @@ class PlayoutTrack(MediaStreamTrack):
             self.pending_end = msg.turn
             if not self.buffer:
                 self._drained()
+            else:
+                self._has_audio.set()
             return
         self.pending_end = None
         samples = np.frombuffer(msg.pcm, dtype=np.int16)
@@ -59,6 +68,8 @@ class PlayoutTrack(MediaStreamTrack):
             self._flush_resampler()
             self._resampler = (msg.sample_rate, StreamResampler(msg.sample_rate, RATE))
         self.buffer += self._resampler[1].push(samples).tobytes()
+        if self.buffer:
+            self._has_audio.set()
 
     def clear(self, turn: int) -> None:
         self.buffer.clear()
@@ -74,9 +85,29 @@ class PlayoutTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        while not self.send_silence and not self.buffer:
+            if self.pending_end is not None and self._start is not None:
+                # Let the last frame play out, then report the reply finished.
+                due = self._start + (self._pts + FRAME_SAMPLES) / RATE - time.monotonic()
+                if due > 0:
+                    await asyncio.sleep(due)
+                self._drained()
+                continue  # audio may have come meanwhile
+            self._talking = False
+            self._has_audio.clear()
+            await self._has_audio.wait()
+            if self.readyState != "live":
+                raise MediaStreamError
         now = time.monotonic()
         if self._start is None:
             self._start = now
+            self._talking = True
+        elif not self._talking:
+            # A new talk spurt: RTP time moves on by the silence, and this frame goes now.
+            silent = max(FRAME_SAMPLES, int((now - self._start) * RATE) - self._pts)
+            self._pts += -(-silent // FRAME_SAMPLES) * FRAME_SAMPLES
+            self._start = now - self._pts / RATE
+            self._talking = True
         else:
             self._pts += FRAME_SAMPLES
             due = self._start + self._pts / RATE
@@ -97,6 +128,10 @@ class PlayoutTrack(MediaStreamTrack):
         frame.time_base = TIME_BASE
         self.frames_sent += 1
         return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._has_audio.set()  # wake a recv() waiting for audio, so it ends
 
     def _flush_resampler(self) -> None:
         if self._resampler is not None:

@@ -236,7 +236,7 @@ class MediaServer:
             if peer is not None:
                 await self._peer_closed(peer, reason)
 
-        peer = MediaPeer(session, self.bus, closed, self.settings.rtc_jitter_prefetch)
+        peer = MediaPeer(session, self.bus, closed, self.settings.rtc_jitter_prefetch, self.settings.rtc_send_silence)
         return peer
 
     async def _peer_closed(self, peer: MediaPeer, reason: str) -> None:
