@@ -112,11 +112,8 @@ async def test_a_failing_backend_gets_an_apology_and_the_next_turn_works(stage, 
             assert caller.first_sound_after(second) is not None  # the next turn is answered aloud
             heard = " ".join(e["text"] for e in caller.of_type("transcript.final") if e["turn"] >= 2)
             assert "sky" in words(heard)
-            if stage != "tts":
-                assert apology_heard, "no spoken apology after the failure"
-            elif not apology_heard:
-                pytest.xfail("by design (Conversation.failed): after a TTS failure the agent goes back to "
-                             "listening without trying to speak the apology; the caller gets the error event only")
+            # After a TTS fault too: the recorded apology plays when the TTS cannot speak it.
+            assert apology_heard, "no spoken apology after the failure"
     finally:
         await stop_server(cleanup)
 

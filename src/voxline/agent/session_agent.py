@@ -9,11 +9,14 @@ the end of the turn is decided; the task that relays its outputs is cancelled on
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+import wave
+from pathlib import Path
 from typing import Any, Awaitable
 
-from voxline.agent.conversation import (Action, CancelReply, ClearPlayback, Conversation, Emit,
+from voxline.agent.conversation import (APOLOGY, Action, CancelReply, ClearPlayback, Conversation, Emit,
                                         Respond, Speak, State, Transcribe)
 from voxline.agent.models import Models
 from voxline.agent.pipeline import (OUT_CHUNK_S, Audio, Delta, Failed, ReplyPipeline, ReplyText,
@@ -28,6 +31,13 @@ log = logging.getLogger(__name__)
 MAX_INBOX = 250  # messages (5 s of audio) a session may queue before it sheds the oldest
 MAX_TAKEOVER_INBOX = 1500  # a taken-over session replays up to 30 s of backlog (the rebalance gap)
 HISTORY_WAIT_S = 3.0
+
+
+@functools.cache
+def recorded_apology() -> tuple[bytes, int]:
+    """The apology as Piper's en_US-joe-medium said it (PCM, rate), for when the TTS is down."""
+    with wave.open(str(Path(__file__).with_name("apology.wav"))) as w:
+        return w.readframes(w.getnframes()), w.getframerate()
 
 
 def _int(value: Any, default: int) -> int:
@@ -265,18 +275,29 @@ class SessionAgent:
             raise
 
     async def _speak(self, turn: int, text: str) -> None:
-        """Say fixed text (the apology after a failure) as the rest of `turn`."""
-        tts = self.models.tts
-        step = int(OUT_CHUNK_S * tts.sample_rate) * 2
+        """Say fixed text (the apology after a failure) as the rest of `turn`.
+
+        If the TTS itself is what failed, the apology still comes: a recording of it ships
+        with the package.
+        """
         try:
-            async for pcm in with_timeout(tts.synthesize(text), self.timeout_s):
-                if self.conv.state is State.THINKING:
-                    await self.perform(self.conv.reply_audio_started(turn))
-                for i in range(0, len(pcm), step):
-                    await self._send_audio(AudioKind.AUDIO, turn, pcm[i:i + step], tts.sample_rate)
-            await self._send_audio(AudioKind.END, turn)
-        except Exception as exc:  # noqa: BLE001
-            await self.perform(self.conv.failed(turn, "tts", f"apology failed: {exc}"))
+            async for pcm in with_timeout(self.models.tts.synthesize(text), self.timeout_s):
+                await self._play(turn, pcm, self.models.tts.sample_rate)
+        except Exception as exc:  # noqa: BLE001 - fall back to the recording
+            if text != APOLOGY:
+                await self.perform(self.conv.failed(turn, "tts", f"could not speak: {exc}"))
+                return
+            log.warning("tts failed for the apology (%s): playing the recorded one", exc)
+            pcm, rate = recorded_apology()
+            await self._play(turn, pcm, rate)
+        await self._send_audio(AudioKind.END, turn)
+
+    async def _play(self, turn: int, pcm: bytes, rate: int) -> None:
+        if self.conv.state is State.THINKING:
+            await self.perform(self.conv.reply_audio_started(turn))
+        step = int(OUT_CHUNK_S * rate) * 2
+        for i in range(0, len(pcm), step):
+            await self._send_audio(AudioKind.AUDIO, turn, pcm[i:i + step], rate)
 
     async def _fail(self, turn: int, stage: str, exc: BaseException) -> None:
         message = f"{stage} failed: {exc or type(exc).__name__}"
