@@ -323,11 +323,7 @@ class Deployment(ProcSet):
 
 
 # -- pytest fixtures and helpers shared by the process tests (import them into a test module) --
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-from voxline.client.audio import RATE  # noqa: E402
-from voxline.media.resample import resample_s16  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -347,12 +343,5 @@ def proc_logs(request: pytest.FixtureRequest) -> Path:
     return path
 
 
-def words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 2}
 
 
-def at48k(pcm16k: bytes, pad_s: float = 0.3) -> np.ndarray:
-    """16 kHz speech as the caller's 48 kHz microphone samples, after `pad_s` of silence."""
-    pad = np.zeros(int(pad_s * RATE), dtype=np.int16)
-    speech = np.frombuffer(resample_s16(pcm16k, 16_000, RATE), dtype=np.int16)
-    return np.concatenate([pad, speech])

@@ -19,7 +19,8 @@ from typing import Any, AsyncIterator
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from procs import BusConfig, Deployment, at48k, model_services, proc_logs, unique_prefix, words  # noqa: F401
+from audio_helpers import at48k, words
+from procs import BusConfig, Deployment, model_services, proc_logs, unique_prefix  # noqa: F401
 from voxline.bus.kafka import KafkaBus
 from voxline.client.caller import Caller
 from voxline.config import Settings

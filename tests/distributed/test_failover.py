@@ -15,7 +15,8 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from procs import BusConfig, Deployment, Proc, at48k, model_services, proc_logs, unique_prefix, words  # noqa: F401
+from audio_helpers import at48k, words
+from procs import BusConfig, Deployment, Proc, model_services, proc_logs, unique_prefix  # noqa: F401
 from voxline.client.caller import Caller
 
 pytestmark = pytest.mark.distributed

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from tests.integration.conftest import start_server, stop_server
-from tests.integration.test_voice_loop import at48k, words
+from audio_helpers import at48k, words
 from voxline.agent.conversation import APOLOGY
 from voxline.agent.models import Models
 from voxline.client.caller import Caller

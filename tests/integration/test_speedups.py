@@ -13,13 +13,13 @@ from typing import AsyncIterator
 import numpy as np
 import pytest
 
+from audio_helpers import at48k, words
 from voxline.client.audio import RATE, speech_end_sample
 from voxline.client.call import call
 from voxline.config import Settings
 from voxline.media.resample import resample_s16
 
 from .conftest import Running, start_server, stop_server
-from .test_voice_loop import at48k, words
 
 pytestmark = pytest.mark.models
 # Each question with words a sensible answer contains.

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
-import numpy as np
 import pytest
 
+from audio_helpers import at48k, words
 from voxline.client.audio import RATE
 from voxline.client.call import call
 from voxline.client.caller import Caller
@@ -16,14 +15,8 @@ from voxline.media.resample import resample_s16
 pytestmark = pytest.mark.models
 
 
-def words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 2}
 
 
-def at48k(pcm16k: bytes, pad_s: float = 0.3) -> np.ndarray:
-    pad = np.zeros(int(pad_s * RATE), dtype=np.int16)
-    speech = np.frombuffer(resample_s16(pcm16k, 16_000, RATE), dtype=np.int16)
-    return np.concatenate([pad, speech])
 
 
 async def test_a_spoken_question_gets_a_spoken_answer(voice_server, speech, stt) -> None:

@@ -1,0 +1,22 @@
+"""Helpers the spoken tests share: the caller's microphone samples and the words heard."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from voxline.client.audio import RATE
+from voxline.media.resample import resample_s16
+
+
+def words(text: str) -> set[str]:
+    """The words of `text` longer than two letters, lower case: what a check of meaning needs."""
+    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 2}
+
+
+def at48k(pcm16k: bytes, pad_s: float = 0.3) -> np.ndarray:
+    """16 kHz speech as the caller's 48 kHz microphone samples, after `pad_s` of silence."""
+    pad = np.zeros(int(pad_s * RATE), dtype=np.int16)
+    speech = np.frombuffer(resample_s16(pcm16k, 16_000, RATE), dtype=np.int16)
+    return np.concatenate([pad, speech])
