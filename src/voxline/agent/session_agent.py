@@ -19,8 +19,8 @@ from typing import Any, Awaitable
 from voxline.agent.conversation import (APOLOGY, Action, CancelReply, ClearPlayback, Conversation, Emit,
                                         Respond, Speak, State, Transcribe)
 from voxline.agent.models import Models
-from voxline.agent.pipeline import (OUT_CHUNK_S, Audio, Delta, Failed, ReplyPipeline, ReplyText,
-                                    StageTimes, Transcript, with_timeout)
+from voxline.agent.pipeline import (OUT_CHUNK_S, Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript,
+                                    with_timeout)
 from voxline.agent.turns import SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event

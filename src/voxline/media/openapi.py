@@ -122,7 +122,7 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
         "/sessions/{session_id}/events": {"get": {
             "summary": "The session's events as JSON messages over a WebSocket (backlog first).",
             "description": ("Upgrade to a WebSocket. The token may be given as `?token=`. Client messages: "
-                            f'`{{"type":"ping"}}` (answered by a pong event); others are ignored. Messages over '
+                            '`{"type":"ping"}` (answered by a pong event); others are ignored. Messages over '
                             "4 KiB close the socket with 1009; a client flooding messages is closed with 1008."),
             "operationId": "sessionEvents",
             "parameters": [SID_PARAM, {"name": "token", "in": "query", "required": False,

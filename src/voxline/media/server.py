@@ -224,7 +224,7 @@ class MediaServer:
             if now - last_sweep > SWEEP_EVERY_S:
                 last_sweep = now
                 await self._sweep_store(now)
-            for sid in [sid for sid in self.backlog if (s := self.registry.get(sid)) is None]:
+            for sid in [sid for sid in self.backlog if self.registry.get(sid) is None]:
                 self.backlog.pop(sid, None)
 
     # -- drops and resumes ------------------------------------------------------------------
