@@ -27,6 +27,7 @@ RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms
 FRAME_BYTES = FRAME_SAMPLES * 2
 TIME_BASE = fractions.Fraction(1, RATE)
+HANGOVER_FRAMES = 3
 
 
 class PlayoutTrack(MediaStreamTrack):
@@ -38,6 +39,7 @@ class PlayoutTrack(MediaStreamTrack):
         self.send_silence = send_silence
         self._has_audio = asyncio.Event()
         self._talking = False
+        self._hangover = 0
         self.buffer = bytearray()
         self.min_turn = 0  # audio of turns below this was cleared
         self.pending_end: int | None = None
@@ -85,7 +87,7 @@ class PlayoutTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        while not self.send_silence and not self.buffer:
+        while not self.send_silence and not self.buffer and not self._hangover:
             if self.pending_end is not None and self._start is not None:
                 # Let the last frame play out, then report the reply finished.
                 due = self._start + (self._pts + FRAME_SAMPLES) / RATE - time.monotonic()
@@ -117,6 +119,9 @@ class PlayoutTrack(MediaStreamTrack):
                 self.frames_late += 1
         data = bytes(self.buffer[:FRAME_BYTES])
         del self.buffer[:FRAME_BYTES]
+        # A few silent frames after each talk spurt (like Opus DTX's hangover): jitter buffers
+        # that release a frame only when later ones arrive (aiortc's) then play the last words.
+        self._hangover = HANGOVER_FRAMES if data else max(0, self._hangover - 1)
         if len(data) < FRAME_BYTES:
             data += bytes(FRAME_BYTES - len(data))
             if self.pending_end is not None:
