@@ -86,8 +86,8 @@ def test_session_ids_carry_at_least_80_bits() -> None:
 
 # -- bus messages to the agent ----------------------------------------------------------------
 class _VadStream:
-    def process(self, pcm: bytes) -> list[tuple[bytes, float]]:
-        return []
+    def feed(self, pcm: bytes) -> bool:
+        return True
 
     def reset(self) -> None:
         pass
@@ -96,6 +96,9 @@ class _VadStream:
 class _Vad:
     def stream(self) -> _VadStream:
         return _VadStream()
+
+    def run_windows(self, streams: list[_VadStream]) -> list[list[tuple[bytes, float]]]:
+        return [[] for _ in streams]
 
 
 class _Thread:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voxline.config import Settings
 from voxline.services.base import LLM, STT, TTS
 from voxline.services.factory import build_llm, build_stt, build_tts
 from voxline.services.threads import ModelThread
-from voxline.services.vad import SileroModel
+from voxline.services.vad import SileroModel, VadBatcher
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,10 @@ class Models:
     tts: TTS
     vad: SileroModel
     vad_thread: ModelThread
+    vad_batch: VadBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.vad_batch = VadBatcher(self.vad, self.vad_thread)
 
     @classmethod
     def load(cls, settings: Settings) -> "Models":

@@ -123,7 +123,7 @@ class SessionAgent:
             pending = [await self.inbox.get(), *_drain(self.inbox)]
             if self._catching_up and self.inbox.empty():
                 self._catching_up = False  # the backlog is in hand; from here on, live limits
-            # In order; consecutive audio goes through VAD in one thread call (cheap catch-up).
+            # In order; consecutive audio goes through VAD in one request (cheap catch-up).
             batch: list[AudioMessage] = []
             for item in [*pending, None]:
                 if isinstance(item, AudioMessage):
@@ -155,7 +155,7 @@ class SessionAgent:
         self.last_heard = time.time()
         if not self.listening or not fresh:
             return
-        windows = await self.models.vad_thread.run(self.vad.process, b"".join(m.pcm for m in fresh))
+        windows = await self.models.vad_batch.process(self.vad, b"".join(m.pcm for m in fresh))
         chunk_end = fresh[-1].ts  # stamped when its last sample arrived
         for raw, prob in windows:
             for ev in self.detector.push(raw, prob):

@@ -35,42 +35,31 @@ class SessionStats:
 
 def _gap_recorder(stats: SessionStats) -> Any:
     """A Recorder that keeps no audio, only sound times, frame counts and arrival gaps."""
-    from aiortc.mediastreams import MediaStreamError
-
     from voxline.client.audio import Recorder
 
     class GapRecorder(Recorder):
         last_media: float | None = None
 
-        async def run(self, track: Any) -> None:
-            while True:
-                try:
-                    frame = await track.recv()
-                except MediaStreamError:
-                    return
-                arrived = time.time()
-                pcm = frame.to_ndarray().reshape(-1)  # s16 interleaved: any channel loud is sound
-                self.frames += 1
-                stats.frames += 1
-                media_s = float(frame.pts * frame.time_base) if frame.pts is not None else None
-                if stats.last_frame is not None and media_s is not None and self.last_media is not None:
-                    # The server sends nothing between replies (DTX): a gap whose media time
-                    # jumps too is silence, not a stall. A stall is arrival time beyond media time.
-                    media_gap = media_s - self.last_media
-                    stall = (arrived - stats.last_frame - media_gap) * 1000
-                    stats.max_gap_ms = max(stats.max_gap_ms, stall)
-                    stats.gaps_over_100ms += stall > 100
-                    holes = round(media_gap / 0.02) - 1
-                    if 0 < holes <= 5:
-                        stats.frames_skipped += holes
-                elif stats.first_frame is None:
-                    stats.first_frame = arrived
-                stats.last_frame = arrived
-                self.last_media = media_s
-                loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > self.threshold)
-                if loud.size:
-                    channels = len(frame.layout.channels)
-                    self.sounds.append(arrived + (loud[0] // channels) / frame.sample_rate)
+        def frame(self, mono: np.ndarray, media_s: float | None, arrived: float) -> None:
+            self.frames += 1
+            stats.frames += 1
+            if stats.last_frame is not None and media_s is not None and self.last_media is not None:
+                # The server sends nothing between replies (DTX): a gap whose media time
+                # jumps too is silence, not a stall. A stall is arrival time beyond media time.
+                media_gap = media_s - self.last_media
+                stall = (arrived - stats.last_frame - media_gap) * 1000
+                stats.max_gap_ms = max(stats.max_gap_ms, stall)
+                stats.gaps_over_100ms += stall > 100
+                holes = round(media_gap / 0.02) - 1
+                if 0 < holes <= 5:
+                    stats.frames_skipped += holes
+            elif stats.first_frame is None:
+                stats.first_frame = arrived
+            stats.last_frame = arrived
+            self.last_media = media_s
+            loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
+            if loud.size:
+                self.sounds.append(arrived + loud[0] / 48_000)
 
     return GapRecorder()
 

@@ -18,9 +18,11 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voxline.media.resample import resample_s16, to_mono_s16
+from voxline.opus import encode_frames, silence_frame
 
 RATE = 48_000
 FRAME = 960  # 20 ms
+TIME_BASE = fractions.Fraction(1, RATE)
 SPEECH_THRESHOLD = 500  # |s16| above this counts as sound (about -36 dBFS)
 
 
@@ -59,7 +61,9 @@ class WavSource(MediaStreamTrack):
     """Sends silence until `play(samples)`, then those samples (mono s16, 48 kHz), then silence.
 
     Frames are paced by the clock, so sample `i` of what is played leaves at
-    `played_at + i / 48000`.
+    `played_at + i / 48000`. Once `opus` is set (the connection sends Opus), what is played is
+    Opus-encoded once, up front, and sent as packets: a caller then spends no CPU on encoding
+    during the call, which lets one process drive many callers.
     """
 
     kind = "audio"
@@ -68,19 +72,22 @@ class WavSource(MediaStreamTrack):
         super().__init__()
         self.samples = np.zeros(0, dtype=np.int16)
         self.played_at: float | None = None  # time.time() when sample 0 of `samples` was sent
+        self.opus = False
+        self._packets: list[bytes] | None = None
         self._clock: float | None = None
         self._pts = 0
         self._offset = 0  # pts at which `samples` started
 
     def play(self, samples: np.ndarray) -> None:
         self.samples = samples
+        self._packets = _encoded(samples) if self.opus else None
         self._offset = self._pts + FRAME
         self.played_at = None
 
     def time_of_sample(self, index: int) -> float | None:
         return None if self.played_at is None else self.played_at + index / RATE
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.AudioFrame | av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         if self._clock is None:
@@ -93,6 +100,13 @@ class WavSource(MediaStreamTrack):
         position = self._pts - self._offset
         if position == 0 and self.samples.size:
             self.played_at = time.time()
+        if self.opus:
+            index = position // FRAME
+            packets = self._packets if self._packets is not None else []
+            packet = av.Packet(packets[index] if 0 <= index < len(packets) else silence_frame())
+            packet.pts = self._pts
+            packet.time_base = TIME_BASE
+            return packet
         chunk = self.samples[position:position + FRAME] if position >= 0 else self.samples[:0]
         if chunk.size < FRAME:
             chunk = np.concatenate([chunk, np.zeros(FRAME - chunk.size, dtype=np.int16)])
@@ -100,8 +114,23 @@ class WavSource(MediaStreamTrack):
         frame.planes[0].update(chunk.tobytes())
         frame.sample_rate = RATE
         frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, RATE)
+        frame.time_base = TIME_BASE
         return frame
+
+
+_ENCODED: dict[int, tuple[np.ndarray, list[bytes]]] = {}
+
+
+def _encoded(samples: np.ndarray) -> list[bytes]:
+    """Opus payloads of `samples`, encoded once per array (callers replay the same questions)."""
+    hit = _ENCODED.get(id(samples))
+    if hit is not None and hit[0] is samples:
+        return hit[1]
+    if len(_ENCODED) > 64:
+        _ENCODED.clear()
+    packets = encode_frames(samples)
+    _ENCODED[id(samples)] = (samples, packets)
+    return packets
 
 
 class Recorder:
@@ -127,7 +156,12 @@ class Recorder:
     def sound_between(self, t0: float, t1: float) -> bool:
         return any(t0 <= s <= t1 for s in self.sounds)
 
+    def on_audio(self, pcm: bytes, rtp_time: int) -> None:
+        """One decoded frame (mono s16 at 48 kHz), handed over as it arrives (`decode_inline`)."""
+        self.frame(np.frombuffer(pcm, dtype=np.int16), rtp_time / RATE, time.time())
+
     async def run(self, track: MediaStreamTrack) -> None:
+        """Record from a track (when the connection decodes in aiortc's own thread)."""
         while True:
             try:
                 frame = await track.recv()
@@ -137,12 +171,16 @@ class Recorder:
             mono = to_mono_s16(frame.to_ndarray().reshape(-1), len(frame.layout.channels))
             if frame.sample_rate != RATE:
                 mono = np.frombuffer(resample_s16(mono.tobytes(), frame.sample_rate, RATE), dtype=np.int16)
-            self.frames += 1
-            self.chunks.append(mono)
-            loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
-            if loud.size:
-                # The frame arrived whole; its first loud sample plays `loud[0]` samples in.
-                self.sounds.append(arrived + loud[0] / RATE)
+            self.frame(mono, float(frame.pts * frame.time_base) if frame.pts is not None else None, arrived)
+
+    def frame(self, mono: np.ndarray, media_s: float | None, arrived: float) -> None:
+        """Keep one frame: its samples, and when its first loud sample was heard."""
+        self.frames += 1
+        self.chunks.append(mono)
+        loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
+        if loud.size:
+            # The frame arrived whole; its first loud sample plays `loud[0]` samples in.
+            self.sounds.append(arrived + loud[0] / RATE)
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)

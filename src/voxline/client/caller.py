@@ -17,6 +17,7 @@ import numpy as np
 
 from voxline.client.audio import Recorder, WavSource, speech_end_sample
 from voxline.client.whip import WhipClient
+from voxline.opus import first_audio_codec
 
 REPLY_DONE_QUIET_S = 0.6  # after the reply's audio ends, wait this long for more
 
@@ -45,7 +46,8 @@ class Caller:
         await self.close()
 
     async def connect(self, timeout: float = 10.0) -> None:
-        session = await self.client.connect(self.source)
+        session = await self.client.connect(self.source, on_audio=self.recorder.on_audio)
+        self.source.opus = first_audio_codec(self.client.pc.remoteDescription.sdp) == "opus"
         ws_url = self.client.url(f"/sessions/{session.session_id}/events").replace("http", "ws", 1)
         ws = self._ws = await self.client.http.ws_connect(ws_url + (f"?token={self.token}" if self.token else ""))
         self._tasks.append(asyncio.create_task(self._collect(ws)))
@@ -54,7 +56,8 @@ class Caller:
             if time.time() > deadline:
                 raise asyncio.TimeoutError(f"WebRTC connection not established in {timeout:.0f} s")
             await asyncio.sleep(0.02)
-        self._tasks.append(asyncio.create_task(self.recorder.run(self.client.remote_track)))
+        if not self.client.inline_audio:
+            self._tasks.append(asyncio.create_task(self.recorder.run(self.client.remote_track)))
 
     async def say(self, samples: np.ndarray) -> float:
         """Start sending `samples` (mono s16 48 kHz); returns when the speech will have ended."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urljoin
 
 import aiohttp
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from voxline.opus import decode_inline
 from voxline.rtc import new_peer_connection, tune_jitter_buffers
 
 
@@ -34,6 +36,7 @@ class WhipClient:
         self.jitter_prefetch = jitter_prefetch
         self.pc = new_peer_connection()
         self.remote_track: MediaStreamTrack | None = None
+        self.inline_audio = False
         self.session: WhipSession | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -51,8 +54,14 @@ class WhipClient:
     def url(self, path: str) -> str:
         return urljoin(self.base_url, path.lstrip("/"))
 
-    async def connect(self, track: MediaStreamTrack) -> WhipSession:
+    async def connect(self, track: MediaStreamTrack,
+                      on_audio: Callable[[bytes, int], None] | None = None) -> WhipSession:
+        """Offer `track` and receive the agent's voice: as `remote_track` frames, or, with
+        `on_audio`, decoded in the loop as `on_audio(mono s16 48 kHz, rtp_time)` per frame
+        (`inline_audio` says which)."""
         self.pc.addTrack(track)  # sendrecv: our microphone out, the agent's voice back
+        if on_audio is not None:
+            self.inline_audio = decode_inline(self.pc, on_audio, rate=48_000)
         await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers host candidates
         client_ref = "tmp-" + secrets.token_hex(6)
         async with self.http.post(self.url("/whip"), data=self.pc.localDescription.sdp,

@@ -1,8 +1,9 @@
 """One caller's WebRTC peer connection: caller audio in -> bus, agent audio from the bus -> caller.
 
-Inbound Opus is decoded by aiortc to 48 kHz frames, resampled here to 16 kHz mono and cut
-into 20 ms chunks, each stamped with a sequence number and its arrival time, and published
-on `audio.in` keyed by session ID, but only while the session is listening.
+Inbound Opus is decoded in the event loop straight to 16 kHz mono (`voxline.opus`), cut into
+20 ms chunks, each stamped with a sequence number and its arrival time, and published on
+`audio.in` keyed by session ID, but only while the session is listening. The agent's voice
+is encoded to Opus in the loop too, by the playout track.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from voxline.bus.codec import AudioMessage, encode_json
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
 from voxline.media.playout import PlayoutTrack
+from voxline.opus import OpusEncoder, decode_inline, first_audio_codec
 from voxline.rtc import new_peer_connection, tune_jitter_buffers
 from voxline.sessions.registry import Session
 
@@ -67,6 +69,8 @@ class MediaPeer:
         self.playout = PlayoutTrack(on_drained=self._on_drained, send_silence=send_silence)
         self.seq = 0
         self.frames_in = 0
+        self._pending = bytearray()
+        self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -77,7 +81,7 @@ class MediaPeer:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
-                self._spawn(self._pump(track))
+                self._spawn(self._watch(track))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -93,8 +97,14 @@ class MediaPeer:
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds for bad SDP
             raise SdpError(f"the offer could not be applied: {exc}") from exc
         tune_jitter_buffers(pc, self.jitter_prefetch)
+        if not decode_inline(pc, self._on_pcm):
+            log.warning("aiortc internals changed: audio decoded by its own thread",
+                        extra={"session_id": self.session.id})
+        self._spawn(self._publish())
         pc.addTrack(self.playout)  # reuses the offered audio m-line: sendrecv when offered
         await pc.setLocalDescription(await pc.createAnswer())
+        if first_audio_codec(pc.localDescription.sdp) == "opus":
+            self.playout.encoder = OpusEncoder()
         return pc.localDescription.sdp
 
     async def close(self) -> None:
@@ -107,26 +117,38 @@ class MediaPeer:
         await self.pc.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _pump(self, track: MediaStreamTrack) -> None:
+    def _on_pcm(self, pcm: bytes, rtp_time: int = 0) -> None:
+        """A decoded 20 ms of caller audio (16 kHz mono), in the loop, as it arrives."""
+        self.frames_in += 1
+        self.session.touch()  # media flowing = the caller is there, listening or not
+        pending = self._pending
+        pending += pcm
+        while len(pending) >= CHUNK_BYTES:
+            chunk = bytes(pending[:CHUNK_BYTES])
+            del pending[:CHUNK_BYTES]
+            if self.session.listening:
+                self._inbound.put_nowait((chunk, time.time()))
+
+    async def _publish(self) -> None:
         session_var.set(self.session.id)
+        while True:
+            chunk, arrived = await self._inbound.get()
+            self.seq += 1
+            msg = AudioMessage(self.session.id, self.seq, chunk, 16_000, arrived)
+            await self.bus.publish(Topic.AUDIO_IN, self.session.id, msg.encode())
+
+    async def _watch(self, track: MediaStreamTrack) -> None:
+        """The remote track carries no frames (decoded inline); it ends with the connection.
+
+        Should aiortc's internals ever refuse the inline decoder, its frames come here instead.
+        """
         resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
-        pending = bytearray()
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            self.frames_in += 1
-            self.session.touch()  # media flowing = the caller is there, listening or not
-            for out in resampler.resample(frame):
-                pending += out.to_ndarray().tobytes()
-            while len(pending) >= CHUNK_BYTES:
-                chunk = bytes(pending[:CHUNK_BYTES])
-                del pending[:CHUNK_BYTES]
-                if self.session.listening:
-                    self.seq += 1
-                    msg = AudioMessage(self.session.id, self.seq, chunk, 16_000, time.time())
-                    await self.bus.publish(Topic.AUDIO_IN, self.session.id, msg.encode())
+            self._on_pcm(b"".join(f.to_ndarray().tobytes() for f in resampler.resample(frame)))
 
     def _on_drained(self, turn: int) -> None:
         payload = encode_json({"type": "playback.done", "session_id": self.session.id, "turn": turn})
@@ -136,3 +158,4 @@ class MediaPeer:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+

@@ -6,7 +6,8 @@ caller was a third of the media server's CPU. When a reply starts, its first fra
 once and the RTP clock jumps by the silence, so receivers play it on time. With
 `send_silence=True` it sends silence frames instead, for receivers that want a steady stream.
 `clear(turn)` drops everything queued for that turn and older at once (barge-in); late audio
-of a cleared turn is ignored.
+of a cleared turn is ignored. With an `OpusEncoder` (the connection sends Opus) each frame is
+encoded here, in the loop, and leaves as a packet: aiortc would otherwise encode it in a thread.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voxline.bus.codec import AudioKind, AudioMessage
 from voxline.media.resample import StreamResampler
+from voxline.opus import OpusEncoder
 
 RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms
@@ -37,6 +39,7 @@ class PlayoutTrack(MediaStreamTrack):
         super().__init__()
         self.on_drained = on_drained
         self.send_silence = send_silence
+        self.encoder: OpusEncoder | None = None  # set once the connection is known to send Opus
         self._has_audio = asyncio.Event()
         self._talking = False
         self._hangover = 0
@@ -84,7 +87,7 @@ class PlayoutTrack(MediaStreamTrack):
         return len(self.buffer) / 2 / RATE * 1000
 
     # -- pulled by aiortc's RTP sender -----------------------------------------------------
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.AudioFrame | av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         while not self.send_silence and not self.buffer and not self._hangover:
@@ -126,12 +129,16 @@ class PlayoutTrack(MediaStreamTrack):
             data += bytes(FRAME_BYTES - len(data))
             if self.pending_end is not None:
                 self._drained()
+        self.frames_sent += 1
+        if self.encoder is not None:
+            packet = self.encoder.encode(data, self._pts)
+            if packet is not None:
+                return packet
         frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
         frame.planes[0].update(data)
         frame.sample_rate = RATE
         frame.pts = self._pts
         frame.time_base = TIME_BASE
-        self.frames_sent += 1
         return frame
 
     def stop(self) -> None:

@@ -1,0 +1,181 @@
+"""Opus for voice, coded in the event loop: mono 16 kHz PCM out of RTP, mono 48 kHz into RTP.
+
+aiortc decodes each received frame in a thread of its own per receiver (handing every frame
+back to the loop with a new Future) and encodes each sent frame in the default executor,
+stereo at 96 kbit/s. For one caller that is fine; for a hundred it is thousands of thread
+hand-offs a second, and the GIL makes them cost more than the coding itself (a 20 ms mono
+frame decodes in ~30 us and encodes in ~100 us). These classes do the same work inline, in
+the form the voice pipeline wants, and `decode_inline` puts the decoder under a receiver.
+"""
+
+from __future__ import annotations
+
+import fractions
+import threading
+from typing import Any, Callable
+
+import av
+import numpy as np
+from aiortc import RTCPeerConnection
+
+from voxline.media.resample import StreamResampler
+
+RTP_RATE = 48_000  # Opus RTP always runs a 48 kHz clock
+FRAME_SAMPLES = 960  # 20 ms at 48 kHz
+TIME_BASE = fractions.Fraction(1, RTP_RATE)
+VOICE_BITRATE = 32_000  # mono speech; aiortc's default is 96 kbit/s stereo
+
+
+class OpusDecoder:
+    """Opus payloads -> mono s16 PCM at `rate` (libopus decodes at 48 kHz; soxr brings it down)."""
+
+    def __init__(self, rate: int = 16_000) -> None:
+        self.rate = rate
+        self.codec = av.CodecContext.create("libopus", "r")
+        self.codec.format = "s16"
+        self.codec.layout = "mono"
+        self.codec.sample_rate = RTP_RATE
+        self._resampler = StreamResampler(RTP_RATE, rate)
+
+    def decode(self, payload: bytes) -> bytes:
+        frames = self.codec.decode(av.Packet(payload))
+        pcm = [self._resampler.push(f.to_ndarray().reshape(-1)) for f in frames]
+        return b"".join(p.tobytes() for p in pcm)
+
+
+class OpusEncoder:
+    """20 ms mono s16 frames at 48 kHz -> `av.Packet`s that aiortc sends as they are.
+
+    aiortc's sender packs an `av.Packet` without encoding it again, in the loop, with no
+    thread; the packet's pts (48 kHz) becomes the RTP timestamp.
+    """
+
+    def __init__(self, bitrate: int = VOICE_BITRATE) -> None:
+        self.codec = av.CodecContext.create("libopus", "w")
+        self.codec.bit_rate = bitrate
+        self.codec.format = "s16"
+        self.codec.layout = "mono"
+        self.codec.sample_rate = RTP_RATE
+        self.codec.time_base = TIME_BASE
+        # CELT only: the cheapest mode to encode (~100 us a frame), and clear for speech at 32k.
+        self.codec.options = {"application": "lowdelay"}
+
+    def encode(self, pcm: bytes, pts: int) -> av.Packet | None:
+        """One 20 ms frame (1,920 bytes) stamped `pts`; None while the encoder fills its delay."""
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = RTP_RATE
+        frame.pts = pts
+        frame.time_base = TIME_BASE
+        packets = self.codec.encode(frame)
+        if not packets:
+            return None
+        packet = packets[-1]  # libopus gives one packet per 20 ms frame, stamped minus its look-ahead
+        packet.pts = pts
+        packet.time_base = TIME_BASE
+        return packet
+
+
+def encode_frames(samples: np.ndarray, bitrate: int = VOICE_BITRATE) -> list[bytes]:
+    """Mono s16 48 kHz audio -> one Opus payload per 20 ms (the last frame padded with silence).
+
+    For callers that send the same recording many times (the capacity benchmark): encode once,
+    send the payloads as packets, and no CPU goes on encoding during the call.
+    """
+    pad = (-samples.size) % FRAME_SAMPLES
+    pcm = np.concatenate([samples.astype(np.int16), np.zeros(pad, dtype=np.int16)]).tobytes()
+    encoder = OpusEncoder(bitrate)
+    step = FRAME_SAMPLES * 2
+    out = []
+    for i in range(0, len(pcm), step):
+        packet = encoder.encode(pcm[i:i + step], i // 2)
+        out.append(bytes(packet) if packet is not None else b"")
+    return out
+
+
+_SILENCE: list[bytes] = []
+
+
+def silence_frame() -> bytes:
+    """The Opus payload of 20 ms of silence (computed once)."""
+    if not _SILENCE:
+        _SILENCE.append(encode_frames(np.zeros(FRAME_SAMPLES * 5, dtype=np.int16))[-1])
+    return _SILENCE[0]
+
+
+class _InlineDecoderQueue:
+    """Stands in for an aiortc receiver's decoder queue (a `queue.Queue` its thread reads).
+
+    The receiver puts each complete frame here from the event loop; it is decoded at once and
+    handed to `on_pcm`. aiortc's decoder thread, which reads this queue, gets nothing until
+    the receiver stops (`put(None)`): then it ends the track as it always does.
+    """
+
+    def __init__(self, on_pcm: Callable[[bytes, int], None], rate: int) -> None:
+        self.on_pcm = on_pcm
+        self.rate = rate
+        self._opus = OpusDecoder(rate)
+        self._other: tuple[str, Any, av.AudioResampler] | None = None  # non-Opus codec, rare
+        self._ended = threading.Event()
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._ended.set()
+            return
+        codec, encoded = item
+        if codec.name.lower() == "opus":
+            pcm = self._opus.decode(encoded.data)
+        else:
+            pcm = self._decode_other(codec, encoded)
+        if pcm:
+            self.on_pcm(pcm, encoded.timestamp)
+
+    def get(self) -> None:
+        self._ended.wait()
+        return None
+
+    def _decode_other(self, codec: Any, encoded: Any) -> bytes:
+        """PCMU/PCMA and the like: aiortc's own decoder, then mono at our rate."""
+        from aiortc.codecs import get_decoder
+
+        if self._other is None or self._other[0] != codec.name:
+            self._other = (codec.name, get_decoder(codec),
+                           av.AudioResampler(format="s16", layout="mono", rate=self.rate))
+        _, decoder, resampler = self._other
+        out = []
+        for frame in decoder.decode(encoded):
+            out += [np.asarray(f.to_ndarray()).reshape(-1).tobytes() for f in resampler.resample(frame)]
+        return b"".join(out)
+
+
+def decode_inline(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None], rate: int = 16_000) -> bool:
+    """Decode this connection's received audio in the loop; call `on_pcm(pcm, rtp_time)` per frame.
+
+    `pcm` is mono s16 at `rate`; `rtp_time` is the frame's media time in 48 kHz units from 0.
+    Call after the remote (server) or local (client) description has created the audio
+    transceiver and before the connection starts. The remote track then carries no frames; it
+    only ends when the connection does. Returns False (and changes nothing) if aiortc's
+    internals are not what this expects.
+    """
+    hooked = False
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if transceiver.kind == "audio" and hasattr(receiver, "_RTCRtpReceiver__decoder_queue") \
+                and getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is None:
+            receiver._RTCRtpReceiver__decoder_queue = _InlineDecoderQueue(on_pcm, rate)
+            hooked = True
+    return hooked
+
+
+def first_audio_codec(sdp: str) -> str | None:
+    """The name of the first codec of the first audio m-line (the one a sender uses), lower case."""
+    payload: str | None = None
+    for line in sdp.splitlines():
+        if payload is None and line.startswith("m=audio "):
+            parts = line.split()
+            if len(parts) < 4:
+                return None
+            payload = parts[3]
+        elif payload is not None and line.startswith(f"a=rtpmap:{payload} "):
+            return line.split(" ", 1)[1].split("/", 1)[0].strip().lower()
+    return None
