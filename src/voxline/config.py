@@ -65,6 +65,7 @@ class Settings:
     system_prompt: str = "You are a helpful voice assistant. Keep answers short and simple."
     max_history_messages: int = 12
     vad_threshold: float = 0.5
+    vad_in_thread: bool = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
     end_of_turn_silence_ms: int = 500
     speculative_replies: bool = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
     speculation_pause_ms: int = 96  # the pause after which that speculative work starts

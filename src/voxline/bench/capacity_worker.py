@@ -24,7 +24,7 @@ class SessionStats:
     frames: int = 0
     first_frame: float | None = None
     last_frame: float | None = None
-    gaps_over_100ms: int = 0  # stalls: arrival gaps longer than the media time between frames
+    gaps_over_100ms: int = 0  # stalls: sound arriving > 100 ms later than its media time (in a reply)
     max_gap_ms: float = 0.0
     frames_skipped: int = 0  # short holes in media time (lost or late frames) inside talk spurts
     rtp_received: int = 0
@@ -39,27 +39,33 @@ def _gap_recorder(stats: SessionStats) -> Any:
 
     class GapRecorder(Recorder):
         last_media: float | None = None
+        last_loud: tuple[float, float] | None = None  # (arrival, media time) of the last loud frame
 
         def frame(self, mono: np.ndarray, media_s: float | None, arrived: float) -> None:
             self.frames += 1
             stats.frames += 1
-            if stats.last_frame is not None and media_s is not None and self.last_media is not None:
-                # The server sends nothing between replies (DTX): a gap whose media time
-                # jumps too is silence, not a stall. A stall is arrival time beyond media time.
-                media_gap = media_s - self.last_media
-                stall = (arrived - stats.last_frame - media_gap) * 1000
-                stats.max_gap_ms = max(stats.max_gap_ms, stall)
-                stats.gaps_over_100ms += stall > 100
-                holes = round(media_gap / 0.02) - 1
-                if 0 < holes <= 5:
-                    stats.frames_skipped += holes
-            elif stats.first_frame is None:
+            if stats.first_frame is None:
                 stats.first_frame = arrived
+            if media_s is not None and self.last_media is not None:
+                holes = round((media_s - self.last_media) / 0.02) - 1
+                if 0 < holes <= 5:
+                    stats.frames_skipped += holes  # short holes in media time inside a reply
             stats.last_frame = arrived
             self.last_media = media_s
             loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
-            if loud.size:
-                self.sounds.append(arrived + loud[0] / 48_000)
+            if not loud.size:
+                return
+            self.sounds.append(arrived + loud[0] / 48_000)
+            # A stall is sound arriving later than its media time says, measured between loud
+            # frames of one reply. Silent frames are left out: the server sends nothing between
+            # replies, and a jitter buffer releases a reply's last (silent) frames only when the
+            # next reply starts, which is inaudible and no stall.
+            if media_s is not None and self.last_loud is not None and 0 < media_s - self.last_loud[1] < 1.0:
+                stall = (arrived - self.last_loud[0] - (media_s - self.last_loud[1])) * 1000
+                stats.max_gap_ms = max(stats.max_gap_ms, stall)
+                stats.gaps_over_100ms += stall > 100
+            if media_s is not None:
+                self.last_loud = (arrived, media_s)
 
     return GapRecorder()
 
