@@ -120,30 +120,34 @@ async def capacity_main(args: argparse.Namespace) -> int:
     q_paths = [str(p) for _, p in make_questions(work, QUESTIONS[:4])]
     settings: dict[str, Any] = {"sessions": n, "duration_s": args.duration, "gap_s": args.turn_gap,
                                 "ramp_interval_s": args.ramp_interval}
-    proc: ServerProcess | None = None
-    server = args.server
-    if server is None:
+    procs: list[ServerProcess] = []
+    servers = [args.server] if args.server else []
+    if not servers:
         script = Path(args.capacity_server or REPO / "benchmarks" / "capacity_server.py")
         if not script.exists():
             print(f"voxline bench: {script} not found (run from the repository, or --capacity-server)",
                   file=sys.stderr)
             return 2
-        port = free_port()
-        server = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, str(script), "--port", str(port), "--max-sessions", str(n + 20),
-               "--session-create-rate-per-min", "100000"]
-        proc = ServerProcess(cmd, work / "server.log", server)
-        print(f"starting {script.name} (FIXED-RESPONSE BACK-ENDS, BENCHMARK ONLY; log: {proc.log_path})",
+        cmd: list[str] = []
+        for k in range(max(1, args.server_procs)):
+            port = free_port()
+            servers.append(f"http://127.0.0.1:{port}")
+            cmd = [sys.executable, str(script), "--port", str(port), "--max-sessions", str(n + 20),
+                   "--session-create-rate-per-min", "100000"]
+            procs.append(ServerProcess(cmd, work / f"server{k}.log", servers[-1]))
+        print(f"starting {len(procs)} x {script.name} (FIXED-RESPONSE BACK-ENDS, BENCHMARK ONLY; logs in {work})",
               file=sys.stderr, flush=True)
-        await proc.start(timeout=60)
-        settings.update(server_kind="benchmarks/capacity_server.py: real WebRTC, bus, Silero VAD and agent; "
-                        "FIXED-RESPONSE STT/LLM/TTS back-ends (benchmark only)", server_cmd=" ".join(cmd[1:]))
+        await asyncio.gather(*(p.start(timeout=60) for p in procs))
+        settings.update(server_kind=f"{len(procs)} x benchmarks/capacity_server.py (callers spread over them, "
+                        "as a load balancer with session affinity would): real WebRTC, bus, Silero VAD and agent; "
+                        "FIXED-RESPONSE STT/LLM/TTS back-ends (benchmark only)", server_cmd=" ".join(cmd[1:]),
+                        server_processes=len(procs))
     else:
         settings["server_kind"] = "external (--server); server CPU/RSS not measured"
-    settings["server"] = server
+    settings["server"] = servers
     client_procs = args.client_procs or (1 if n <= 20 else 2)
     settings["client_processes"] = client_procs
-    sampler = Sampler(server, proc.pid if proc else None, [])
+    sampler = Sampler(servers, [p.pid for p in procs], [])
     stop = asyncio.Event()
     report: dict[str, Any]
     workers: list[subprocess.Popen[bytes]] = []
@@ -158,7 +162,7 @@ async def capacity_main(args: argparse.Namespace) -> int:
         end_at = talk_from + args.duration
         shares = [list(range(i, n, client_procs)) for i in range(client_procs)]
         for k, idx in enumerate(shares):
-            cfg = {"server": server, "questions": q_paths, "indices": idx, "start_at": start_at,
+            cfg = {"servers": servers, "questions": q_paths, "indices": idx, "start_at": start_at,
                    "ramp_interval_s": args.ramp_interval, "talk_from": talk_from, "end_at": end_at,
                    "gap_s": args.turn_gap}
             out = open(work / f"client{k}.json", "wb")
@@ -197,8 +201,8 @@ async def capacity_main(args: argparse.Namespace) -> int:
         for w in workers:
             if w.poll() is None:
                 w.kill()
-        if proc is not None:
-            settings["server_exit_code"] = proc.stop()
+        if procs:
+            settings["server_exit_codes"] = [p.stop() for p in procs]
     emit_report(report, args, capacity_report_text)
     c = report["clients"]
     return 0 if c["connected"] == n and not c["sessions_failed"] and not report["worker_errors"] else 1

@@ -121,7 +121,7 @@ async def worker_main(cfg: dict[str, Any]) -> dict[str, Any]:
     questions = [read_wav_mono(p) for p in cfg["questions"]]
     all_stats = [SessionStats() for _ in cfg["indices"]]
     tasks = [asyncio.create_task(_one_session(
-        cfg["server"], questions, cfg["start_at"] + i * cfg["ramp_interval_s"], cfg["talk_from"], cfg["end_at"],
+        cfg["servers"][i % len(cfg["servers"])], questions, cfg["start_at"] + i * cfg["ramp_interval_s"], cfg["talk_from"], cfg["end_at"],
         cfg["gap_s"], st, i)) for i, st in zip(cfg["indices"], all_stats)]
     hard = cfg["end_at"] + 45 - time.time()
     done, pending = await asyncio.wait(tasks, timeout=hard)

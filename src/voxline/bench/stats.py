@@ -96,13 +96,13 @@ def latency_report_text(report: dict[str, Any]) -> str:
 def capacity_row(run: dict[str, Any]) -> list[Any]:
     """One row of the capacity table from one run's report."""
     s, c = run["server"], run["clients"]
-    return [run["sessions"], f"{c['connected']}/{run['sessions']}", f"{c['turns_answered']}/{c['turns_asked']}",
+    return [run["sessions"], run.get("settings", {}).get("server_processes", 1), f"{c['connected']}/{run['sessions']}", f"{c['turns_answered']}/{c['turns_asked']}",
             c["v2v_ms"]["p50"], c["v2v_ms"]["p95"], s.get("frames_late"), c["rtp_packets_lost"],
             c["frame_gaps_over_100ms"], s.get("cpu_pct"), s.get("rss_mb"), s.get("cpu_pct_per_session"),
             s.get("rss_mb_per_session"), c.get("cpu_pct"), s.get("other_processes_cpu_pct")]
 
 
-CAPACITY_HEADER = ["N", "connected", "answered/asked", "v2v p50", "v2v p95", "frames late (srv)",
+CAPACITY_HEADER = ["N", "server procs", "connected", "answered/asked", "v2v p50", "v2v p95", "frames late (srv)",
                    "RTP lost (cli)", "gaps>100ms (cli)", "server CPU %", "server RSS MB",
                    "CPU %/session", "RSS MB/session", "clients CPU %", "others CPU %"]
 

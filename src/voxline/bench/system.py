@@ -134,26 +134,36 @@ def _metric(text: str, name: str) -> float | None:
 
 
 class Sampler:
-    """Once a second: CPU seconds and RSS of the server and client processes, and server /metrics."""
+    """Once a second: CPU seconds and RSS of the server and client processes, and server /metrics.
 
-    def __init__(self, server_url: str, server_pid: int | None, client_pids: list[int]) -> None:
-        self.server_url = server_url
-        self.server_pid = server_pid
+    With several server processes (one per core), their CPU, RSS and counters are summed.
+    """
+
+    def __init__(self, server_urls: list[str], server_pids: list[int], client_pids: list[int]) -> None:
+        self.server_urls = server_urls
+        self.server_pids = server_pids
         self.client_pids = client_pids
         self.samples: list[dict[str, Any]] = []
 
     async def sample(self, http: Any) -> dict[str, Any]:
         row: dict[str, Any] = {"t": time.time(), "system": system_cpu(), "conductor": proc_sample(os.getpid())}
-        if self.server_pid is not None:
-            row["server"] = proc_sample(self.server_pid)
+        if self.server_pids:
+            each = [proc_sample(p) for p in self.server_pids]
+            row["server"] = None if None in each else (sum(e[0] for e in each if e), sum(e[1] for e in each if e))
         row["clients"] = [proc_sample(p) for p in self.client_pids]
-        try:
-            async with http.get(self.server_url + "/metrics") as resp:
-                text = await resp.text()
-            row["frames_late"] = _metric(text, "voxline_playout_frames_late_total")
-            row["active"] = _metric(text, "voxline_sessions_active")
-        except Exception:  # noqa: BLE001 - a busy server may miss a scrape; that is recorded
-            row["frames_late"] = row["active"] = None
+        late: float | None = 0.0
+        active: float | None = 0.0
+        for url in self.server_urls:
+            try:
+                async with http.get(url + "/metrics") as resp:
+                    text = await resp.text()
+                one_late = _metric(text, "voxline_playout_frames_late_total")
+                one_active = _metric(text, "voxline_sessions_active")
+            except Exception:  # noqa: BLE001 - a busy server may miss a scrape; that is recorded
+                one_late = one_active = None
+            late = None if late is None or one_late is None else late + one_late
+            active = None if active is None or one_active is None else active + one_active
+        row["frames_late"], row["active"] = late, active
         self.samples.append(row)
         return row
 
