@@ -1,0 +1,252 @@
+"""Opus coded in the loop (voxline.opus) and the streaming Silero VAD, inline and batched."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from voxline.opus import (FRAME_SAMPLES, RTP_RATE, OpusDecoder, OpusEncoder, encode_frames, first_audio_codec,
+                          silence_frame)
+from voxline.services.threads import ModelThread
+from voxline.services.vad import WINDOW_BYTES, SileroModel, SileroStream, VadBatcher
+
+# -- Opus -----------------------------------------------------------------------------------
+
+
+def tone(freq: float = 440.0, seconds: float = 1.0, amplitude: int = 8_000, rate: int = RTP_RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def dominant_hz(samples: np.ndarray, rate: int) -> float:
+    x = samples.astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.argmax(spectrum)) * rate / x.size
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
+
+
+def test_a_tone_survives_encode_frames_and_the_16k_decoder() -> None:
+    source = tone(seconds=1.0)
+    payloads = encode_frames(source)
+    assert len(payloads) == RTP_RATE // FRAME_SAMPLES  # one payload per 20 ms
+    assert all(payloads), "libopus gives a packet for every frame, the first included"
+    decoder = OpusDecoder(16_000)
+    decoded = np.frombuffer(b"".join(decoder.decode(p) for p in payloads), dtype=np.int16)
+    # 16,000 samples, less the resampler's and the codec's delay (a few ms, not flushed).
+    assert 15_000 <= decoded.size <= 16_000, decoded.size
+    assert abs(dominant_hz(decoded, 16_000) - 440) < 5
+    steady = decoded[1_600:-1_600]  # away from the start-up and the cut
+    assert 0.8 < rms(steady) / rms(source) < 1.25
+
+
+def test_the_48k_decoder_gives_a_whole_frame_per_packet() -> None:
+    payloads = encode_frames(tone(freq=1_000, seconds=0.5))
+    decoder = OpusDecoder(48_000)
+    sizes = [len(decoder.decode(p)) // 2 for p in payloads]
+    assert sizes == [FRAME_SAMPLES] * len(payloads)
+
+
+@pytest.mark.xfail(reason="soxr's HQ stream resampler answers in bursts: 0 or ~490 samples a packet, so "
+                          "decode_inline skips on_pcm for about one packet in three at 16 kHz", strict=False)
+def test_every_packet_gives_its_20ms_at_16k() -> None:
+    decoder = OpusDecoder(16_000)
+    sizes = [len(decoder.decode(p)) // 2 for p in encode_frames(tone(seconds=0.5))]
+    assert all(size > 0 for size in sizes[2:]), sizes
+
+
+def test_encode_frames_pads_the_last_frame() -> None:
+    assert len(encode_frames(tone(seconds=0.03))) == 2  # 1,440 samples -> two 20 ms frames
+
+
+def test_opus_encoder_stamps_the_packet_with_the_pts_given() -> None:
+    encoder = OpusEncoder()
+    source = tone(seconds=0.2)
+    stamped = []
+    for i, pts in enumerate(range(12_345, 12_345 + 10 * FRAME_SAMPLES, FRAME_SAMPLES)):
+        packet = encoder.encode(source[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES].tobytes(), pts)
+        if packet is None:
+            continue
+        assert packet.pts == pts
+        assert packet.time_base == fractions.Fraction(1, 48_000)
+        assert 0 < packet.size < 400  # ~80 bytes a frame at 32 kbit/s, more at the start
+        stamped.append(pts)
+    assert len(stamped) >= 8
+
+
+def test_silence_frame_decodes_to_silence_and_is_computed_once() -> None:
+    first = silence_frame()
+    assert isinstance(first, bytes) and 0 < len(first) < 20
+    assert silence_frame() == first
+    assert silence_frame() is first
+    for rate in (16_000, 48_000):
+        decoder = OpusDecoder(rate)
+        decoded = np.frombuffer(b"".join(decoder.decode(first) for _ in range(10)), dtype=np.int16)
+        assert decoded.size > 0
+        assert int(np.abs(decoded.astype(np.int32)).max()) <= 8
+
+
+def sdp(*media: str) -> str:
+    head = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0"]
+    return "\r\n".join(head + list(media)) + "\r\n"
+
+
+OPUS_FIRST = ("m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8\r\nc=IN IP4 0.0.0.0\r\n"
+              "a=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000")
+PCMU_FIRST = ("m=audio 9 UDP/TLS/RTP/SAVPF 0 111 8\r\nc=IN IP4 0.0.0.0\r\n"
+              "a=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000")
+VIDEO = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000"
+
+
+def test_first_audio_codec_reads_the_first_payload_type_of_the_audio_line() -> None:
+    assert first_audio_codec(sdp(OPUS_FIRST)) == "opus"
+    assert first_audio_codec(sdp(PCMU_FIRST)) == "pcmu"
+    assert first_audio_codec(sdp(VIDEO, OPUS_FIRST)) == "opus"  # a video line first is skipped
+    assert first_audio_codec(sdp(PCMU_FIRST.replace("\r\n", "\n"))) == "pcmu"  # bare LF line ends
+    assert first_audio_codec(sdp(VIDEO)) is None
+    assert first_audio_codec(sdp()) is None
+    assert first_audio_codec("") is None
+
+
+# -- VAD ------------------------------------------------------------------------------------
+
+TEXTS = ["Hello there, how are you today?", "What is the capital of France?",
+         "Please turn off the lights in the kitchen.", "Tell me a story about a dragon.",
+         "How many days are in a week?", "Why is the ocean salty?",
+         "I would like to book a table for two.", "Stop. What is two plus two?"]
+FRAME_16K = 640  # 20 ms of s16 at 16 kHz
+
+
+def probabilities(windows: list[tuple[bytes, float]]) -> list[float]:
+    return [p for _, p in windows]
+
+
+def fed_in(model: SileroModel, pcm: bytes, step: int) -> list[tuple[bytes, float]]:
+    stream = model.stream()
+    out = []
+    for i in range(0, len(pcm), step):
+        out += stream.process(pcm[i:i + step])
+    return out
+
+
+@pytest.fixture(scope="module")
+def utterances(speech: Callable[[str], bytes]) -> list[bytes]:
+    silence = bytes(FRAME_16K * 10)  # 200 ms each side: speech and non-speech both
+    return [silence + speech(text) + silence for text in TEXTS]
+
+
+@pytest.mark.models
+def test_vad_gives_the_same_probabilities_fed_20ms_at_a_time_or_in_big_chunks(vad_model, utterances) -> None:
+    pcm = utterances[0]
+    small = fed_in(vad_model, pcm, FRAME_16K)
+    for step in (WINDOW_BYTES * 3 + 100, 48_000, len(pcm)):
+        big = fed_in(vad_model, pcm, step)
+        assert probabilities(big) == probabilities(small), step  # exact: the same arithmetic
+        assert [w for w, _ in big] == [w for w, _ in small]
+    assert len(small) == len(pcm) // WINDOW_BYTES
+    assert b"".join(w for w, _ in small) == pcm[:len(small) * WINDOW_BYTES]
+    probs = np.array(probabilities(small))
+    assert probs.max() > 0.8 and probs[:5].max() < 0.3  # speech is found, the lead-in silence is not
+
+
+@pytest.mark.models
+def test_a_stream_keeps_the_partial_window_for_the_next_feed(vad_model) -> None:
+    stream = vad_model.stream()
+    assert stream.process(bytes(WINDOW_BYTES - 2)) == []
+    assert len(stream.pending) == WINDOW_BYTES - 2
+    assert len(stream.process(bytes(4))) == 1
+    assert len(stream.pending) == 2
+    stream.reset()
+    assert stream.pending == b""
+
+
+async def feed_concurrently(batcher: VadBatcher, model: SileroModel,
+                            utterances: list[bytes]) -> list[list[float]]:
+    """Every utterance fed 20 ms at a time, one task per stream, all at once."""
+    async def one(pcm: bytes) -> list[float]:
+        stream = SileroStream(model)
+        out: list[float] = []
+        for i in range(0, len(pcm), FRAME_16K):
+            out += probabilities(await batcher.process(stream, pcm[i:i + FRAME_16K]))
+            await asyncio.sleep(0)  # the other callers' packets come in between
+        return out
+
+    return list(await asyncio.gather(*(one(pcm) for pcm in utterances)))
+
+
+@pytest.mark.models
+async def test_vad_batcher_inline_matches_direct_processing(vad_model, utterances) -> None:
+    direct = [probabilities(fed_in(vad_model, pcm, FRAME_16K)) for pcm in utterances[:4]]
+    batcher = VadBatcher(vad_model)
+    assert await feed_concurrently(batcher, vad_model, utterances[:4]) == direct
+    assert batcher.calls == 0  # no thread, no trips
+
+
+@pytest.mark.models
+async def test_vad_batcher_in_a_thread_matches_direct_processing_in_fewer_trips(vad_model, utterances) -> None:
+    direct = [probabilities(fed_in(vad_model, pcm, FRAME_16K)) for pcm in utterances]
+    requests = sum(len(p) for p in direct)  # one request per 20 ms frame that completes a window
+    thread = ModelThread("vad")
+    try:
+        batcher = VadBatcher(vad_model, thread)
+        got = await feed_concurrently(batcher, vad_model, utterances)
+        assert got == direct
+        assert 0 < batcher.calls < requests / 2, (batcher.calls, requests)  # eight streams share trips
+        # Alone, a stream makes one trip per window it completes.
+        alone = VadBatcher(vad_model, thread)
+        assert await feed_concurrently(alone, vad_model, utterances[:1]) == direct[:1]
+        assert alone.calls == len(direct[0])
+    finally:
+        thread.close()
+
+
+@pytest.mark.models
+async def test_two_requests_of_one_stream_in_one_batch_run_it_once(vad_model, utterances) -> None:
+    pcm = utterances[1][:6 * WINDOW_BYTES]
+    direct = fed_in(vad_model, pcm, len(pcm))
+    thread = ModelThread("vad")
+    try:
+        batcher = VadBatcher(vad_model, thread)
+        other, stream = vad_model.stream(), vad_model.stream()
+        busy = asyncio.ensure_future(batcher.process(other, bytes(WINDOW_BYTES)))  # the thread is busy...
+        await asyncio.sleep(0)
+        halves = [pcm[:3 * WINDOW_BYTES], pcm[3 * WINDOW_BYTES:]]
+        first, second = await asyncio.gather(*(batcher.process(stream, h) for h in halves))  # ...so these wait
+        assert len(await busy) == 1
+        assert batcher.calls == 2
+        assert first == direct and second == []  # every window, once, to the first waiter
+    finally:
+        thread.close()
+
+
+@pytest.mark.models
+async def test_a_model_error_in_the_thread_reaches_every_waiter_and_the_batcher_recovers(vad_model) -> None:
+    class Broken(SileroModel):
+        def __init__(self, inner: SileroModel) -> None:
+            self.session = inner.session
+            self.fail = True
+
+        def run_windows(self, streams):  # type: ignore[no-untyped-def]
+            if self.fail:
+                raise RuntimeError("model failed")
+            return super().run_windows(streams)
+
+    model = Broken(vad_model)
+    thread = ModelThread("vad")
+    try:
+        batcher = VadBatcher(model, thread)
+        streams = [model.stream() for _ in range(4)]
+        results = await asyncio.gather(*(batcher.process(s, bytes(WINDOW_BYTES)) for s in streams),
+                                       return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) for r in results), results
+        model.fail = False
+        fresh = model.stream()
+        assert len(await batcher.process(fresh, bytes(WINDOW_BYTES))) == 1
+    finally:
+        thread.close()
