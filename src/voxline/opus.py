@@ -18,7 +18,7 @@ import av
 import numpy as np
 from aiortc import RTCPeerConnection
 
-from voxline.media.resample import StreamResampler
+from voxline.media.resample import Decimator3, StreamResampler
 
 RTP_RATE = 48_000  # Opus RTP always runs a 48 kHz clock
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz
@@ -27,7 +27,11 @@ VOICE_BITRATE = 32_000  # mono speech; aiortc's default is 96 kbit/s stereo
 
 
 class OpusDecoder:
-    """Opus payloads -> mono s16 PCM at `rate` (libopus decodes at 48 kHz; soxr brings it down)."""
+    """Opus payloads -> mono s16 PCM at `rate`, every frame's worth at once.
+
+    libopus (through PyAV) decodes at 48 kHz; 16 kHz is a steady decimation by three, other
+    rates go through soxr.
+    """
 
     def __init__(self, rate: int = 16_000) -> None:
         self.rate = rate
@@ -35,7 +39,8 @@ class OpusDecoder:
         self.codec.format = "s16"
         self.codec.layout = "mono"
         self.codec.sample_rate = RTP_RATE
-        self._resampler = StreamResampler(RTP_RATE, rate)
+        self._resampler: Decimator3 | StreamResampler = (
+            Decimator3() if rate * 3 == RTP_RATE else StreamResampler(RTP_RATE, rate))
 
     def decode(self, payload: bytes) -> bytes:
         frames = self.codec.decode(av.Packet(payload))
