@@ -35,7 +35,8 @@ async def serve(settings: Settings, stt_delay_s: float) -> None:
     """Serve until SIGINT/SIGTERM."""
     bus = MemoryBus()
     await bus.start()
-    models = Models(FixedSTT(delay_s=stt_delay_s), FixedLLM(), FixedTTS(), SileroModel(), ModelThread("vad"))
+    models = Models(FixedSTT(delay_s=stt_delay_s), FixedLLM(), FixedTTS(), SileroModel(), ModelThread("vad"),
+                    vad_in_thread=settings.vad_in_thread)
     orchestrator, _ = await start_agent(settings, bus, models)
     media = MediaServer(settings, bus)
     await media.start()

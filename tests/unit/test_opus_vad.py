@@ -182,9 +182,25 @@ async def feed_concurrently(batcher: VadBatcher, model: SileroModel,
 @pytest.mark.models
 async def test_vad_batcher_inline_matches_direct_processing(vad_model, utterances) -> None:
     direct = [probabilities(fed_in(vad_model, pcm, FRAME_16K)) for pcm in utterances[:4]]
+    requests = sum(len(p) for p in direct)
     batcher = VadBatcher(vad_model)
     assert await feed_concurrently(batcher, vad_model, utterances[:4]) == direct
-    assert batcher.calls == 0  # no thread, no trips
+    assert 0 < batcher.calls < requests / 2, (batcher.calls, requests)  # one loop turn's requests go together
+
+
+@pytest.mark.models
+def test_the_batched_model_opens_the_lstm_batch_axis_and_agrees_with_the_original(vad_model, utterances) -> None:
+    assert vad_model.batched is not None  # the model edit applied (and passed its own check at load)
+    direct = [probabilities(fed_in(vad_model, pcm, FRAME_16K)) for pcm in utterances[:3]]
+    streams = [vad_model.stream() for _ in range(3)]
+    got: list[list[float]] = [[], [], []]
+    for i in range(0, max(len(p) for p in utterances[:3]), FRAME_16K):
+        for s, pcm in zip(streams, utterances[:3]):
+            s.feed(pcm[i:i + FRAME_16K])
+        for k, windows in enumerate(vad_model.run_windows(streams)):
+            got[k] += probabilities(windows)
+    for a, b in zip(got, direct):
+        assert len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b)) < 1e-5
 
 
 @pytest.mark.models
@@ -229,6 +245,7 @@ async def test_a_model_error_in_the_thread_reaches_every_waiter_and_the_batcher_
     class Broken(SileroModel):
         def __init__(self, inner: SileroModel) -> None:
             self.session = inner.session
+            self.batched = inner.batched
             self.fail = True
 
         def run_windows(self, streams):  # type: ignore[no-untyped-def]
