@@ -290,3 +290,17 @@ def test_decimator_keeps_speech_band_drops_what_would_alias_and_ignores_chunking
         i += n
     pieces = np.concatenate(parts)
     assert np.array_equal(pieces, whole[:pieces.size])
+
+
+def test_libopus_direct_and_pyav_decoders_hear_the_same_tone() -> None:
+    payloads = encode_frames(tone(seconds=1.0))
+    native, fallback = OpusDecoder(16_000), OpusDecoder(16_000, native=False)
+    assert native.native and not fallback.native  # libopus ships inside PyAV's wheel
+    a = np.frombuffer(b"".join(native.decode(p) for p in payloads), dtype=np.int16).astype(np.float64)
+    b = np.frombuffer(b"".join(fallback.decode(p) for p in payloads), dtype=np.int16).astype(np.float64)
+    assert a.size == b.size == 16_000
+    for pcm in (a, b):
+        spectrum = np.abs(np.fft.rfft(pcm[2_000:14_000]))
+        assert abs(np.argmax(spectrum) * 16_000 / 12_000 - 440) < 5
+    assert 0.8 < np.sqrt(np.mean(a[2_000:] ** 2)) / np.sqrt(np.mean(b[2_000:] ** 2)) < 1.25
+    assert native.decode(b"\xff\xff\xff") == b""  # a corrupt packet is skipped, not a crash
