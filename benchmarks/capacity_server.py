@@ -36,7 +36,7 @@ async def serve(settings: Settings, stt_delay_s: float) -> None:
     bus = MemoryBus()
     await bus.start()
     models = Models(FixedSTT(delay_s=stt_delay_s), FixedLLM(), FixedTTS(), SileroModel(), ModelThread("vad"),
-                    vad_in_thread=settings.vad_in_thread)
+                    vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms)
     orchestrator, _ = await start_agent(settings, bus, models)
     media = MediaServer(settings, bus)
     await media.start()

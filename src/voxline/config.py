@@ -66,6 +66,7 @@ class Settings:
     max_history_messages: int = 12
     vad_threshold: float = 0.5
     vad_in_thread: bool = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
+    vad_batch_ms: float = 10.0  # with many callers, VAD windows wait up to this long to share one model call
     end_of_turn_silence_ms: int = 500
     speculative_replies: bool = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
     speculation_pause_ms: int = 96  # the pause after which that speculative work starts

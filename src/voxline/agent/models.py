@@ -24,16 +24,17 @@ class Models:
     vad: SileroModel
     vad_thread: ModelThread
     vad_in_thread: bool = False
+    vad_batch_ms: float = 10.0
     vad_batch: VadBatcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.vad_batch = VadBatcher(self.vad, self.vad_thread if self.vad_in_thread else None)
+        self.vad_batch = VadBatcher(self.vad, self.vad_thread if self.vad_in_thread else None, self.vad_batch_ms)
 
     @classmethod
     def load(cls, settings: Settings) -> "Models":
         """Load every back-end (blocking: call before serving, or in a thread)."""
         return cls(build_stt(settings), build_llm(settings), build_tts(settings), SileroModel(), ModelThread("vad"),
-                   vad_in_thread=settings.vad_in_thread)
+                   vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms)
 
     async def warm(self, system_prompt: str = "") -> None:
         """Run each model once so the first caller does not pay for lazy initialisation."""
