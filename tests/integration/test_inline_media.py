@@ -115,3 +115,34 @@ async def close(*pcs: RTCPeerConnection) -> None:
     # Closing the receiver stops its decoder thread, which `decode_inline`'s queue must let end.
     await asyncio.wait_for(asyncio.gather(*(pc.close() for pc in pcs)), timeout=5.0)
     assert all(pc.connectionState == "closed" for pc in pcs)
+
+
+async def test_a_caller_that_offers_only_pcmu_is_decoded_in_the_loop_too() -> None:
+    """A non-Opus call (PCMU) goes through aiortc's own decoder, still in the loop, at 16 kHz."""
+    from aiortc import RTCRtpSender
+
+    sender, receiver = new_peer_connection(), new_peer_connection()
+    source = WavSource()  # sends PCM frames: `opus` stays False, aiortc encodes PCMU
+    received: list[tuple[bytes, int]] = []
+    try:
+        transceiver = sender.addTransceiver(source, direction="sendonly")
+        pcmu = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/pcmu"]
+        transceiver.setCodecPreferences(pcmu)
+        await sender.setLocalDescription(await sender.createOffer())
+        await receiver.setRemoteDescription(sender.localDescription)
+        assert decode_inline(receiver, lambda pcm, rtp_time: received.append((pcm, rtp_time)), rate=16_000)
+        await receiver.setLocalDescription(await receiver.createAnswer())
+        await sender.setRemoteDescription(receiver.localDescription)
+        assert first_audio_codec(receiver.localDescription.sdp) == "pcmu"
+
+        assert await wait_for(lambda: len(received) >= 5, timeout=5.0), "no audio arrived in 5 s"
+        start = len(received)
+        source.play(tone(1.0))
+        assert await wait_for(lambda: len(received) >= start + 60, timeout=3.0)
+        audio = np.frombuffer(b"".join(pcm for pcm, _ in received[start:]), dtype=np.int16)
+        loud = audio[np.abs(audio.astype(np.int32)) > 1_000]
+        assert loud.size > 8_000  # most of a second of tone at 16 kHz
+        sound = audio[np.flatnonzero(np.abs(audio.astype(np.int32)) > 1_000)[0]:][:8_000]
+        assert abs(dominant_hz(sound, 16_000) - TONE_HZ) < 10
+    finally:
+        await asyncio.wait_for(asyncio.gather(sender.close(), receiver.close()), 5)
