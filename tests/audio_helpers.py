@@ -20,3 +20,16 @@ def at48k(pcm16k: bytes, pad_s: float = 0.3) -> np.ndarray:
     pad = np.zeros(int(pad_s * RATE), dtype=np.int16)
     speech = np.frombuffer(resample_s16(pcm16k, 16_000, RATE), dtype=np.int16)
     return np.concatenate([pad, speech])
+
+
+def tone(freq: float = 440.0, seconds: float = 1.0, amplitude: int = 8_000, rate: int = RATE) -> np.ndarray:
+    """A sine as mono s16 samples (48 kHz unless told)."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def dominant_hz(samples: np.ndarray, rate: int) -> float:
+    """The strongest frequency in `samples` (Hann window)."""
+    x = samples.astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.argmax(spectrum)) * rate / x.size

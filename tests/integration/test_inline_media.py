@@ -15,22 +15,12 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
+from audio_helpers import dominant_hz, tone
 from voxline.client.audio import RATE, WavSource
 from voxline.opus import FRAME_SAMPLES, decode_inline, first_audio_codec
 from voxline.rtc import new_peer_connection
 
 TONE_HZ = 440
-
-
-def tone(seconds: float, freq: float = TONE_HZ, amplitude: int = 8_000) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def dominant_hz(samples: np.ndarray, rate: int) -> float:
-    x = samples.astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
-    return float(np.argmax(spectrum)) * rate / x.size
 
 
 def only_loopback(sdp: str) -> bool:
@@ -71,7 +61,7 @@ async def test_received_opus_is_decoded_in_the_loop_with_its_rtp_time(out_rate: 
         # Silence packets flow from the start: wait for some, then play the tone.
         assert await wait_for(lambda: len(received) >= 5, timeout=5.0), "no audio arrived in 5 s"
         silent_frames = len(received)
-        source.play(tone(1.5))
+        source.play(tone(seconds=1.5))
         assert await wait_for(lambda: source.played_at is not None
                               and time.time() > source.played_at + 1.8, timeout=3.0)
         assert await wait_for(lambda: len(received) >= silent_frames + 60, timeout=2.0), len(received)
@@ -137,7 +127,7 @@ async def test_a_caller_that_offers_only_pcmu_is_decoded_in_the_loop_too() -> No
 
         assert await wait_for(lambda: len(received) >= 5, timeout=5.0), "no audio arrived in 5 s"
         start = len(received)
-        source.play(tone(1.0))
+        source.play(tone(seconds=1.0))
         assert await wait_for(lambda: len(received) >= start + 60, timeout=3.0)
         audio = np.frombuffer(b"".join(pcm for pcm, _ in received[start:]), dtype=np.int16)
         loud = audio[np.abs(audio.astype(np.int32)) > 1_000]

@@ -9,23 +9,13 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from audio_helpers import dominant_hz, tone
 from voxline.opus import (FRAME_SAMPLES, RTP_RATE, OpusDecoder, OpusEncoder, encode_frames, first_audio_codec,
                           silence_frame)
 from voxline.services.threads import ModelThread
 from voxline.services.vad import WINDOW_BYTES, SileroModel, SileroStream, VadBatcher
 
 # -- Opus -----------------------------------------------------------------------------------
-
-
-def tone(freq: float = 440.0, seconds: float = 1.0, amplitude: int = 8_000, rate: int = RTP_RATE) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def dominant_hz(samples: np.ndarray, rate: int) -> float:
-    x = samples.astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
-    return float(np.argmax(spectrum)) * rate / x.size
 
 
 def rms(samples: np.ndarray) -> float:
