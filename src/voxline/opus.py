@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import fractions
 import glob
+import logging
 import os
 import threading
 from typing import Any, Callable
@@ -25,6 +26,7 @@ from aiortc import RTCPeerConnection
 
 from voxline.media.resample import Decimator3, StreamResampler
 
+log = logging.getLogger(__name__)
 RTP_RATE = 48_000  # Opus RTP always runs a 48 kHz clock
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 TIME_BASE = fractions.Fraction(1, RTP_RATE)
@@ -184,18 +186,25 @@ class _InlineDecoderQueue:
         self._opus = OpusDecoder(rate)
         self._other: tuple[str, Any, av.AudioResampler] | None = None  # non-Opus codec, rare
         self._ended = threading.Event()
+        self.errors = 0
 
     def put(self, item: Any) -> None:
         if item is None:
             self._ended.set()
             return
         codec, encoded = item
-        if codec.name.lower() == "opus":
-            pcm = self._opus.decode(encoded.data)
-        else:
-            pcm = self._decode_other(codec, encoded)
-        if pcm:
-            self.on_pcm(pcm, encoded.timestamp)
+        try:
+            if codec.name.lower() == "opus":
+                pcm = self._opus.decode(encoded.data)
+            else:
+                pcm = self._decode_other(codec, encoded)
+            if pcm:
+                self.on_pcm(pcm, encoded.timestamp)
+        except Exception:  # noqa: BLE001 - a bad frame is dropped; it must not end aiortc's transport loop
+            self.errors += 1
+            if self.errors in (1, 100) or self.errors % 10_000 == 0:
+                log.warning("dropped a received audio frame that could not be handled (%d so far)", self.errors,
+                            exc_info=True)
 
     def get(self) -> None:
         self._ended.wait()

@@ -294,3 +294,23 @@ def test_libopus_direct_and_pyav_decoders_hear_the_same_tone() -> None:
         assert abs(np.argmax(spectrum) * 16_000 / 12_000 - 440) < 5
     assert 0.8 < np.sqrt(np.mean(a[2_000:] ** 2)) / np.sqrt(np.mean(b[2_000:] ** 2)) < 1.25
     assert native.decode(b"\xff\xff\xff") == b""  # a corrupt packet is skipped, not a crash
+
+
+def test_a_frame_that_cannot_be_handled_is_dropped_without_ending_the_receiver() -> None:
+    from types import SimpleNamespace
+
+    from voxline.opus import _InlineDecoderQueue
+
+    def broken(pcm: bytes, rtp_time: int) -> None:
+        raise RuntimeError("sink failed")
+
+    queue = _InlineDecoderQueue(broken, 16_000)
+    opus = SimpleNamespace(name="opus")
+    frame = SimpleNamespace(data=encode_frames(tone(seconds=0.02))[0], timestamp=0)
+    queue.put((opus, frame))  # the sink raises: counted, not raised into aiortc
+    assert queue.errors == 1
+    heard: list[int] = []
+    fine = _InlineDecoderQueue(lambda pcm, t: heard.append(t), 16_000)
+    fine.put((opus, SimpleNamespace(data=b"\xff\xff\xff", timestamp=960)))  # corrupt: skipped
+    fine.put((opus, SimpleNamespace(data=frame.data, timestamp=1920)))
+    assert heard == [1920] and fine.errors == 0

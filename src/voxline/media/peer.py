@@ -28,6 +28,7 @@ from voxline.sessions.registry import Session
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 640  # 20 ms at 16 kHz s16 mono
+MAX_INBOUND = 250  # chunks (5 s) waiting for the bus; beyond this the oldest go (a stalled bus)
 MAX_SDP_LINE = 4096  # the longest real lines (fingerprints, candidates) are a few hundred characters
 MAX_M_LINES = 16  # one audio m-line is all we use; browsers bundle a handful at most
 
@@ -69,6 +70,7 @@ class MediaPeer:
         self.playout = PlayoutTrack(on_drained=self._on_drained, send_silence=send_silence)
         self.seq = 0
         self.frames_in = 0
+        self.dropped_in = 0  # caller audio dropped because the bus did not take it in time
         self._pending = bytearray()
         self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -127,6 +129,9 @@ class MediaPeer:
             chunk = bytes(pending[:CHUNK_BYTES])
             del pending[:CHUNK_BYTES]
             if self.session.listening:
+                if self._inbound.qsize() >= MAX_INBOUND:
+                    self._inbound.get_nowait()
+                    self.dropped_in += 1
                 self._inbound.put_nowait((chunk, time.time()))
 
     async def _publish(self) -> None:
