@@ -314,3 +314,36 @@ def test_a_frame_that_cannot_be_handled_is_dropped_without_ending_the_receiver()
     fine.put((opus, SimpleNamespace(data=b"\xff\xff\xff", timestamp=960)))  # corrupt: skipped
     fine.put((opus, SimpleNamespace(data=frame.data, timestamp=1920)))
     assert heard == [1920] and fine.errors == 0
+
+
+@pytest.mark.models
+async def test_when_many_callers_talk_the_loop_batcher_waits_a_little_to_batch_more(vad_model) -> None:
+    """Above BUSY_RATE windows a second a batch waits up to gather_ms; below it, none does."""
+    from voxline.services.vad import BUSY_RATE
+
+    async def run(batcher: VadBatcher, callers: int, seconds: float) -> tuple[int, int, float]:
+        streams = [vad_model.stream() for _ in range(callers)]
+        waits: list[float] = []
+        requests = 0
+
+        async def caller(stream: SileroStream, offset: float) -> None:
+            nonlocal requests
+            await asyncio.sleep(offset)  # packets arrive spread over each 32 ms
+            loop = asyncio.get_running_loop()
+            end = loop.time() + seconds
+            while loop.time() < end:
+                t0 = loop.time()
+                await batcher.process(stream, bytes(WINDOW_BYTES))
+                waits.append(loop.time() - t0)
+                requests += 1
+                await asyncio.sleep(0.032)
+
+        await asyncio.gather(*(caller(s, 0.032 * i / callers) for i, s in enumerate(streams)))
+        return batcher.calls, requests, max(waits)
+
+    calls, requests, longest = await run(VadBatcher(vad_model, gather_ms=10), callers=2, seconds=1.2)
+    assert requests / 1.2 < BUSY_RATE and calls > requests * 0.6  # few callers: served one loop turn later
+    calls, requests, longest = await run(VadBatcher(vad_model, gather_ms=10), callers=12, seconds=2.5)
+    assert requests / 2.5 > BUSY_RATE  # 12 x 31 windows a second
+    assert calls < requests / 3, (calls, requests)  # after the first second, batches of several
+    assert longest < 0.1  # nobody waits much beyond the 10 ms gathering (plus model time)
