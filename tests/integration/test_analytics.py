@@ -128,10 +128,16 @@ async def test_prometheus_metrics_follow_sessions_and_turns(media_server, http) 
     assert m['voxline_stage_latency_seconds_bucket{stage="server_voice_to_voice",le="0.75"}'] == 1
     assert m['voxline_stage_latency_seconds_bucket{stage="server_voice_to_voice",le="0.5"}'] == 0
     assert m["voxline_bus_lag_seconds_count"] >= 5
+    assert m["voxline_inbound_audio_dropped_total"] == 0
+    peer = media.peers[sid]
+    peer.playout.frames_late += 3  # as if the loop had lagged
+    peer.dropped_in += 2
     async with http.delete(f"{url}/whip/{sid}") as r:
         assert r.status == 200
     m = parse_metrics(await (await http.get(f"{url}/metrics")).text())
     assert m["voxline_sessions_active"] == 0
+    # Counters keep what closed calls counted (they never go down).
+    assert m["voxline_playout_frames_late_total"] >= 3 and m["voxline_inbound_audio_dropped_total"] == 2
     assert m['voxline_sessions_ended_total{reason="ended by the client (DELETE)"}'] == 1
     await pc.close()
 

@@ -82,5 +82,7 @@ async def metrics(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     live = list(server.registry.live())
     disconnected = sum(1 for s in live if s.state.value == "disconnected")
-    late = sum(p.playout.frames_late for p in server.peers.values())
-    return web.Response(text=server.metrics.render(len(live), disconnected, late), content_type="text/plain")
+    peers = list(server.peers.values())
+    late = server.metrics.retired_frames_late + sum(p.playout.frames_late for p in peers)
+    dropped = server.metrics.retired_audio_dropped + sum(p.dropped_in for p in peers)
+    return web.Response(text=server.metrics.render(len(live), disconnected, late, dropped), content_type="text/plain")

@@ -66,6 +66,8 @@ class MediaMetrics:
         self.stage: dict[str, Histogram] = {}
         self.bus_lag = Histogram(LAG_BUCKETS)
         self.store_errors = 0
+        self.retired_frames_late = 0  # of peers already closed (the live ones are added at render)
+        self.retired_audio_dropped = 0
 
     def on_event(self, obj: dict[str, Any], now: float | None = None) -> None:
         """Count one relayed agent event; bus lag is now minus the event's own `ts`."""
@@ -85,7 +87,7 @@ class MediaMetrics:
         elif kind == "error":
             self.errors[str(obj.get("stage") or "unknown")] += 1
 
-    def render(self, active: int, disconnected: int, frames_late: int) -> str:
+    def render(self, active: int, disconnected: int, frames_late: int, audio_dropped: int = 0) -> str:
         out = [
             "# HELP voxline_sessions_active Sessions with a live or resumable peer.",
             "# TYPE voxline_sessions_active gauge",
@@ -115,8 +117,12 @@ class MediaMetrics:
                 *self.bus_lag.lines("voxline_bus_lag_seconds"),
                 "# TYPE voxline_session_store_errors_total counter",
                 f"voxline_session_store_errors_total {self.store_errors}",
+                "# HELP voxline_playout_frames_late_total Agent audio frames sent more than 20 ms after due.",
                 "# TYPE voxline_playout_frames_late_total counter",
-                f"voxline_playout_frames_late_total {frames_late}"]
+                f"voxline_playout_frames_late_total {frames_late}",
+                "# HELP voxline_inbound_audio_dropped_total Caller audio chunks dropped: the bus fell 5 s behind.",
+                "# TYPE voxline_inbound_audio_dropped_total counter",
+                f"voxline_inbound_audio_dropped_total {audio_dropped}"]
         return "\n".join(out) + "\n"
 
 

@@ -114,7 +114,7 @@ class MediaServer:
         self._drop_reason.pop(session_id, None)
         session.disconnected_at = None
         if peer is not None:
-            await peer.close()
+            await self._close_peer(peer)
         await self.control(session_id, "session.end", reason=reason)
         await self.publish_event(session_id, "session.ended", reason=reason)
         self.counters["sessions_ended"] += 1
@@ -239,6 +239,12 @@ class MediaServer:
         peer = MediaPeer(session, self.bus, closed, self.settings.rtc_jitter_prefetch, self.settings.rtc_send_silence)
         return peer
 
+    async def _close_peer(self, peer: MediaPeer) -> None:
+        """Close a peer that carried a call, keeping its counts for /metrics' counters."""
+        await peer.close()
+        self.metrics.retired_frames_late += peer.playout.frames_late
+        self.metrics.retired_audio_dropped += peer.dropped_in
+
     async def _peer_closed(self, peer: MediaPeer, reason: str) -> None:
         """The caller's connection failed or closed without DELETE: resumable until the grace ends."""
         session = peer.session
@@ -250,7 +256,7 @@ class MediaServer:
         session_var.set(session.id)
         self.peers.pop(session.id, None)
         self._attached.pop(session.id, None)
-        await peer.close()
+        await self._close_peer(peer)
         session.state = SessionState.DISCONNECTED
         session.disconnected_at = time.time()
         self._drop_reason[session.id] = reason
@@ -304,7 +310,7 @@ class MediaServer:
         session.node = self.node
         session.touch(now)
         if old is not None:
-            await old.close()
+            await self._close_peer(old)
         self.metrics.resumed += 1
         # An agent that still has the conversation just carries on; one that lost it (restart,
         # failover) sees a control for an unknown session and asks for the history.
