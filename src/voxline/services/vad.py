@@ -12,6 +12,7 @@ together, in one batched call (see `batched_model`), in the event loop or in the
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Sequence
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from voxline.services.threads import ModelThread
 
+log = logging.getLogger(__name__)
 WINDOW = 512  # samples at 16 kHz = 32 ms
 WINDOW_BYTES = WINDOW * 2
 CONTEXT = 64
@@ -73,10 +75,15 @@ class SileroModel:
         options.log_severity_level = 3
         path = path or model_path()
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        batched = batched_model(path)
-        self.batched = (ort.InferenceSession(batched, options, providers=["CPUExecutionProvider"])
-                        if batched is not None else None)
-        if self.batched is not None and not self._batched_agrees():
+        self.batched = None
+        try:
+            batched = batched_model(path)
+            if batched is not None:
+                self.batched = ort.InferenceSession(batched, options, providers=["CPUExecutionProvider"])
+                if not self._batched_agrees():
+                    self.batched = None
+        except Exception:  # noqa: BLE001 - a model this edit does not fit: sessions are run one by one
+            log.warning("Silero VAD: batched model unavailable; running one call per session", exc_info=True)
             self.batched = None
 
     def stream(self) -> "SileroStream":
