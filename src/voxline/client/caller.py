@@ -95,15 +95,29 @@ class Caller:
 
         if await self.wait_for(answered, timeout) is None:
             return False
+        # Then wait for the `listening` state of that turn and REPLY_DONE_QUIET_S without sound,
+        # sleeping until one of them can have changed (an event, or the quiet time running out)
+        # rather than polling: a benchmark runs a hundred callers in one process.
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            listening = self.events and any(e.get("type") == "state" and e.get("state") == "listening"
-                                            and e.get("turn", 0) >= after for e in self.events)
-            quiet = self.recorder.last_sound is None or time.time() - self.recorder.last_sound > REPLY_DONE_QUIET_S
-            if listening and quiet:
+        seen, listening = 0, False
+        while True:
+            for e in self.events[seen:]:
+                listening = listening or (e.get("type") == "state" and e.get("state") == "listening"
+                                          and e.get("turn", 0) >= after)
+            seen = len(self.events)
+            now = time.time()
+            last = self.recorder.last_sound
+            quiet_at = now if last is None else last + REPLY_DONE_QUIET_S
+            if listening and now >= quiet_at:
                 return True
-            await asyncio.sleep(0.05)
-        return False
+            wait = min(deadline, quiet_at if listening else deadline) - now
+            if now >= deadline:
+                return False
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), max(0.01, wait))
+            except asyncio.TimeoutError:
+                pass
 
     def of_type(self, type_: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("type") == type_]
