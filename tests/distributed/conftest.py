@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from voxline.bench.system import free_port
 from voxline.config import Settings
 
 
@@ -40,11 +41,6 @@ def tansu_binary() -> Path:
         pytest.skip(f"tansu binary missing at {path}")
     return path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TansuBroker:

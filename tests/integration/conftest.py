@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -12,17 +11,13 @@ from aiohttp import web
 
 from voxline.agent.models import Models
 from voxline.agent.orchestrator import Orchestrator
+from voxline.bench.system import free_port
 from voxline.bus.memory import MemoryBus
 from voxline.config import Settings
 from voxline.media.app import create_app
 from voxline.media.server import MediaServer
 from voxline.services.threads import ModelThread
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

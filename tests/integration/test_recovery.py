@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiortc import RTCSessionDescription
 
-from tests.integration.conftest import free_port
+from voxline.bench.system import free_port
 from voxline.bus.codec import decode_json
 from voxline.bus.memory import MemoryBus
 from voxline.bus.topics import Topic

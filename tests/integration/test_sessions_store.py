@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.integration.conftest import free_port
+from voxline.bench.system import free_port
 from tests.integration.test_recovery import call, get_json, play_a_turn, wait_for
 from voxline.bus.memory import MemoryBus
 from voxline.config import Settings
