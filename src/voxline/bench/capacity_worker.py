@@ -41,8 +41,7 @@ def _gap_recorder(stats: SessionStats) -> Any:
         last_media: float | None = None
         last_loud: tuple[float, float] | None = None  # (arrival, media time) of the last loud frame
 
-        def frame(self, mono: np.ndarray, media_s: float | None, arrived: float) -> None:
-            self.frames += 1
+        def frame(self, mono: np.ndarray, media_s: float | None, arrived: float) -> bool:
             stats.frames += 1
             if stats.first_frame is None:
                 stats.first_frame = arrived
@@ -52,10 +51,8 @@ def _gap_recorder(stats: SessionStats) -> Any:
                     stats.frames_skipped += holes  # short holes in media time inside a reply
             stats.last_frame = arrived
             self.last_media = media_s
-            loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
-            if not loud.size:
-                return
-            self.sounds.append(arrived + loud[0] / 48_000)
+            if not super().frame(mono, media_s, arrived):
+                return False
             # A stall is sound arriving later than its media time says, measured between loud
             # frames of one reply. Silent frames are left out: the server sends nothing between
             # replies, and a jitter buffer releases a reply's last (silent) frames only when the
@@ -66,8 +63,9 @@ def _gap_recorder(stats: SessionStats) -> Any:
                 stats.gaps_over_100ms += stall > 100
             if media_s is not None:
                 self.last_loud = (arrived, media_s)
+            return True
 
-    return GapRecorder()
+    return GapRecorder(keep_audio=False)
 
 
 async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at: float, talk_from: float,

@@ -134,10 +134,14 @@ def _encoded(samples: np.ndarray) -> list[bytes]:
 
 
 class Recorder:
-    """Records a remote audio track as mono 48 kHz and notes when each sound arrived."""
+    """Records a remote audio track as mono 48 kHz and notes when each sound arrived.
 
-    def __init__(self, threshold: int = SPEECH_THRESHOLD) -> None:
+    With `keep_audio=False` only the sound times and frame count are kept (load tests).
+    """
+
+    def __init__(self, threshold: int = SPEECH_THRESHOLD, keep_audio: bool = True) -> None:
         self.threshold = threshold
+        self.keep_audio = keep_audio
         self.chunks: list[np.ndarray] = []
         self.sounds: list[float] = []  # time.time() of each frame's first loud sample
         self.frames = 0
@@ -173,14 +177,16 @@ class Recorder:
                 mono = np.frombuffer(resample_s16(mono.tobytes(), frame.sample_rate, RATE), dtype=np.int16)
             self.frame(mono, float(frame.pts * frame.time_base) if frame.pts is not None else None, arrived)
 
-    def frame(self, mono: np.ndarray, media_s: float | None, arrived: float) -> None:
-        """Keep one frame: its samples, and when its first loud sample was heard."""
+    def frame(self, mono: np.ndarray, media_s: float | None, arrived: float) -> bool:
+        """Keep one frame: its samples, and when its first loud sample was heard. True if loud."""
         self.frames += 1
-        self.chunks.append(mono)
+        if self.keep_audio:
+            self.chunks.append(mono)
         loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
         if loud.size:
             # The frame arrived whole; its first loud sample plays `loud[0]` samples in.
             self.sounds.append(arrived + loud[0] / RATE)
+        return bool(loud.size)
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
