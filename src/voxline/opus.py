@@ -49,6 +49,15 @@ def _libopus() -> ctypes.CDLL | None:
             lib.opus_decode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p,
                                         ctypes.c_int, ctypes.c_int]
             lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+            lib.opus_encoder_create.restype = ctypes.c_void_p
+            lib.opus_encoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.c_int,
+                                                ctypes.POINTER(ctypes.c_int)]
+            lib.opus_encode.restype = ctypes.c_int32
+            lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p,
+                                        ctypes.c_int32]
+            lib.opus_encoder_ctl.restype = ctypes.c_int
+            lib.opus_encoder_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int]  # then one int32 (variadic)
+            lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
             return lib
         except (OSError, AttributeError):
             continue
@@ -106,6 +115,16 @@ class OpusDecoder:
         pcm = [self._resampler.push(f.to_ndarray().reshape(-1)) for f in frames]
         return b"".join(p.tobytes() for p in pcm)
 
+    def conceal(self, samples: int) -> bytes:
+        """`samples` of stand-in audio for a lost packet: libopus's loss concealment (it carries
+        the voice on from the last frame), or silence without libopus."""
+        samples = max(0, min(samples, self.MAX_SAMPLES))
+        if self._lib is not None and samples:
+            n = self._lib.opus_decode(self._state, None, 0, self._buffer, samples, 0)
+            if n > 0:
+                return self._buffer.raw[:2 * n]
+        return bytes(2 * samples)
+
     def __del__(self) -> None:
         if getattr(self, "_lib", None) is not None and self._state:
             self._lib.opus_decoder_destroy(self._state)
@@ -116,33 +135,70 @@ class OpusEncoder:
     """20 ms mono s16 frames at 48 kHz -> `av.Packet`s that aiortc sends as they are.
 
     aiortc's sender packs an `av.Packet` without encoding it again, in the loop, with no
-    thread; the packet's pts (48 kHz) becomes the RTP timestamp.
+    thread; the packet's pts (48 kHz) becomes the RTP timestamp. CELT only ("restricted low
+    delay": the cheapest mode to encode, and clear for speech at 32 kbit/s) at complexity 9,
+    WebRTC's own default on desktops. libopus is called directly (~70 us a frame); PyAV, which
+    adds ~20 us of frame and packet objects around the same call, is the fallback.
     """
 
-    def __init__(self, bitrate: int = VOICE_BITRATE) -> None:
-        self.codec = av.CodecContext.create("libopus", "w")
-        self.codec.bit_rate = bitrate
-        self.codec.format = "s16"
-        self.codec.layout = "mono"
-        self.codec.sample_rate = RTP_RATE
-        self.codec.time_base = TIME_BASE
-        # CELT only: the cheapest mode to encode (~100 us a frame), and clear for speech at 32k.
-        self.codec.options = {"application": "lowdelay"}
+    APPLICATION_RESTRICTED_LOWDELAY = 2051
+    SET_BITRATE = 4002
+    SET_COMPLEXITY = 4010
+    COMPLEXITY = 9
+    MAX_PACKET = 1500
+
+    def __init__(self, bitrate: int = VOICE_BITRATE, native: bool = True) -> None:
+        lib = libopus() if native else None
+        self._lib = lib
+        self._state: int | None = None
+        if lib is not None:
+            error = ctypes.c_int(0)
+            self._state = lib.opus_encoder_create(RTP_RATE, 1, self.APPLICATION_RESTRICTED_LOWDELAY,
+                                                  ctypes.byref(error))
+            if error.value != 0 or not self._state:
+                self._lib, self._state = None, None
+            else:
+                lib.opus_encoder_ctl(self._state, self.SET_BITRATE, ctypes.c_int32(bitrate))
+                lib.opus_encoder_ctl(self._state, self.SET_COMPLEXITY, ctypes.c_int32(self.COMPLEXITY))
+                self._out = ctypes.create_string_buffer(self.MAX_PACKET)
+        if self._lib is None:
+            self.codec = av.CodecContext.create("libopus", "w")
+            self.codec.bit_rate = bitrate
+            self.codec.format = "s16"
+            self.codec.layout = "mono"
+            self.codec.sample_rate = RTP_RATE
+            self.codec.time_base = TIME_BASE
+            self.codec.options = {"application": "lowdelay", "compression_level": str(self.COMPLEXITY)}
+
+    @property
+    def native(self) -> bool:
+        return self._lib is not None
 
     def encode(self, pcm: bytes, pts: int) -> av.Packet | None:
-        """One 20 ms frame (1,920 bytes) stamped `pts`; None while the encoder fills its delay."""
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = RTP_RATE
-        frame.pts = pts
-        frame.time_base = TIME_BASE
-        packets = self.codec.encode(frame)
-        if not packets:
-            return None
-        packet = packets[-1]  # libopus gives one packet per 20 ms frame, stamped minus its look-ahead
+        """One 20 ms frame (1,920 bytes) stamped `pts`; None while PyAV's encoder fills its delay."""
+        if self._lib is not None:
+            n = self._lib.opus_encode(self._state, pcm, FRAME_SAMPLES, self._out, self.MAX_PACKET)
+            if n <= 0:
+                return None
+            packet = av.Packet(self._out.raw[:n])
+        else:
+            frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+            frame.planes[0].update(pcm)
+            frame.sample_rate = RTP_RATE
+            frame.pts = pts
+            frame.time_base = TIME_BASE
+            packets = self.codec.encode(frame)
+            if not packets:
+                return None
+            packet = packets[-1]  # one packet per 20 ms frame, stamped minus its look-ahead
         packet.pts = pts
         packet.time_base = TIME_BASE
         return packet
+
+    def __del__(self) -> None:
+        if getattr(self, "_lib", None) is not None and self._state:
+            self._lib.opus_encoder_destroy(self._state)
+            self._state = None
 
 
 def encode_frames(samples: np.ndarray, bitrate: int = VOICE_BITRATE) -> list[bytes]:
