@@ -1,7 +1,7 @@
 """One caller's WebRTC peer connection: caller audio in -> bus, agent audio from the bus -> caller.
 
-Inbound Opus is decoded in the event loop straight to 16 kHz mono (`voxline.opus`), cut into
-20 ms chunks, each stamped with a sequence number and its arrival time, and published on
+Inbound Opus is taken off the socket and decoded in the event loop straight to 16 kHz mono
+(`voxline.rtp_direct`, `voxline.opus`), cut into 20 ms chunks, each stamped with a sequence number and its arrival time, and published on
 `audio.in` keyed by session ID, but only while the session is listening. The agent's voice
 is encoded to Opus in the loop too, by the playout track.
 """
@@ -24,6 +24,7 @@ from voxline.logs import session_var
 from voxline.media.playout import PlayoutTrack
 from voxline.opus import OpusEncoder, decode_inline, first_audio_codec
 from voxline.rtc import new_peer_connection, tune_jitter_buffers
+from voxline.rtp_direct import DirectReceiver, receive_direct
 from voxline.sessions.registry import Session
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class MediaPeer:
         self.seq = 0
         self.frames_in = 0
         self.dropped_in = 0  # caller audio dropped because the bus did not take it in time
+        self.direct: DirectReceiver | None = None
         self._pending = bytearray()
         self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,7 +101,8 @@ class MediaPeer:
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds for bad SDP
             raise SdpError(f"the offer could not be applied: {exc}") from exc
         tune_jitter_buffers(pc, self.jitter_prefetch)
-        if not decode_inline(pc, self._on_pcm):
+        self.direct = receive_direct(pc, self._on_pcm)  # Opus, straight off the socket
+        if not decode_inline(pc, self._on_pcm):  # anything else (PCMU), through aiortc's receiver
             log.warning("aiortc internals changed: audio decoded by its own thread",
                         extra={"session_id": self.session.id})
         self._spawn(self._publish())

@@ -1,0 +1,207 @@
+"""Opus RTP straight between the socket and the codec, past aiortc's per-packet machinery.
+
+aiortc does ICE, DTLS, the SRTP keys and RTCP, and keeps doing them. But it walks every
+audio packet through ~10 Python steps: aioice queues the datagram, the DTLS task wakes to
+take it, `RtpPacket` parses it with its header extensions, a router picks the receiver, the
+receiver keeps NACK state and a jitter buffer that holds two packets back (40 ms), and only
+then does a frame reach the decoder. Sending is the mirror image. A server holding a hundred
+calls does that 5,000 times a second each way.
+
+`receive_direct` takes a connection's Opus packets in aioice's `datagram_received`, as they
+come off the socket: decrypt (libsrtp), read the 12-byte header, decode, hand the PCM on.
+There is no jitter buffer (the audio goes to a VAD and a recognizer, not a loudspeaker): a
+packet older than one already taken is dropped, and a short run of missing packets is
+filled by the decoder's loss concealment so media time stays whole. The receiver's RTCP
+statistics (reports to the sender) are still kept. `DirectSender` builds and sends a
+packet the same way. Anything else (STUN, DTLS, RTCP, other codecs, packets before the
+DTLS handshake is done) goes the usual way.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import struct
+from typing import Any, Callable
+
+import pylibsrtp
+from aiortc import RTCPeerConnection
+
+from voxline.opus import OpusDecoder
+
+log = logging.getLogger(__name__)
+MAX_CONCEAL = 5  # a gap up to 100 ms is concealed; a longer one is a jump in media time
+MAX_LATE_RUN = 25  # this many "old" packets in a row (0.5 s): the sender's sequence moved back
+_HEADER = struct.Struct("!BBHII")
+
+
+def _is_rtp(data: bytes) -> bool:
+    """SRTP (first byte 128-191) and not RTCP (packet types 192-223 share that range)."""
+    return len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 224
+
+
+class _Seen:
+    """What aiortc's receive statistics read of a packet (they feed its RTCP reports)."""
+
+    __slots__ = ("sequence_number", "timestamp")
+
+    def __init__(self, sequence_number: int, timestamp: int) -> None:
+        self.sequence_number = sequence_number
+        self.timestamp = timestamp
+
+
+class DirectReceiver:
+    """One connection's received Opus packets, decoded as they arrive: `on_pcm(pcm, rtp_time)`.
+
+    `pcm` is mono s16 at `rate`; `rtp_time` is the frame's media time in 48 kHz units from 0.
+    """
+
+    def __init__(self, dtls: Any, receiver: Any, payload_types: set[int],
+                 on_pcm: Callable[[bytes, int], None], rate: int) -> None:
+        self.dtls = dtls
+        self.payload_types = payload_types
+        self.on_pcm = on_pcm
+        self.decoder = OpusDecoder(rate)
+        self.rate = rate
+        self.received = 0
+        self.concealed = 0  # frames made up for lost packets
+        self.late = 0  # packets dropped: duplicates, or older than one already taken
+        self.errors = 0
+        self._stats: dict[int, Any] | None = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
+        self._ssrc: int | None = None
+        self._last_seq: int | None = None
+        self._late_run = 0  # packets dropped as old in a row
+        self._first_ts = 0
+        self._last_ts = 0
+        self._frame_ts = 960  # 48 kHz units in one frame, from the last decoded one
+        self._pass_on: Callable[[bytes, int], None] | None = None
+
+    def datagram(self, data: bytes, component: int) -> None:
+        """aioice's `Connection.data_received`: every non-STUN datagram of this connection."""
+        srtp = self.dtls._rx_srtp
+        if srtp is None or not _is_rtp(data) or (data[1] & 0x7F) not in self.payload_types:
+            assert self._pass_on is not None
+            self._pass_on(data, component)
+            return
+        try:
+            self._packet(srtp.unprotect(data))
+        except pylibsrtp.Error:
+            self.errors += 1  # not ours, replayed or damaged: aiortc drops these too
+        except Exception:  # noqa: BLE001 - a bad packet is dropped; it must not end aioice's protocol
+            self.errors += 1
+            if self.errors in (1, 100) or self.errors % 10_000 == 0:
+                log.warning("dropped a received RTP packet that could not be handled (%d so far)", self.errors,
+                            exc_info=True)
+
+    def _packet(self, plain: bytes) -> None:
+        first, _, seq, ts, ssrc = _HEADER.unpack_from(plain)
+        start = 12 + 4 * (first & 0x0F)  # CSRCs
+        if first & 0x10:  # header extension: 4 bytes, then its length in 32-bit words
+            start += 4 + 4 * int.from_bytes(plain[start + 2:start + 4], "big")
+        end = len(plain) - (plain[-1] if first & 0x20 else 0)  # padding
+        if start > end:
+            raise ValueError("RTP header longer than the packet")
+        if ssrc != self._ssrc or self._late_run > MAX_LATE_RUN:
+            # A new stream (or the sender jumped back in sequence): go on from here, and
+            # carry media time on from where it was.
+            if self._last_seq is not None:
+                self._first_ts = (ts - (self._last_ts - self._first_ts) - self._frame_ts) & 0xFFFFFFFF
+            else:
+                self._first_ts = ts
+            self._ssrc, self._last_seq, self._late_run = ssrc, None, 0
+        if self._last_seq is not None:
+            step = (seq - self._last_seq) & 0xFFFF
+            if step == 0 or step >= 0x8000:
+                self.late += 1
+                self._late_run += 1
+                return
+            if 1 < step <= MAX_CONCEAL + 1:
+                for k in range(1, step):
+                    self.concealed += 1
+                    self.on_pcm(self.decoder.conceal(self._frame_ts * self.rate // 48_000),
+                                (self._last_ts + k * self._frame_ts - self._first_ts) & 0xFFFFFFFF)
+        self._last_seq = seq
+        self._late_run = 0
+        self.received += 1
+        if self._stats is not None:
+            stream = self._stats.get(ssrc)
+            if stream is None:
+                from aiortc.rtcrtpreceiver import StreamStatistics
+
+                stream = self._stats[ssrc] = StreamStatistics(48_000)
+            stream.add(_Seen(seq, ts))
+        pcm = self.decoder.decode(plain[start:end])
+        self._last_ts = ts
+        if pcm:
+            self._frame_ts = len(pcm) // 2 * 48_000 // self.rate
+            self.on_pcm(pcm, (ts - self._first_ts) & 0xFFFFFFFF)
+
+
+def _audio(pc: RTCPeerConnection) -> Any:
+    return next((t for t in pc.getTransceivers() if t.kind == "audio"), None)
+
+
+def receive_direct(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None],
+                   rate: int = 16_000) -> DirectReceiver | None:
+    """Take this connection's received Opus audio off the socket; None if it cannot be done.
+
+    Call once the remote (server) or local (client) description made the audio transceiver
+    and negotiated its codecs. Returns None and changes nothing if Opus was not negotiated or
+    aiortc's internals are not what this expects; the usual path then carries the audio.
+    """
+    transceiver = _audio(pc)
+    if transceiver is None:
+        return None
+    receiver = transceiver.receiver
+    dtls = getattr(receiver, "transport", None)
+    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+    pts = {c.payloadType for c in getattr(transceiver, "_codecs", []) if c.mimeType.lower() == "audio/opus"}
+    if not pts or connection is None or not hasattr(dtls, "_rx_srtp") \
+            or not callable(getattr(connection, "data_received", None)):
+        return None
+    direct = DirectReceiver(dtls, receiver, pts, on_pcm, rate)
+    direct._pass_on = connection.data_received
+    connection.data_received = direct.datagram
+    return direct
+
+
+class DirectSender:
+    """Sends Opus payloads on a connection's audio stream, built and encrypted in the loop.
+
+    It uses the SSRC aiortc's sender announced; that sender should then be given nothing to
+    send (its RTCP keeps running). Payloads given before the connection is up are dropped.
+    """
+
+    def __init__(self, dtls: Any, ssrc: int, payload_type: int) -> None:
+        self.dtls = dtls
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self.sent = 0
+        self._seq = random.getrandbits(16)
+        self._ts0 = random.getrandbits(32)
+
+    @classmethod
+    def for_connection(cls, pc: RTCPeerConnection) -> "DirectSender | None":
+        """The sender for this connection's audio, once codecs are negotiated; None if Opus
+        is not the codec it sends or aiortc's internals are not what this expects."""
+        transceiver = _audio(pc)
+        codecs = getattr(transceiver, "_codecs", None) if transceiver is not None else None
+        sender = transceiver.sender if transceiver is not None else None
+        dtls = getattr(sender, "transport", None)
+        if not codecs or codecs[0].mimeType.lower() != "audio/opus" or not hasattr(dtls, "_tx_srtp") \
+                or not hasattr(sender, "_ssrc"):
+            return None
+        return cls(dtls, sender._ssrc, codecs[0].payloadType)
+
+    def send(self, payload: bytes, pts: int, marker: bool = False) -> bool:
+        """Send one packet stamped `pts` (48 kHz units); False if the connection is not up."""
+        srtp = self.dtls._tx_srtp
+        pair = getattr(self.dtls.transport._connection, "_nominated", {}).get(1)
+        if srtp is None or pair is None or pair.protocol.transport is None:
+            return False
+        header = _HEADER.pack(0x80, self.payload_type | (0x80 if marker else 0), self._seq,
+                              (self._ts0 + pts) & 0xFFFFFFFF, self.ssrc)
+        pair.protocol.transport.sendto(srtp.protect(header + payload), pair.remote_addr)
+        self._seq = (self._seq + 1) & 0xFFFF
+        self.sent += 1
+        return True
