@@ -63,7 +63,9 @@ class WavSource(MediaStreamTrack):
     Frames are paced by the clock, so sample `i` of what is played leaves at
     `played_at + i / 48000`. Once `opus` is set (the connection sends Opus), what is played is
     Opus-encoded once, up front, and sent as packets: a caller then spends no CPU on encoding
-    during the call, which lets one process drive many callers.
+    during the call, which lets one process drive many callers. With `paced` set, aiortc's
+    sender gets nothing from this track: a `Pacer` takes each packet (`next_payload`) every
+    20 ms and sends it itself.
     """
 
     kind = "audio"
@@ -73,10 +75,12 @@ class WavSource(MediaStreamTrack):
         self.samples = np.zeros(0, dtype=np.int16)
         self.played_at: float | None = None  # time.time() when sample 0 of `samples` was sent
         self.opus = False
+        self.paced = False
         self._packets: list[bytes] | None = None
         self._clock: float | None = None
         self._pts = 0
         self._offset = 0  # pts at which `samples` started
+        self._ended = asyncio.Event()
 
     def play(self, samples: np.ndarray) -> None:
         self.samples = samples
@@ -87,26 +91,33 @@ class WavSource(MediaStreamTrack):
     def time_of_sample(self, index: int) -> float | None:
         return None if self.played_at is None else self.played_at + index / RATE
 
+    def stop(self) -> None:
+        super().stop()
+        self._ended.set()
+
+    def next_payload(self, now: float) -> tuple[bytes, int]:
+        """The Opus payload of the frame leaving at `now` (time.time()), and its pts."""
+        index = self._step(now) // FRAME
+        packets = self._packets if self._packets is not None else []
+        return (packets[index] if 0 <= index < len(packets) else silence_frame()), self._pts
+
     async def recv(self) -> av.AudioFrame | av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._clock is None:
-            self._clock = time.time()
-        else:
-            self._pts += FRAME
-            wait = self._clock + self._pts / RATE - time.time()
+        if self.paced:
+            await self._ended.wait()  # a Pacer sends this track's packets
+            raise MediaStreamError
+        if self._clock is not None:
+            wait = self._clock + (self._pts + FRAME) / RATE - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-        position = self._pts - self._offset
-        if position == 0 and self.samples.size:
-            self.played_at = time.time()
         if self.opus:
-            index = position // FRAME
-            packets = self._packets if self._packets is not None else []
-            packet = av.Packet(packets[index] if 0 <= index < len(packets) else silence_frame())
-            packet.pts = self._pts
+            payload, pts = self.next_payload(time.time())
+            packet = av.Packet(payload)
+            packet.pts = pts
             packet.time_base = TIME_BASE
             return packet
+        position = self._step(time.time())
         chunk = self.samples[position:position + FRAME] if position >= 0 else self.samples[:0]
         if chunk.size < FRAME:
             chunk = np.concatenate([chunk, np.zeros(FRAME - chunk.size, dtype=np.int16)])
@@ -116,6 +127,17 @@ class WavSource(MediaStreamTrack):
         frame.pts = self._pts
         frame.time_base = TIME_BASE
         return frame
+
+    def _step(self, now: float) -> int:
+        """Move on one frame, leaving at `now`; its position in `samples` (negative before them)."""
+        if self._clock is None:
+            self._clock = now
+        else:
+            self._pts += FRAME
+        position = self._pts - self._offset
+        if position == 0 and self.samples.size:
+            self.played_at = now
+        return position
 
 
 _ENCODED: dict[int, tuple[np.ndarray, list[bytes]]] = {}

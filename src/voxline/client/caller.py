@@ -16,8 +16,10 @@ import aiohttp
 import numpy as np
 
 from voxline.client.audio import Recorder, WavSource, speech_end_sample
+from voxline.client.pacer import pacer
 from voxline.client.whip import WhipClient
 from voxline.opus import first_audio_codec
+from voxline.rtp_direct import DirectSender
 
 REPLY_DONE_QUIET_S = 0.6  # after the reply's audio ends, wait this long for more
 
@@ -48,6 +50,10 @@ class Caller:
     async def connect(self, timeout: float = 10.0) -> None:
         session = await self.client.connect(self.source, on_audio=self.recorder.on_audio)
         self.source.opus = first_audio_codec(self.client.pc.remoteDescription.sdp) == "opus"
+        # Before the connection is up (and aiortc's sender starts), hand the packets to the pacer.
+        direct = DirectSender.for_connection(self.client.pc) if self.source.opus else None
+        if direct is not None:
+            pacer().add(self.source, direct)
         ws_url = self.client.url(f"/sessions/{session.session_id}/events").replace("http", "ws", 1)
         ws = self._ws = await self.client.http.ws_connect(ws_url + (f"?token={self.token}" if self.token else ""))
         self._tasks.append(asyncio.create_task(self._collect(ws)))
@@ -126,6 +132,7 @@ class Caller:
         return self.recorder.first_sound_after(t)
 
     async def close(self) -> None:
+        pacer().remove(self.source)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -12,6 +12,7 @@ from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from voxline.opus import decode_inline
+from voxline.rtp_direct import DirectReceiver, receive_direct
 from voxline.rtc import new_peer_connection, tune_jitter_buffers
 
 
@@ -37,6 +38,7 @@ class WhipClient:
         self.pc = new_peer_connection()
         self.remote_track: MediaStreamTrack | None = None
         self.inline_audio = False
+        self.direct: DirectReceiver | None = None
         self.session: WhipSession | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -73,6 +75,8 @@ class WhipClient:
             location = resp.headers["Location"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         tune_jitter_buffers(self.pc, self.jitter_prefetch)
+        if on_audio is not None and self.inline_audio:
+            self.direct = receive_direct(self.pc, on_audio, rate=48_000)  # Opus, straight off the socket
         self.session = WhipSession(session_id, location, client_ref)
         return self.session
 
