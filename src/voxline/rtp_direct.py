@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import random
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pylibsrtp
 from aiortc import RTCPeerConnection
@@ -56,9 +57,10 @@ class DirectReceiver:
     `pcm` is mono s16 at `rate`; `rtp_time` is the frame's media time in 48 kHz units from 0.
     """
 
-    def __init__(self, dtls: Any, receiver: Any, payload_types: set[int],
-                 on_pcm: Callable[[bytes, int], None], rate: int) -> None:
+    def __init__(self, dtls: Any, receiver: Any, payload_types: set[int], on_pcm: Callable[[bytes, int], None],
+                 rate: int, pass_on: Callable[[bytes, int], None]) -> None:
         self.dtls = dtls
+        self.pass_on = pass_on  # where everything else goes: aioice's own handler
         self.payload_types = payload_types
         self.on_pcm = on_pcm
         self.decoder = OpusDecoder(rate)
@@ -74,20 +76,18 @@ class DirectReceiver:
         self._first_ts = 0
         self._last_ts = 0
         self._frame_ts = 960  # 48 kHz units in one frame, from the last decoded one
-        self._pass_on: Callable[[bytes, int], None] | None = None
 
     def datagram(self, data: bytes, component: int) -> None:
         """aioice's `Connection.data_received`: every non-STUN datagram of this connection."""
         srtp = self.dtls._rx_srtp
         if srtp is None or not _is_rtp(data) or (data[1] & 0x7F) not in self.payload_types:
-            assert self._pass_on is not None
-            self._pass_on(data, component)
+            self.pass_on(data, component)
             return
         try:
             self._packet(srtp.unprotect(data))
         except pylibsrtp.Error:
             self.errors += 1  # not ours, replayed or damaged: aiortc drops these too
-        except Exception:  # noqa: BLE001 - a bad packet is dropped; it must not end aioice's protocol
+        except Exception:
             self.errors += 1
             if self.errors in (1, 100) or self.errors % 10_000 == 0:
                 log.warning("dropped a received RTP packet that could not be handled (%d so far)", self.errors,
@@ -129,7 +129,7 @@ class DirectReceiver:
                 from aiortc.rtcrtpreceiver import StreamStatistics
 
                 stream = self._stats[ssrc] = StreamStatistics(48_000)
-            stream.add(_Seen(seq, ts))
+            stream.add(_Seen(seq, ts))  # type: ignore[arg-type]  # reads these two fields only
         pcm = self.decoder.decode(plain[start:end])
         self._last_ts = ts
         if pcm:
@@ -159,8 +159,7 @@ def receive_direct(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None],
     if not pts or connection is None or not hasattr(dtls, "_rx_srtp") \
             or not callable(getattr(connection, "data_received", None)):
         return None
-    direct = DirectReceiver(dtls, receiver, pts, on_pcm, rate)
-    direct._pass_on = connection.data_received
+    direct = DirectReceiver(dtls, receiver, pts, on_pcm, rate, connection.data_received)
     connection.data_received = direct.datagram
     return direct
 
@@ -181,17 +180,17 @@ class DirectSender:
         self._ts0 = random.getrandbits(32)
 
     @classmethod
-    def for_connection(cls, pc: RTCPeerConnection) -> "DirectSender | None":
+    def for_connection(cls, pc: RTCPeerConnection) -> DirectSender | None:
         """The sender for this connection's audio, once codecs are negotiated; None if Opus
         is not the codec it sends or aiortc's internals are not what this expects."""
         transceiver = _audio(pc)
         codecs = getattr(transceiver, "_codecs", None) if transceiver is not None else None
         sender = transceiver.sender if transceiver is not None else None
         dtls = getattr(sender, "transport", None)
-        if not codecs or codecs[0].mimeType.lower() != "audio/opus" or not hasattr(dtls, "_tx_srtp") \
-                or not hasattr(sender, "_ssrc"):
+        ssrc = getattr(sender, "_ssrc", None)
+        if not codecs or codecs[0].mimeType.lower() != "audio/opus" or not hasattr(dtls, "_tx_srtp") or ssrc is None:
             return None
-        return cls(dtls, sender._ssrc, codecs[0].payloadType)
+        return cls(dtls, ssrc, codecs[0].payloadType)
 
     def send(self, payload: bytes, pts: int, marker: bool = False) -> bool:
         """Send one packet stamped `pts` (48 kHz units); False if the connection is not up."""

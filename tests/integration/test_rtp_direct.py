@@ -8,8 +8,8 @@ import asyncio
 import time
 
 import numpy as np
-
 from audio_helpers import dominant_hz, tone
+
 from voxline.client.audio import WavSource
 from voxline.client.pacer import pacer
 from voxline.opus import FRAME_SAMPLES

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pylibsrtp
-
 from audio_helpers import tone
+
 from voxline.opus import FRAME_SAMPLES, encode_frames
 from voxline.rtp_direct import MAX_CONCEAL, MAX_LATE_RUN, DirectReceiver
 
@@ -31,8 +31,8 @@ class Line:
         self.got: list[tuple[bytes, int]] = []
         self.passed: list[bytes] = []
         self.rx = DirectReceiver(SimpleNamespace(_rx_srtp=srtp(pylibsrtp.Policy.SSRC_ANY_INBOUND)), None, {PT},
-                                 lambda pcm, t: self.got.append((pcm, t)), 16_000)
-        self.rx._pass_on = lambda data, component: self.passed.append(data)
+                                 lambda pcm, t: self.got.append((pcm, t)), 16_000,
+                                 lambda data, component: self.passed.append(data))
         self.payloads = encode_frames(tone(seconds=2.0))
 
     def send(self, seq: int, ts: int, ssrc: int = 1234, pt: int = PT, payload: bytes | None = None,
