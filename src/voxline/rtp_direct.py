@@ -61,6 +61,7 @@ class DirectReceiver:
                  rate: int, pass_on: Callable[[bytes, int], None]) -> None:
         self.dtls = dtls
         self.pass_on = pass_on  # where everything else goes: aioice's own handler
+        self._connection: Any = None  # the aioice connection whose handler this is, while it is
         self.payload_types = payload_types
         self.on_pcm = on_pcm
         self.decoder = OpusDecoder(rate)
@@ -76,6 +77,17 @@ class DirectReceiver:
         self._first_ts = 0
         self._last_ts = 0
         self._frame_ts = 960  # 48 kHz units in one frame, from the last decoded one
+
+    def detach(self) -> None:
+        """Give the connection back its own handler and let go of the session's objects.
+
+        Called when the connection closes: aioice objects can outlive a call (in log records,
+        for one), and must not keep its decoder and pipeline alive through this hook.
+        """
+        if self._connection is not None and self._connection.__dict__.get("data_received") == self.datagram:
+            del self._connection.data_received
+        self._connection = None
+        self.on_pcm = _ignore
 
     def datagram(self, data: bytes, component: int) -> None:
         """aioice's `Connection.data_received`: every non-STUN datagram of this connection."""
@@ -137,6 +149,10 @@ class DirectReceiver:
             self.on_pcm(pcm, (ts - self._first_ts) & 0xFFFFFFFF)
 
 
+def _ignore(pcm: bytes, rtp_time: int) -> None:
+    pass
+
+
 def _audio(pc: RTCPeerConnection) -> Any:
     return next((t for t in pc.getTransceivers() if t.kind == "audio"), None)
 
@@ -161,6 +177,13 @@ def receive_direct(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None],
         return None
     direct = DirectReceiver(dtls, receiver, pts, on_pcm, rate, connection.data_received)
     connection.data_received = direct.datagram
+    direct._connection = connection
+
+    @pc.on("connectionstatechange")
+    def _closed() -> None:
+        if pc.connectionState in ("closed", "failed"):
+            direct.detach()
+
     return direct
 
 

@@ -94,3 +94,23 @@ async def test_lost_packets_are_concealed_and_reported_to_the_sender_over_rtcp()
     assert (np.diff(times) == FRAME_SAMPLES).all()  # the holes were filled
     assert counts["concealed"] >= 10
     assert lost > 0  # aiortc's receiver reports (RTCP) still count what the direct path took
+
+
+async def test_closing_the_connection_unhooks_the_direct_path() -> None:
+    """aioice objects can outlive a call (log records keep them): once closed, its connection
+    must no longer lead to the session's decoder and pipeline."""
+    a, b = new_peer_connection(), new_peer_connection()
+    a.addTrack(WavSource())
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    got: list[bytes] = []
+    direct = receive_direct(b, lambda pcm, t: got.append(pcm))
+    assert direct is not None
+    connection = b.getTransceivers()[0].receiver.transport.transport._connection
+    assert connection.data_received == direct.datagram
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.wait_for(asyncio.gather(a.close(), b.close()), 5.0)
+    assert "data_received" not in connection.__dict__  # aioice's own handler again
+    direct.on_pcm(b"x", 0)
+    assert not got

@@ -6,6 +6,8 @@ Marker `soak` (register it in pyproject.toml); the long version is benchmarks/so
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from benchmarks.soak import fixed_models, soak
@@ -21,7 +23,10 @@ TASK_TOLERANCE = 3
 
 
 @pytest.mark.soak
-async def test_soak_resources_return_to_baseline(vad_model) -> None:
+async def test_soak_resources_return_to_baseline(vad_model, caplog: pytest.LogCaptureFixture) -> None:
+    # pytest keeps every captured record for its report, and aioice's INFO records hold its
+    # connection objects: at INFO the RSS figures counted pytest's memory (~20 MB a round).
+    caplog.set_level(logging.WARNING)
     result, state = await soak(CALLERS, cycles=50, seconds=SECONDS, vad=vad_model)
     print(f"\n{CALLERS} callers, {result.seconds:.0f} s: {result.cycles} cycles, {result.sessions} sessions, "
           f"{len(result.failures)} failures, {result.refused} refused (503)\n{result.table()}\n{state}")
