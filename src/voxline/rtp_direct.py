@@ -99,7 +99,7 @@ class DirectReceiver:
             self._packet(srtp.unprotect(data))
         except pylibsrtp.Error:
             self.errors += 1  # not ours, replayed or damaged: aiortc drops these too
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bad packet is dropped; it must not end aioice's protocol
             self.errors += 1
             if self.errors in (1, 100) or self.errors % 10_000 == 0:
                 log.warning("dropped a received RTP packet that could not be handled (%d so far)", self.errors,

@@ -132,12 +132,15 @@ async def test_prometheus_metrics_follow_sessions_and_turns(media_server, http) 
     peer = media.peers[sid]
     peer.playout.frames_late += 3  # as if the loop had lagged
     peer.dropped_in += 2
+    assert peer.direct is not None  # Opus was negotiated: the direct path took the caller's audio
+    peer.direct.concealed += 1
     async with http.delete(f"{url}/whip/{sid}") as r:
         assert r.status == 200
     m = parse_metrics(await (await http.get(f"{url}/metrics")).text())
     assert m["voxline_sessions_active"] == 0
     # Counters keep what closed calls counted (they never go down).
     assert m["voxline_playout_frames_late_total"] >= 3 and m["voxline_inbound_audio_dropped_total"] == 2
+    assert m["voxline_inbound_rtp_concealed_total"] >= 1 and m["voxline_inbound_rtp_errors_total"] == 0
     assert m['voxline_sessions_ended_total{reason="ended by the client (DELETE)"}'] == 1
     await pc.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -83,6 +84,7 @@ async def metrics(request: web.Request) -> web.Response:
     live = list(server.registry.live())
     disconnected = sum(1 for s in live if s.state.value == "disconnected")
     peers = list(server.peers.values())
-    late = server.metrics.retired_frames_late + sum(p.playout.frames_late for p in peers)
-    dropped = server.metrics.retired_audio_dropped + sum(p.dropped_in for p in peers)
-    return web.Response(text=server.metrics.render(len(live), disconnected, late, dropped), content_type="text/plain")
+    media = Counter(server.metrics.retired)
+    for peer in peers:
+        media.update(peer.counts())
+    return web.Response(text=server.metrics.render(len(live), disconnected, media), content_type="text/plain")

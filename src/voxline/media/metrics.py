@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -28,6 +28,16 @@ def stage_of(key: str) -> str | None:
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")[:80]
+
+
+MEDIA_COUNTERS = {  # `MediaPeer.counts` key -> (metric, help)
+    "frames_late": ("voxline_playout_frames_late_total", "Agent audio frames sent more than 20 ms after due."),
+    "audio_dropped": ("voxline_inbound_audio_dropped_total", "Caller audio chunks dropped: the bus fell 5 s behind."),
+    "rtp_concealed": ("voxline_inbound_rtp_concealed_total",
+                      "Caller audio frames made up by the decoder for lost packets (gaps up to 100 ms)."),
+    "rtp_late": ("voxline_inbound_rtp_late_total", "Caller RTP packets dropped: duplicates, or older than one taken."),
+    "rtp_errors": ("voxline_inbound_rtp_errors_total", "Caller RTP packets that failed SRTP or could not be read."),
+}
 
 
 class Histogram:
@@ -66,8 +76,7 @@ class MediaMetrics:
         self.stage: dict[str, Histogram] = {}
         self.bus_lag = Histogram(LAG_BUCKETS)
         self.store_errors = 0
-        self.retired_frames_late = 0  # of peers already closed (the live ones are added at render)
-        self.retired_audio_dropped = 0
+        self.retired: Counter[str] = Counter()  # media counts of calls already closed (`MediaPeer.counts`)
 
     def on_event(self, obj: dict[str, Any], now: float | None = None) -> None:
         """Count one relayed agent event; bus lag is now minus the event's own `ts`."""
@@ -87,7 +96,9 @@ class MediaMetrics:
         elif kind == "error":
             self.errors[str(obj.get("stage") or "unknown")] += 1
 
-    def render(self, active: int, disconnected: int, frames_late: int, audio_dropped: int = 0) -> str:
+    def render(self, active: int, disconnected: int, media: Mapping[str, int] | None = None) -> str:
+        """The text exposition; `media` is every call's `MediaPeer.counts`, summed."""
+        media = media or {}
         out = [
             "# HELP voxline_sessions_active Sessions with a live or resumable peer.",
             "# TYPE voxline_sessions_active gauge",
@@ -117,12 +128,9 @@ class MediaMetrics:
                 *self.bus_lag.lines("voxline_bus_lag_seconds"),
                 "# TYPE voxline_session_store_errors_total counter",
                 f"voxline_session_store_errors_total {self.store_errors}",
-                "# HELP voxline_playout_frames_late_total Agent audio frames sent more than 20 ms after due.",
-                "# TYPE voxline_playout_frames_late_total counter",
-                f"voxline_playout_frames_late_total {frames_late}",
-                "# HELP voxline_inbound_audio_dropped_total Caller audio chunks dropped: the bus fell 5 s behind.",
-                "# TYPE voxline_inbound_audio_dropped_total counter",
-                f"voxline_inbound_audio_dropped_total {audio_dropped}"]
+                ]
+        for key, (name, text) in MEDIA_COUNTERS.items():
+            out += [f"# HELP {name} {text}", f"# TYPE {name} counter", f"{name} {media.get(key, 0)}"]
         return "\n".join(out) + "\n"
 
 

@@ -122,6 +122,13 @@ class MediaPeer:
         await self.pc.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def counts(self) -> dict[str, int]:
+        """This call's media counters (summed over calls into /metrics' counters)."""
+        direct = self.direct
+        return {"frames_late": self.playout.frames_late, "audio_dropped": self.dropped_in,
+                "rtp_concealed": direct.concealed if direct else 0, "rtp_late": direct.late if direct else 0,
+                "rtp_errors": direct.errors if direct else 0}
+
     def _on_pcm(self, pcm: bytes, rtp_time: int = 0) -> None:
         """A decoded 20 ms of caller audio (16 kHz mono), in the loop, as it arrives."""
         self.frames_in += 1

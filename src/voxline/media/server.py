@@ -242,8 +242,7 @@ class MediaServer:
     async def _close_peer(self, peer: MediaPeer) -> None:
         """Close a peer that carried a call, keeping its counts for /metrics' counters."""
         await peer.close()
-        self.metrics.retired_frames_late += peer.playout.frames_late
-        self.metrics.retired_audio_dropped += peer.dropped_in
+        self.metrics.retired.update(peer.counts())
 
     async def _peer_closed(self, peer: MediaPeer, reason: str) -> None:
         """The caller's connection failed or closed without DELETE: resumable until the grace ends."""
