@@ -215,6 +215,12 @@ class DirectSender:
             return None
         return cls(dtls, ssrc, codecs[0].payloadType)
 
+    @property
+    def ready(self) -> bool:
+        """DTLS is done and ICE chose a pair: packets can go."""
+        return self.dtls._tx_srtp is not None and getattr(self.dtls.transport._connection, "_nominated", {}).get(1) \
+            is not None
+
     def send(self, payload: bytes, pts: int, marker: bool = False) -> bool:
         """Send one packet stamped `pts` (48 kHz units); False if the connection is not up."""
         srtp = self.dtls._tx_srtp

@@ -213,3 +213,21 @@ async def test_stop_wakes_a_track_waiting_for_audio() -> None:
     track.stop()
     with pytest.raises(MediaStreamError):
         await asyncio.wait_for(waiting, 1)
+
+
+async def test_a_direct_track_gives_aiortc_nothing_and_marks_talk_spurts() -> None:
+    track = PlayoutTrack()
+    track.direct = True  # the peer takes frames with next_frame() and sends them itself
+    by_aiortc = asyncio.ensure_future(track.recv())
+    track.push(audio(1, tone(0.04, 48_000), 48_000))
+    track.push(marker(AudioKind.END, 1))
+    first = await track.next_frame()
+    assert track.spurt_start  # RTP marker bit: the first packet of a talk spurt
+    await track.next_frame()
+    assert not track.spurt_start
+    assert loud([first.to_ndarray().reshape(-1)]) == [True]
+    await asyncio.sleep(0.05)
+    assert not by_aiortc.done()
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(by_aiortc, 1)

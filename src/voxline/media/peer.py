@@ -24,7 +24,7 @@ from voxline.logs import session_var
 from voxline.media.playout import PlayoutTrack
 from voxline.opus import OpusEncoder, decode_inline, first_audio_codec
 from voxline.rtc import new_peer_connection, tune_jitter_buffers
-from voxline.rtp_direct import DirectReceiver, receive_direct
+from voxline.rtp_direct import DirectReceiver, DirectSender, receive_direct
 from voxline.sessions.registry import Session
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,10 @@ class MediaPeer:
         await pc.setLocalDescription(await pc.createAnswer())
         if first_audio_codec(pc.localDescription.sdp) == "opus":
             self.playout.encoder = OpusEncoder()
+            sender = DirectSender.for_connection(pc)
+            if sender is not None:  # the agent's voice leaves straight from here, not via aiortc's sender
+                self.playout.direct = True
+                self._spawn(self._send(sender))
         return pc.localDescription.sdp
 
     async def close(self) -> None:
@@ -164,6 +168,19 @@ class MediaPeer:
             except MediaStreamError:
                 return
             self._on_pcm(b"".join(f.to_ndarray().tobytes() for f in resampler.resample(frame)))
+
+    async def _send(self, sender: DirectSender) -> None:
+        """Send the agent's voice as the playout track gives it, once the connection is up."""
+        session_var.set(self.session.id)
+        while not sender.ready:
+            await asyncio.sleep(0.02)
+        while True:
+            try:
+                frame = await self.playout.next_frame()
+            except MediaStreamError:
+                return
+            if isinstance(frame, av.Packet) and frame.pts is not None:
+                sender.send(bytes(frame), frame.pts, marker=self.playout.spurt_start)
 
     def _on_drained(self, turn: int) -> None:
         payload = encode_json({"type": "playback.done", "session_id": self.session.id, "turn": turn})

@@ -8,6 +8,8 @@ once and the RTP clock jumps by the silence, so receivers play it on time. With
 `clear(turn)` drops everything queued for that turn and older at once (barge-in); late audio
 of a cleared turn is ignored. With an `OpusEncoder` (the connection sends Opus) each frame is
 encoded here, in the loop, and leaves as a packet: aiortc would otherwise encode it in a thread.
+With `direct` set, aiortc's sender gets nothing from `recv()`: the peer takes each frame from
+`next_frame()` and sends it itself (`voxline.rtp_direct.DirectSender`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class PlayoutTrack(MediaStreamTrack):
         self.on_drained = on_drained
         self.send_silence = send_silence
         self.encoder: OpusEncoder | None = None  # set once the connection is known to send Opus
+        self.direct = False  # frames are taken by next_frame(), not by aiortc's sender
+        self.spurt_start = False  # the last frame taken began a talk spurt (RTP marker bit)
+        self._stopped = asyncio.Event()
         self._has_audio = asyncio.Event()
         self._talking = False
         self._hangover = 0
@@ -86,10 +91,18 @@ class PlayoutTrack(MediaStreamTrack):
     def queued_ms(self) -> float:
         return len(self.buffer) / 2 / RATE * 1000
 
-    # -- pulled by aiortc's RTP sender -----------------------------------------------------
+    # -- pulled by aiortc's RTP sender, or by the peer --------------------------------------
     async def recv(self) -> av.AudioFrame | av.Packet:
+        if self.direct:
+            await self._stopped.wait()  # the peer sends this track's frames
+            raise MediaStreamError
+        return await self.next_frame()
+
+    async def next_frame(self) -> av.AudioFrame | av.Packet:
+        """The next 20 ms, when it is due: a packet once `encoder` is set, else PCM."""
         if self.readyState != "live":
             raise MediaStreamError
+        self.spurt_start = False
         while not self.send_silence and not self.buffer and not self._hangover:
             if self.pending_end is not None and self._start is not None:
                 # Let the last frame play out, then report the reply finished.
@@ -106,13 +119,13 @@ class PlayoutTrack(MediaStreamTrack):
         now = time.monotonic()
         if self._start is None:
             self._start = now
-            self._talking = True
+            self._talking = self.spurt_start = True
         elif not self._talking:
             # A new talk spurt: RTP time moves on by the silence, and this frame goes now.
             silent = max(FRAME_SAMPLES, int((now - self._start) * RATE) - self._pts)
             self._pts += -(-silent // FRAME_SAMPLES) * FRAME_SAMPLES
             self._start = now - self._pts / RATE
-            self._talking = True
+            self._talking = self.spurt_start = True
         else:
             self._pts += FRAME_SAMPLES
             due = self._start + self._pts / RATE
@@ -143,6 +156,7 @@ class PlayoutTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
+        self._stopped.set()
         self._has_audio.set()  # wake a recv() waiting for audio, so it ends
 
     def _flush_resampler(self) -> None:
