@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="latency mode: give up on one call after this")
     p.add_argument("--turn-gap", type=float, default=2.0, help="capacity mode: seconds between a reply and the next question")
     p.add_argument("--ramp-interval", type=float, default=0.15, help="capacity mode: seconds between session starts")
+    p.add_argument("--spread", type=float, default=6.0,
+                   help="capacity mode: callers' first questions spread over this many seconds (about one "
+                        "question-reply-pause cycle), pauses drawn from 0.5-1.5 x --turn-gap; 0: all in lockstep")
     p.add_argument("--client-procs", type=int, default=0, help="capacity mode: client processes (0: 1 up to 20 sessions, else 2)")
     p.add_argument("--server-procs", type=int, default=1,
                    help="capacity mode: server processes (one per core), callers spread over them")

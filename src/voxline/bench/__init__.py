@@ -18,7 +18,7 @@ from voxline.bench.latency import latency_main
 
 async def bench_main(args: argparse.Namespace) -> int:
     """`voxline bench`: latency (default) or capacity (`--sessions N`)."""
-    for name, default in (("timeout", 60.0), ("turn_gap", 2.0), ("ramp_interval", 0.15),
+    for name, default in (("timeout", 60.0), ("turn_gap", 2.0), ("ramp_interval", 0.15), ("spread", 6.0),
                           ("client_procs", 0), ("capacity_server", None)):
         if not hasattr(args, name):
             setattr(args, name, default)

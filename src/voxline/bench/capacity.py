@@ -119,7 +119,7 @@ async def capacity_main(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="voxline-capacity-"))
     q_paths = [str(p) for _, p in make_questions(work, QUESTIONS[:4])]
     settings: dict[str, Any] = {"sessions": n, "duration_s": args.duration, "gap_s": args.turn_gap,
-                                "ramp_interval_s": args.ramp_interval}
+                                "ramp_interval_s": args.ramp_interval, "spread_s": args.spread}
     procs: list[ServerProcess] = []
     servers = [args.server] if args.server else []
     if not servers:
@@ -164,7 +164,7 @@ async def capacity_main(args: argparse.Namespace) -> int:
         for k, idx in enumerate(shares):
             cfg = {"servers": servers, "questions": q_paths, "indices": idx, "start_at": start_at,
                    "ramp_interval_s": args.ramp_interval, "talk_from": talk_from, "end_at": end_at,
-                   "gap_s": args.turn_gap}
+                   "gap_s": args.turn_gap, "spread_s": args.spread, "sessions": n}
             out = open(work / f"client{k}.json", "wb")
             err = open(work / f"client{k}.log", "wb")
             workers.append(subprocess.Popen([sys.executable, "-m", "voxline.bench.capacity_worker", "--worker",

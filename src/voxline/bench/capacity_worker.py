@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -69,8 +70,15 @@ def _gap_recorder(stats: SessionStats) -> Any:
 
 
 async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at: float, talk_from: float,
-                       end_at: float, gap_s: float, stats: SessionStats, index: int) -> None:
+                       end_at: float, gap_s: float, stats: SessionStats, index: int, n: int = 1,
+                       spread_s: float = 0.0) -> None:
+    """One caller: question, reply, pause, again. With `spread_s`, callers start spread over
+    that time and pause 0.5-1.5 x `gap_s` (seeded), as unrelated callers would; without it they
+    go in lockstep (the worst case: every reply at once)."""
     from voxline.client.caller import Caller
+
+    rng = random.Random(index)
+    first = index / max(1, n) * spread_s if spread_s > 0 else (index % 10) * gap_s / 10
 
     await asyncio.sleep(max(0.0, connect_at - time.time()))
     caller = Caller(server)
@@ -79,7 +87,7 @@ async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at:
         await caller.connect(timeout=20)
         stats.connected = True
         await caller.client.set_listening(True)
-        await asyncio.sleep(max(0.0, talk_from - time.time()) + (index % 10) * gap_s / 10)
+        await asyncio.sleep(max(0.0, talk_from - time.time()) + first)
         turn = 0
         while time.time() < end_at - 3:  # each turn needs ~3 s: question, reply
             q = questions[(index + turn) % len(questions)]
@@ -93,7 +101,7 @@ async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at:
                 stats.v2v_ms.append(round((first - said) * 1000, 1))
             # Later questions are counted by the server's turn numbers: follow them.
             turn = max(turn, max((e.get("turn", 0) for e in caller.of_type("turn.metrics")), default=0))
-            await asyncio.sleep(gap_s)
+            await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5) if spread_s > 0 else gap_s)
         await asyncio.sleep(max(0.0, end_at - time.time()))
         report = await caller.client.pc.getStats()
         for s in report.values():
@@ -120,7 +128,7 @@ async def worker_main(cfg: dict[str, Any]) -> dict[str, Any]:
     all_stats = [SessionStats() for _ in cfg["indices"]]
     tasks = [asyncio.create_task(_one_session(
         cfg["servers"][i % len(cfg["servers"])], questions, cfg["start_at"] + i * cfg["ramp_interval_s"], cfg["talk_from"], cfg["end_at"],
-        cfg["gap_s"], st, i)) for i, st in zip(cfg["indices"], all_stats)]
+        cfg["gap_s"], st, i, cfg.get("sessions", 1), cfg.get("spread_s", 0.0))) for i, st in zip(cfg["indices"], all_stats)]
     hard = cfg["end_at"] + 45 - time.time()
     done, pending = await asyncio.wait(tasks, timeout=hard)
     for t in pending:
