@@ -12,7 +12,7 @@ from pathlib import Path
 def test_capacity_bench_reports_frames_cpu_and_memory(tmp_path: Path) -> None:
     out = tmp_path / "capacity.json"
     run = subprocess.run([sys.executable, "-m", "voxline", "bench", "--sessions", "2", "--duration", "8",
-                          "--out", str(out)], capture_output=True, text=True, timeout=240)
+                          "--out", str(out)], capture_output=True, text=True, timeout=240, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "frames late (srv)" in run.stdout  # the table
     report = json.loads(out.read_text())
