@@ -1,8 +1,11 @@
-"""Helpers the spoken tests share: the caller's microphone samples and the words heard."""
+"""Helpers the media and spoken tests share: the caller's microphone samples, the words heard, a poll."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from typing import Callable
 
 import numpy as np
 
@@ -33,3 +36,13 @@ def dominant_hz(samples: np.ndarray, rate: int) -> float:
     x = samples.astype(np.float64)
     spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
     return float(np.argmax(spectrum)) * rate / x.size
+
+
+async def until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll `condition` every 20 ms; False if it did not hold within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True

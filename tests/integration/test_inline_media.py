@@ -15,7 +15,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
-from audio_helpers import dominant_hz, tone
+from audio_helpers import dominant_hz, tone, until
 from voxline.client.audio import RATE, WavSource
 from voxline.opus import FRAME_SAMPLES, decode_inline, first_audio_codec
 from voxline.rtc import new_peer_connection
@@ -26,15 +26,6 @@ TONE_HZ = 440
 def only_loopback(sdp: str) -> bool:
     candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
     return bool(candidates) and all(" 127.0.0.1 " in line for line in candidates)
-
-
-async def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 @pytest.mark.parametrize("out_rate", [16_000, 48_000])  # the server's rate, the client's
@@ -59,12 +50,12 @@ async def test_received_opus_is_decoded_in_the_loop_with_its_rtp_time(out_rate: 
         source.opus = True
 
         # Silence packets flow from the start: wait for some, then play the tone.
-        assert await wait_for(lambda: len(received) >= 5, timeout=5.0), "no audio arrived in 5 s"
+        assert await until(lambda: len(received) >= 5, timeout=5.0), "no audio arrived in 5 s"
         silent_frames = len(received)
         source.play(tone(seconds=1.5))
-        assert await wait_for(lambda: source.played_at is not None
+        assert await until(lambda: source.played_at is not None
                               and time.time() > source.played_at + 1.8, timeout=3.0)
-        assert await wait_for(lambda: len(received) >= silent_frames + 60, timeout=2.0), len(received)
+        assert await until(lambda: len(received) >= silent_frames + 60, timeout=2.0), len(received)
 
         frames = list(received)
         times = [t for _, t in frames]
@@ -125,10 +116,10 @@ async def test_a_caller_that_offers_only_pcmu_is_decoded_in_the_loop_too() -> No
         await sender.setRemoteDescription(receiver.localDescription)
         assert first_audio_codec(receiver.localDescription.sdp) == "pcmu"
 
-        assert await wait_for(lambda: len(received) >= 5, timeout=5.0), "no audio arrived in 5 s"
+        assert await until(lambda: len(received) >= 5, timeout=5.0), "no audio arrived in 5 s"
         start = len(received)
         source.play(tone(seconds=1.0))
-        assert await wait_for(lambda: len(received) >= start + 60, timeout=3.0)
+        assert await until(lambda: len(received) >= start + 60, timeout=3.0)
         audio = np.frombuffer(b"".join(pcm for pcm, _ in received[start:]), dtype=np.int16)
         loud = audio[np.abs(audio.astype(np.int32)) > 1_000]
         assert loud.size > 8_000  # most of a second of tone at 16 kHz

@@ -8,7 +8,7 @@ import asyncio
 import time
 
 import numpy as np
-from audio_helpers import dominant_hz, tone
+from audio_helpers import dominant_hz, tone, until
 
 from voxline.client.audio import WavSource
 from voxline.client.pacer import pacer
@@ -17,15 +17,6 @@ from voxline.rtc import new_peer_connection
 from voxline.rtp_direct import DirectSender, receive_direct
 
 TONE_HZ = 440
-
-
-async def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def call(drop_every: int = 0) -> tuple[list[tuple[bytes, int]], dict[str, int], int]:
@@ -60,9 +51,9 @@ async def call(drop_every: int = 0) -> tuple[list[tuple[bytes, int]], dict[str, 
         source.opus = True
         pacer().add(source, sender)
 
-        assert await wait_for(lambda: len(got) >= 10, timeout=5.0), "no audio arrived in 5 s"
+        assert await until(lambda: len(got) >= 10, timeout=5.0), "no audio arrived in 5 s"
         source.play(tone(seconds=1.5))
-        assert await wait_for(lambda: source.played_at is not None and time.time() > source.played_at + 2.6, 4.0)
+        assert await until(lambda: source.played_at is not None and time.time() > source.played_at + 2.6, 4.0)
         lost = 0
         for report in (await a.getStats()).values():
             if report.type == "remote-inbound-rtp":
