@@ -10,11 +10,13 @@ sends it with a `DirectSender`: header, SRTP, `sendto`, nothing else.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from voxline.client.audio import WavSource
 from voxline.rtp_direct import DirectSender
 
+log = logging.getLogger(__name__)
 FRAME_S = 0.02
 
 
@@ -49,8 +51,12 @@ class Pacer:
                 if source.readyState != "live":
                     self._sources.pop(source, None)
                     continue
-                payload, pts = source.next_payload(now)
-                sender.send(payload, pts)
+                try:
+                    payload, pts = source.next_payload(now)
+                    sender.send(payload, pts)
+                except Exception:  # noqa: BLE001 - one broken caller must not silence the others
+                    log.warning("caller dropped from the pacer", exc_info=True)
+                    self._sources.pop(source, None)
 
 
 _PACERS: dict[asyncio.AbstractEventLoop, Pacer] = {}

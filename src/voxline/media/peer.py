@@ -1,9 +1,10 @@
 """One caller's WebRTC peer connection: caller audio in -> bus, agent audio from the bus -> caller.
 
 Inbound Opus is taken off the socket and decoded in the event loop straight to 16 kHz mono
-(`voxline.rtp_direct`, `voxline.opus`), cut into 20 ms chunks, each stamped with a sequence number and its arrival time, and published on
-`audio.in` keyed by session ID, but only while the session is listening. The agent's voice
-is encoded to Opus in the loop too, by the playout track.
+(`voxline.rtp_direct`, `voxline.opus`), cut into 20 ms chunks, each stamped with a sequence
+number and its arrival time, and published on `audio.in` keyed by session ID, but only while
+the session is listening. The agent's voice is encoded to Opus in the loop too, by the
+playout track, and sent by a `DirectSender`.
 """
 
 from __future__ import annotations
@@ -174,13 +175,20 @@ class MediaPeer:
         session_var.set(self.session.id)
         while not sender.ready:
             await asyncio.sleep(0.02)
+        failed = 0
         while True:
             try:
                 frame = await self.playout.next_frame()
             except MediaStreamError:
                 return
             if isinstance(frame, av.Packet) and frame.pts is not None:
-                sender.send(bytes(frame), frame.pts, marker=self.playout.spurt_start)
+                try:
+                    sender.send(bytes(frame), frame.pts, marker=self.playout.spurt_start)
+                except Exception:  # noqa: BLE001 - a frame that cannot go is lost, not the call
+                    failed += 1
+                    if failed in (1, 1_000):
+                        log.warning("could not send a frame of the agent's voice (%d so far)", failed,
+                                    exc_info=True, extra={"session_id": self.session.id})
 
     def _on_drained(self, turn: int) -> None:
         payload = encode_json({"type": "playback.done", "session_id": self.session.id, "turn": turn})
