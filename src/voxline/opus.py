@@ -239,7 +239,7 @@ class _InlineDecoderQueue:
     def __init__(self, on_pcm: Callable[[bytes, int], None], rate: int) -> None:
         self.on_pcm = on_pcm
         self.rate = rate
-        self._opus = OpusDecoder(rate)
+        self._opus: OpusDecoder | None = None  # made at the first Opus frame: most go the direct way
         self._other: tuple[str, Any, av.AudioResampler] | None = None  # non-Opus codec, rare
         self._ended = threading.Event()
         self.errors = 0
@@ -251,6 +251,8 @@ class _InlineDecoderQueue:
         codec, encoded = item
         try:
             if codec.name.lower() == "opus":
+                if self._opus is None:
+                    self._opus = OpusDecoder(self.rate)
                 pcm = self._opus.decode(encoded.data)
             else:
                 pcm = self._decode_other(codec, encoded)
