@@ -215,18 +215,25 @@ class DirectSender:
             return None
         return cls(dtls, ssrc, codecs[0].payloadType)
 
-    @property
-    def ready(self) -> bool:
-        """DTLS is done and ICE chose a pair: packets can go."""
-        return self.dtls._tx_srtp is not None and getattr(self.dtls.transport._connection, "_nominated", {}).get(1) \
-            is not None
-
-    def send(self, payload: bytes, pts: int, marker: bool = False) -> bool:
-        """Send one packet stamped `pts` (48 kHz units); False if the connection is not up."""
+    def _route(self) -> tuple[Any, Any] | None:
+        """(SRTP session, ICE pair) once DTLS is done and ICE chose a pair with a live socket."""
         srtp = self.dtls._tx_srtp
         pair = getattr(self.dtls.transport._connection, "_nominated", {}).get(1)
         if srtp is None or pair is None or pair.protocol.transport is None:
+            return None
+        return srtp, pair
+
+    @property
+    def ready(self) -> bool:
+        """Packets can go."""
+        return self._route() is not None
+
+    def send(self, payload: bytes, pts: int, marker: bool = False) -> bool:
+        """Send one packet stamped `pts` (48 kHz units); False if the connection is not up."""
+        route = self._route()
+        if route is None:
             return False
+        srtp, pair = route
         header = _HEADER.pack(0x80, self.payload_type | (0x80 if marker else 0), self._seq,
                               (self._ts0 + pts) & 0xFFFFFFFF, self.ssrc)
         pair.protocol.transport.sendto(srtp.protect(header + payload), pair.remote_addr)
