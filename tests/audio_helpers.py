@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from voxline.client.audio import RATE
-from voxline.media.resample import resample_s16
+from voxline.audio.resample import resample_s16
 
 
 def words(text: str) -> set[str]:

@@ -14,8 +14,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from voxline.media.resample import resample_s16
-from voxline.rtc import use_host_addresses
+from voxline.audio.resample import resample_s16
+from voxline.rtc.hooks import use_host_addresses
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 

@@ -112,14 +112,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if cmd == "serve":
         from voxline.processes import run_until_signal
-        from voxline.services.server import serve
+        from voxline.modelserver.app import serve
 
         settings = _settings(args, port=SERVICE_PORTS[args.kind])
         setup_logging(settings.log_level, settings.log_format)
         asyncio.run(run_until_signal(serve(args.kind, settings, settings.host, settings.port)))
         return 0
     if cmd in ("call", "bench"):
-        from voxline.rtc import use_host_addresses
+        from voxline.rtc.hooks import use_host_addresses
 
         use_host_addresses(Settings.from_env().rtc_host_addresses)
     if cmd == "call":

@@ -22,7 +22,7 @@ from voxline.bus.base import Bus
 from voxline.config import Settings
 from voxline.media.app import create_app
 from voxline.media.server import MediaServer
-from voxline.rtc import use_host_addresses
+from voxline.rtc.hooks import use_host_addresses
 from voxline.sessions.store import create_store
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import AsyncIterator
 import aiohttp
 import pytest
 
-from voxline.rtc import new_peer_connection
+from voxline.rtc.connection import new_peer_connection
 from voxline.sessions.ids import is_valid_session_id, new_session_id
 
 ORIGIN = "http://localhost:5173"

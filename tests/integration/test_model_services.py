@@ -22,10 +22,10 @@ import pytest_asyncio
 from aiohttp import web
 
 from voxline.config import Settings
-from voxline.media.resample import resample_s16
+from voxline.audio.resample import resample_s16
 from voxline.services.base import ServiceError
 from voxline.services.llm.openai import OpenAILLM
-from voxline.services.server import create_service_app, serve
+from voxline.modelserver.app import create_service_app, serve
 from voxline.services.stt.openai import OpenAISTT
 from voxline.services.tts.openai import OpenAITTS
 
@@ -202,7 +202,7 @@ async def test_openai_llm_backend(llm_url: str) -> None:
 
 
 async def test_cancelling_llm_consumer_stops_generation(llm_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="voxline.services.server")
+    caplog.set_level(logging.INFO, logger="voxline.modelserver")
     client = OpenAILLM(llm_url, max_tokens=400, timeout_s=20)
     got = asyncio.Event()
     long_story = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
@@ -284,7 +284,7 @@ async def test_openai_tts_backend(tts_url: str, stt: Any) -> None:
 
 
 async def test_cancelling_tts_consumer_stops_synthesis(tts_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="voxline.services.server")
+    caplog.set_level(logging.INFO, logger="voxline.modelserver")
     client = OpenAITTS(tts_url, timeout_s=20)
     story = " ".join(f"This is sentence number {i} of a long reply." for i in range(40))
     got = asyncio.Event()

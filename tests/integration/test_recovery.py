@@ -25,7 +25,7 @@ from voxline.bus.memory import MemoryBus
 from voxline.bus.topics import Topic
 from voxline.config import Settings
 from voxline.media.server import MediaServer
-from voxline.rtc import new_peer_connection
+from voxline.rtc.connection import new_peer_connection
 from voxline.sessions.ids import new_session_id
 from voxline.sessions.store_sqlite import SqliteStore
 

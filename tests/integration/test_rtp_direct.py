@@ -1,4 +1,4 @@
-"""Opus RTP sent and received past aiortc's per-packet path (`voxline.rtp_direct`), over a real
+"""Opus RTP sent and received past aiortc's per-packet path (`voxline.rtc.receive`), over a real
 aiortc call on loopback: a paced `WavSource` sends through a `DirectSender`, the other side
 takes the packets off the socket with `receive_direct`. aiortc still did ICE, DTLS and RTCP."""
 
@@ -12,9 +12,10 @@ from audio_helpers import dominant_hz, tone, until
 
 from voxline.client.audio import WavSource
 from voxline.client.pacer import pacer
-from voxline.opus import FRAME_SAMPLES
-from voxline.rtc import new_peer_connection
-from voxline.rtp_direct import DirectSender, receive_direct
+from voxline.audio.opus import FRAME_SAMPLES
+from voxline.rtc.connection import new_peer_connection
+from voxline.rtc.hooks import receive_direct
+from voxline.rtc.send import DirectSender
 
 TONE_HZ = 440
 

@@ -17,7 +17,7 @@ from audio_helpers import at48k, words
 from voxline.client.audio import RATE, speech_end_sample
 from voxline.client.call import call
 from voxline.config import Settings
-from voxline.media.resample import resample_s16
+from voxline.audio.resample import resample_s16
 
 from .conftest import Running, start_server, stop_server
 

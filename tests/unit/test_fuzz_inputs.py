@@ -22,7 +22,7 @@ from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event
 from voxline.bus.memory import MemoryBus
 from voxline.bus.topics import Topic
 from voxline.config import Settings
-from voxline.media.peer import MAX_M_LINES, MAX_SDP_LINE, SdpError, check_offer
+from voxline.rtc.sdp import MAX_M_LINES, MAX_SDP_LINE, SdpError, check_offer
 from voxline.media.server import MediaServer
 from voxline.sessions.ids import ALPHABET, RANDOM_LEN, is_valid_session_id, new_session_id
 
@@ -194,7 +194,7 @@ async def test_agent_loop_survives_any_message_and_serves_the_next(messages: lis
 # -- bus messages to the media server's relay ------------------------------------------------
 class _FakePeer:
     def __init__(self) -> None:
-        from voxline.media.playout import PlayoutTrack
+        from voxline.rtc.playout import PlayoutTrack
 
         self.playout = PlayoutTrack()
 

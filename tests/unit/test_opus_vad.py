@@ -1,4 +1,4 @@
-"""Opus coded in the loop (voxline.opus) and the streaming Silero VAD, inline and batched."""
+"""Opus coded in the loop (voxline.audio.opus) and the streaming Silero VAD, inline and batched."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from audio_helpers import dominant_hz, tone
-from voxline.opus import (FRAME_SAMPLES, RTP_RATE, OpusDecoder, OpusEncoder, encode_frames, first_audio_codec,
+from voxline.audio.opus import (FRAME_SAMPLES, RTP_RATE, OpusDecoder, OpusEncoder, encode_frames,
                           silence_frame)
 from voxline.services.threads import ModelThread
 from voxline.services.vad import WINDOW_BYTES, SileroModel, SileroStream, VadBatcher
@@ -259,7 +259,7 @@ async def test_a_model_error_in_the_thread_reaches_every_waiter_and_the_batcher_
 
 
 def test_decimator_keeps_speech_band_drops_what_would_alias_and_ignores_chunking() -> None:
-    from voxline.media.resample import Decimator3
+    from voxline.audio.resample import Decimator3
 
     t = np.arange(48_000) / 48_000
 
@@ -299,7 +299,7 @@ def test_libopus_direct_and_pyav_decoders_hear_the_same_tone() -> None:
 def test_a_frame_that_cannot_be_handled_is_dropped_without_ending_the_receiver() -> None:
     from types import SimpleNamespace
 
-    from voxline.opus import _InlineDecoderQueue
+    from voxline.rtc.inline import InlineDecoderQueue as _InlineDecoderQueue
 
     def broken(pcm: bytes, rtp_time: int) -> None:
         raise RuntimeError("sink failed")

@@ -12,7 +12,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from voxline.bus.codec import AudioKind, AudioMessage
 from voxline.media import playout
-from voxline.media.playout import FRAME_SAMPLES, RATE, PlayoutTrack
+from voxline.rtc.playout import FRAME_SAMPLES, RATE, PlayoutTrack
 
 SID = "session_1760000000000_abcdefghijklmnop"
 

@@ -11,8 +11,8 @@ import numpy as np
 import pylibsrtp
 from audio_helpers import tone
 
-from voxline.opus import FRAME_SAMPLES, encode_frames
-from voxline.rtp_direct import MAX_CONCEAL, MAX_LATE_RUN, DirectReceiver
+from voxline.audio.opus import FRAME_SAMPLES, encode_frames
+from voxline.rtc.receive import MAX_CONCEAL, MAX_LATE_RUN, DirectReceiver
 
 PT = 111
 KEY = os.urandom(30)

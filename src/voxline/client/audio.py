@@ -17,8 +17,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voxline.media.resample import resample_s16, to_mono_s16
-from voxline.opus import encode_frames, silence_frame
+from voxline.audio.resample import resample_s16, to_mono_s16
+from voxline.audio.opus import encode_frames, silence_frame
 
 RATE = 48_000
 FRAME = 960  # 20 ms

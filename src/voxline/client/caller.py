@@ -18,8 +18,8 @@ import numpy as np
 from voxline.client.audio import Recorder, WavSource, speech_end_sample
 from voxline.client.pacer import pacer
 from voxline.client.whip import WhipClient
-from voxline.opus import first_audio_codec
-from voxline.rtp_direct import DirectSender
+from voxline.rtc.sdp import first_audio_codec
+from voxline.rtc.send import DirectSender
 
 REPLY_DONE_QUIET_S = 0.6  # after the reply's audio ends, wait this long for more
 

@@ -14,7 +14,7 @@ import logging
 import time
 
 from voxline.client.audio import WavSource
-from voxline.rtp_direct import DirectSender
+from voxline.rtc.send import DirectSender
 
 log = logging.getLogger(__name__)
 FRAME_S = 0.02

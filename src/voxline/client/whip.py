@@ -11,9 +11,11 @@ import aiohttp
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from voxline.opus import decode_inline
-from voxline.rtp_direct import DirectReceiver, receive_direct
-from voxline.rtc import new_peer_connection, tune_jitter_buffers
+from voxline.rtc.hooks import decode_inline
+from voxline.rtc.hooks import receive_direct
+from voxline.rtc.receive import DirectReceiver
+from voxline.rtc.connection import new_peer_connection
+from voxline.rtc.hooks import tune_jitter_buffers
 
 
 class WhipError(RuntimeError):

@@ -20,7 +20,7 @@ from voxline.bus.topics import Topic
 from voxline.config import Settings
 from voxline.logs import session_var
 from voxline.media.metrics import MediaMetrics, TurnTracer
-from voxline.media.peer import MediaPeer
+from voxline.rtc.peer import MediaPeer
 from voxline.media.resume import ResumeError, new_resume_token, token_matches
 from voxline.sessions.registry import Session, SessionRegistry, SessionState
 from voxline.sessions.store import LIVE_STATES, SessionQuery, SessionStore

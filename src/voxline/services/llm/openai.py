@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from voxline.services.base import ChatMessage, ServiceError
-from voxline.services.server_client import ServiceClient
+from voxline.services.http_client import ServiceClient
 
 if TYPE_CHECKING:
     import aiohttp

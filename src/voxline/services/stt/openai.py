@@ -8,7 +8,7 @@ import wave
 import aiohttp
 
 from voxline.services.base import ServiceError
-from voxline.services.server_client import ServiceClient
+from voxline.services.http_client import ServiceClient
 
 
 def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:

@@ -47,7 +47,7 @@ class WhisperSTT:
 
     def transcribe_sync(self, pcm: bytes, sample_rate: int = 16_000) -> str:
         if sample_rate != 16_000:
-            from voxline.media.resample import resample_s16
+            from voxline.audio.resample import resample_s16
 
             pcm = resample_s16(pcm, sample_rate, 16_000)
         audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0

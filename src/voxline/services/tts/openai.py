@@ -6,8 +6,8 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from voxline.media.resample import StreamResampler
-from voxline.services.server_client import ServiceClient
+from voxline.audio.resample import StreamResampler
+from voxline.services.http_client import ServiceClient
 
 OPENAI_PCM_RATE = 24_000
 

@@ -16,10 +16,10 @@ from typing import Any, AsyncIterator
 import numpy as np
 from aiohttp import web
 
-from voxline.media.resample import StreamResampler
-from voxline.services.server_http import MAX_SPEECH_INPUT_CHARS, STATE, ApiError, number, read_json, string
+from voxline.audio.resample import StreamResampler
+from voxline.modelserver.http import MAX_SPEECH_INPUT_CHARS, STATE, ApiError, number, read_json, string
 
-log = logging.getLogger("voxline.services.server")
+log = logging.getLogger("voxline.modelserver")
 
 OUT_RATE = 24_000  # OpenAI's pcm rate
 FORMATS = ("pcm", "wav")

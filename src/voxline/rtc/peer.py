@@ -1,7 +1,7 @@
 """One caller's WebRTC peer connection: caller audio in -> bus, agent audio from the bus -> caller.
 
 Inbound Opus is taken off the socket and decoded in the event loop straight to 16 kHz mono
-(`voxline.rtp_direct`, `voxline.opus`), cut into 20 ms chunks, each stamped with a sequence
+(`voxline.rtc.receive`, `voxline.audio.opus`), cut into 20 ms chunks, each stamped with a sequence
 number and its arrival time, and published on `audio.in` keyed by session ID, but only while
 the session is listening. The agent's voice is encoded to Opus in the loop too, by the
 playout track, and sent by a `DirectSender`.
@@ -22,45 +22,18 @@ from voxline.bus.base import Bus
 from voxline.bus.codec import AudioMessage, encode_json
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
-from voxline.media.playout import PlayoutTrack
-from voxline.opus import OpusEncoder, decode_inline, first_audio_codec
-from voxline.rtc import new_peer_connection, tune_jitter_buffers
-from voxline.rtp_direct import DirectReceiver, DirectSender, receive_direct
+from voxline.rtc.playout import PlayoutTrack
+from voxline.audio.opus import OpusEncoder
+from voxline.rtc.connection import new_peer_connection
+from voxline.rtc.hooks import decode_inline, receive_direct, tune_jitter_buffers
+from voxline.rtc.receive import DirectReceiver
+from voxline.rtc.sdp import SdpError, check_offer, first_audio_codec
+from voxline.rtc.send import DirectSender
 from voxline.sessions.registry import Session
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 640  # 20 ms at 16 kHz s16 mono
 MAX_INBOUND = 250  # chunks (5 s) waiting for the bus; beyond this the oldest go (a stalled bus)
-MAX_SDP_LINE = 4096  # the longest real lines (fingerprints, candidates) are a few hundred characters
-MAX_M_LINES = 16  # one audio m-line is all we use; browsers bundle a handful at most
-
-
-class SdpError(ValueError):
-    """The offer cannot be used (does not parse, or has no audio)."""
-
-
-def check_offer(sdp: str) -> None:
-    """Cheap checks before aiortc sees the offer, so bad input is a 400 with a reason.
-
-    Size is capped before this by the HTTP body limit (`max_body_bytes`: 413).
-    """
-    if not sdp.lstrip().startswith("v=0"):
-        raise SdpError("SDP must start with v=0")
-    lines = sdp.splitlines()
-    if any(len(line) > MAX_SDP_LINE for line in lines):
-        raise SdpError(f"the offer has a line longer than {MAX_SDP_LINE} characters")
-    if sum(line.startswith("m=") for line in lines) > MAX_M_LINES:
-        raise SdpError(f"the offer has more than {MAX_M_LINES} m-lines")
-    if "\x00" in sdp:
-        raise SdpError("the offer contains a NUL character")
-    if not any(line.startswith("m=audio ") for line in lines):
-        raise SdpError("the offer has no audio m-line")
-    if not any(line.startswith(("a=ice-ufrag:", "a=ice-pwd:")) for line in lines):
-        raise SdpError("the offer has no ICE credentials")
-    if not any(line.startswith("a=fingerprint:") for line in lines):
-        raise SdpError("the offer has no DTLS fingerprint")
-
-
 class MediaPeer:
     def __init__(self, session: Session, bus: Bus, on_closed: Callable[[str, str], Awaitable[None]],
                  jitter_prefetch: int = 2, send_silence: bool = False) -> None:

@@ -7,33 +7,31 @@ receiver keeps NACK state and a jitter buffer that holds two packets back (40 ms
 then does a frame reach the decoder. Sending is the mirror image. A server holding a hundred
 calls does that 5,000 times a second each way.
 
-`receive_direct` takes a connection's Opus packets in aioice's `datagram_received`, as they
+`voxline.rtc.hooks.receive_direct` puts a `DirectReceiver` where it takes a connection's Opus packets in aioice's `datagram_received`, as they
 come off the socket: decrypt (libsrtp), read the 12-byte header, decode, hand the PCM on.
 There is no jitter buffer (the audio goes to a VAD and a recognizer, not a loudspeaker): a
 packet older than one already taken is dropped, and a short run of missing packets is
 filled by the decoder's loss concealment so media time stays whole. The receiver's RTCP
 statistics (reports to the sender) are still kept. `DirectSender` builds and sends a
-packet the same way. Anything else (STUN, DTLS, RTCP, other codecs, packets before the
+packet the same way (`voxline.rtc.send`). Anything else (STUN, DTLS, RTCP, other codecs, packets before the
 DTLS handshake is done) goes the usual way.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import pylibsrtp
-from aiortc import RTCPeerConnection
 
-from voxline.opus import OpusDecoder
+from voxline.audio.opus import OpusDecoder
 
 log = logging.getLogger(__name__)
 MAX_CONCEAL = 5  # a gap up to 100 ms is concealed; a longer one is a jump in media time
 MAX_LATE_RUN = 25  # this many "old" packets in a row (0.5 s): the sender's sequence moved back
-_HEADER = struct.Struct("!BBHII")
+RTP_HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
 
 
 def _is_rtp(data: bytes) -> bool:
@@ -106,7 +104,7 @@ class DirectReceiver:
                             exc_info=True)
 
     def _packet(self, plain: bytes) -> None:
-        first, _, seq, ts, ssrc = _HEADER.unpack_from(plain)
+        first, _, seq, ts, ssrc = RTP_HEADER.unpack_from(plain)
         start = 12 + 4 * (first & 0x0F)  # CSRCs
         if first & 0x10:  # header extension: 4 bytes, then its length in 32-bit words
             start += 4 + 4 * int.from_bytes(plain[start + 2:start + 4], "big")
@@ -151,92 +149,3 @@ class DirectReceiver:
 
 def _ignore(pcm: bytes, rtp_time: int) -> None:
     pass
-
-
-def _audio(pc: RTCPeerConnection) -> Any:
-    return next((t for t in pc.getTransceivers() if t.kind == "audio"), None)
-
-
-def receive_direct(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None],
-                   rate: int = 16_000) -> DirectReceiver | None:
-    """Take this connection's received Opus audio off the socket; None if it cannot be done.
-
-    Call once the remote (server) or local (client) description made the audio transceiver
-    and negotiated its codecs. Returns None and changes nothing if Opus was not negotiated or
-    aiortc's internals are not what this expects; the usual path then carries the audio.
-    """
-    transceiver = _audio(pc)
-    if transceiver is None:
-        return None
-    receiver = transceiver.receiver
-    dtls = getattr(receiver, "transport", None)
-    connection = getattr(getattr(dtls, "transport", None), "_connection", None)
-    pts = {c.payloadType for c in getattr(transceiver, "_codecs", []) if c.mimeType.lower() == "audio/opus"}
-    if not pts or connection is None or not hasattr(dtls, "_rx_srtp") \
-            or not callable(getattr(connection, "data_received", None)):
-        return None
-    direct = DirectReceiver(dtls, receiver, pts, on_pcm, rate, connection.data_received)
-    connection.data_received = direct.datagram
-    direct._connection = connection
-
-    @pc.on("connectionstatechange")
-    def _closed() -> None:
-        if pc.connectionState in ("closed", "failed"):
-            direct.detach()
-
-    return direct
-
-
-class DirectSender:
-    """Sends Opus payloads on a connection's audio stream, built and encrypted in the loop.
-
-    It uses the SSRC aiortc's sender announced; that sender should then be given nothing to
-    send (its RTCP keeps running). Payloads given before the connection is up are dropped.
-    """
-
-    def __init__(self, dtls: Any, ssrc: int, payload_type: int) -> None:
-        self.dtls = dtls
-        self.ssrc = ssrc
-        self.payload_type = payload_type
-        self.sent = 0
-        self._seq = random.getrandbits(16)
-        self._ts0 = random.getrandbits(32)
-
-    @classmethod
-    def for_connection(cls, pc: RTCPeerConnection) -> DirectSender | None:
-        """The sender for this connection's audio, once codecs are negotiated; None if Opus
-        is not the codec it sends or aiortc's internals are not what this expects."""
-        transceiver = _audio(pc)
-        codecs = getattr(transceiver, "_codecs", None) if transceiver is not None else None
-        sender = transceiver.sender if transceiver is not None else None
-        dtls = getattr(sender, "transport", None)
-        ssrc = getattr(sender, "_ssrc", None)
-        if not codecs or codecs[0].mimeType.lower() != "audio/opus" or not hasattr(dtls, "_tx_srtp") or ssrc is None:
-            return None
-        return cls(dtls, ssrc, codecs[0].payloadType)
-
-    def _route(self) -> tuple[Any, Any] | None:
-        """(SRTP session, ICE pair) once DTLS is done and ICE chose a pair with a live socket."""
-        srtp = self.dtls._tx_srtp
-        pair = getattr(self.dtls.transport._connection, "_nominated", {}).get(1)
-        if srtp is None or pair is None or pair.protocol.transport is None:
-            return None
-        return srtp, pair
-
-    @property
-    def ready(self) -> bool:
-        """Packets can go."""
-        return self._route() is not None
-
-    def send(self, payload: bytes, pts: int, marker: bool = False) -> bool:
-        """Send one packet stamped `pts` (48 kHz units); False if the connection is not up."""
-        route = self._route()
-        if route is None:
-            return False
-        srtp, pair = route
-        header = _HEADER.pack(0x80, self.payload_type | (0x80 if marker else 0), self._seq,
-                              (self._ts0 + pts) & 0xFFFFFFFF, self.ssrc)
-        pair.protocol.transport.sendto(srtp.protect(header + payload), pair.remote_addr)
-        self._seq = (self._seq + 1) & 0xFFFF
-        self.sent += 1
-        return True

@@ -5,8 +5,8 @@ back to the loop with a new Future) and encodes each sent frame in the default e
 stereo at 96 kbit/s. For one caller that is fine; for a hundred it is thousands of thread
 hand-offs a second, and the GIL makes them cost more than the coding itself (a 20 ms mono
 frame decodes to 16 kHz in ~25 us with libopus called directly, and encodes in ~100 us).
-These classes do the same work inline, in the form the voice pipeline wants, and
-`decode_inline` puts the decoder under a receiver.
+These classes do the same work inline, in the form the voice pipeline wants
+(`voxline.rtc.hooks.decode_inline` puts the decoder under an aiortc receiver).
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ import fractions
 import glob
 import logging
 import os
-import threading
-from typing import Any, Callable
 
 import av
 import numpy as np
-from aiortc import RTCPeerConnection
 
-from voxline.media.resample import Decimator3, StreamResampler
+from voxline.audio.resample import Decimator3, StreamResampler
 
 log = logging.getLogger(__name__)
 RTP_RATE = 48_000  # Opus RTP always runs a 48 kHz clock
@@ -226,90 +223,3 @@ def silence_frame() -> bytes:
     if not _SILENCE:
         _SILENCE.append(encode_frames(np.zeros(FRAME_SAMPLES * 5, dtype=np.int16))[-1])
     return _SILENCE[0]
-
-
-class _InlineDecoderQueue:
-    """Stands in for an aiortc receiver's decoder queue (a `queue.Queue` its thread reads).
-
-    The receiver puts each complete frame here from the event loop; it is decoded at once and
-    handed to `on_pcm`. aiortc's decoder thread, which reads this queue, gets nothing until
-    the receiver stops (`put(None)`): then it ends the track as it always does.
-    """
-
-    def __init__(self, on_pcm: Callable[[bytes, int], None], rate: int) -> None:
-        self.on_pcm = on_pcm
-        self.rate = rate
-        self._opus: OpusDecoder | None = None  # made at the first Opus frame: most go the direct way
-        self._other: tuple[str, Any, av.AudioResampler] | None = None  # non-Opus codec, rare
-        self._ended = threading.Event()
-        self.errors = 0
-
-    def put(self, item: Any) -> None:
-        if item is None:
-            self._ended.set()
-            return
-        codec, encoded = item
-        try:
-            if codec.name.lower() == "opus":
-                if self._opus is None:
-                    self._opus = OpusDecoder(self.rate)
-                pcm = self._opus.decode(encoded.data)
-            else:
-                pcm = self._decode_other(codec, encoded)
-            if pcm:
-                self.on_pcm(pcm, encoded.timestamp)
-        except Exception:  # noqa: BLE001 - a bad frame is dropped; it must not end aiortc's transport loop
-            self.errors += 1
-            if self.errors in (1, 100) or self.errors % 10_000 == 0:
-                log.warning("dropped a received audio frame that could not be handled (%d so far)", self.errors,
-                            exc_info=True)
-
-    def get(self) -> None:
-        self._ended.wait()
-        return None
-
-    def _decode_other(self, codec: Any, encoded: Any) -> bytes:
-        """PCMU/PCMA and the like: aiortc's own decoder, then mono at our rate."""
-        from aiortc.codecs import get_decoder
-
-        if self._other is None or self._other[0] != codec.name:
-            self._other = (codec.name, get_decoder(codec),
-                           av.AudioResampler(format="s16", layout="mono", rate=self.rate))
-        _, decoder, resampler = self._other
-        out = []
-        for frame in decoder.decode(encoded):
-            out += [np.asarray(f.to_ndarray()).reshape(-1).tobytes() for f in resampler.resample(frame)]
-        return b"".join(out)
-
-
-def decode_inline(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None], rate: int = 16_000) -> bool:
-    """Decode this connection's received audio in the loop; call `on_pcm(pcm, rtp_time)` per frame.
-
-    `pcm` is mono s16 at `rate`; `rtp_time` is the frame's media time in 48 kHz units from 0.
-    Call after the remote (server) or local (client) description has created the audio
-    transceiver and before the connection starts. The remote track then carries no frames; it
-    only ends when the connection does. Returns False (and changes nothing) if aiortc's
-    internals are not what this expects.
-    """
-    hooked = False
-    for transceiver in pc.getTransceivers():
-        receiver = transceiver.receiver
-        if transceiver.kind == "audio" and hasattr(receiver, "_RTCRtpReceiver__decoder_queue") \
-                and getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is None:
-            receiver._RTCRtpReceiver__decoder_queue = _InlineDecoderQueue(on_pcm, rate)
-            hooked = True
-    return hooked
-
-
-def first_audio_codec(sdp: str) -> str | None:
-    """The name of the first codec of the first audio m-line (the one a sender uses), lower case."""
-    payload: str | None = None
-    for line in sdp.splitlines():
-        if payload is None and line.startswith("m=audio "):
-            parts = line.split()
-            if len(parts) < 4:
-                return None
-            payload = parts[3]
-        elif payload is not None and line.startswith(f"a=rtpmap:{payload} "):
-            return line.split(" ", 1)[1].split("/", 1)[0].strip().lower()
-    return None

@@ -10,9 +10,9 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 
 from voxline.services.base import ChatMessage, ServiceError
-from voxline.services.server_http import STATE, ApiError, error_body, new_id, number, read_json
+from voxline.modelserver.http import STATE, ApiError, error_body, new_id, number, read_json
 
-log = logging.getLogger("voxline.services.server")
+log = logging.getLogger("voxline.modelserver")
 
 ROLES = {"system", "developer", "user", "assistant"}
 MAX_TOKENS_LIMIT = 1024  # the embedded model has a 2,048-token context

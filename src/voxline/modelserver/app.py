@@ -31,11 +31,13 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from voxline.config import Settings
-from voxline.services import server_llm, server_stt, server_tts
+from voxline.modelserver import llm as server_llm
+from voxline.modelserver import stt as server_stt
+from voxline.modelserver import tts as server_tts
 from voxline.services.base import ServiceError
-from voxline.services.server_http import STATE, ApiError, ServiceState, error_response, new_id
+from voxline.modelserver.http import STATE, ApiError, ServiceState, error_response, new_id
 
-log = logging.getLogger("voxline.services.server")
+log = logging.getLogger("voxline.modelserver")
 
 KINDS = ("stt", "llm", "tts")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

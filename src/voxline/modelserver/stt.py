@@ -10,10 +10,10 @@ import wave
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from voxline.media.resample import resample_s16, to_mono_s16
-from voxline.services.server_http import MAX_AUDIO_BYTES, STATE, ApiError
+from voxline.audio.resample import resample_s16, to_mono_s16
+from voxline.modelserver.http import MAX_AUDIO_BYTES, STATE, ApiError
 
-log = logging.getLogger("voxline.services.server")
+log = logging.getLogger("voxline.modelserver")
 
 FORMATS = ("json", "text", "verbose_json")
 TARGET_RATE = 16_000

@@ -9,7 +9,7 @@ once and the RTP clock jumps by the silence, so receivers play it on time. With
 of a cleared turn is ignored. With an `OpusEncoder` (the connection sends Opus) each frame is
 encoded here, in the loop, and leaves as a packet: aiortc would otherwise encode it in a thread.
 With `direct` set, aiortc's sender gets nothing from `recv()`: the peer takes each frame from
-`next_frame()` and sends it itself (`voxline.rtp_direct.DirectSender`).
+`next_frame()` and sends it itself (`voxline.rtc.send.DirectSender`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voxline.bus.codec import AudioKind, AudioMessage
-from voxline.media.resample import StreamResampler
-from voxline.opus import OpusEncoder
+from voxline.audio.resample import StreamResampler
+from voxline.audio.opus import OpusEncoder
 
 RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms

@@ -1,0 +1,1 @@
+"""`voxline serve stt|llm|tts`: an embedded back-end as an OpenAI-compatible HTTP service."""
