@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from audio_helpers import dominant_hz, tone
-from voxline.audio.opus import (FRAME_SAMPLES, RTP_RATE, OpusDecoder, OpusEncoder, encode_frames,
-                          silence_frame)
+from voxline.audio.opus import FRAME_SAMPLES, RTP_RATE, OpusDecoder, OpusEncoder, encode_frames, silence_frame
+from voxline.rtc.sdp import first_audio_codec
 from voxline.services.threads import ModelThread
 from voxline.services.vad import WINDOW_BYTES, SileroModel, SileroStream, VadBatcher
 

@@ -11,7 +11,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from voxline.bus.codec import AudioKind, AudioMessage
-from voxline.media import playout
+from voxline.rtc import playout
 from voxline.rtc.playout import FRAME_SAMPLES, RATE, PlayoutTrack
 
 SID = "session_1760000000000_abcdefghijklmnop"
