@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from voxline.cli import build_parser, main
-from voxline.logs import setup_logging
 from voxline.bench import bench_main
 from voxline.bench.stats import CAPACITY_HEADER, capacity_row, format_table
+from voxline.cli import build_parser, main
+from voxline.logs import setup_logging
 
 LIMIT = 0.01  # late or lost frames above this share of the frames expected: N does not hold
 

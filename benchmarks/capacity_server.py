@@ -19,7 +19,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixed_backends import LABEL, FixedLLM, FixedSTT, FixedTTS  # noqa: E402
-
 from voxline.agent.models import Models  # noqa: E402
 from voxline.bus.memory import MemoryBus  # noqa: E402
 from voxline.config import Settings  # noqa: E402

@@ -13,7 +13,7 @@ waits a fixed time and returns a fixed answer. Never use them to claim latency o
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import numpy as np
 

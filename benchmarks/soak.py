@@ -20,9 +20,10 @@ import os
 import random
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class SoakSTT:
 
 class SoakLLM:
     async def stream(self, messages: list, max_tokens: int | None = None) -> AsyncIterator[str]:
-        for word in "Hello. Nice to hear you.".split(" "):
+        for word in ["Hello.", "Nice", "to", "hear", "you."]:
             await asyncio.sleep(0.01)
             yield word + " "
 

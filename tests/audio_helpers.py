@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from voxline.client.audio import RATE
 from voxline.audio.resample import resample_s16
+from voxline.client.audio import RATE
 
 
 def words(text: str) -> set[str]:

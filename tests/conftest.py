@@ -8,8 +8,8 @@ import socket
 import subprocess
 import time
 import wave
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest

@@ -10,7 +10,8 @@ import argparse
 import asyncio
 import dataclasses
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from voxline.config import Settings
 from voxline.logs import setup_logging
@@ -111,8 +112,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         asyncio.run(target(settings))
         return 0
     if cmd == "serve":
-        from voxline.processes import run_until_signal
         from voxline.modelserver.app import serve
+        from voxline.processes import run_until_signal
 
         settings = _settings(args, port=SERVICE_PORTS[args.kind])
         setup_logging(settings.log_level, settings.log_format)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 ENV_PREFIX = "VOXLINE_"
 
@@ -85,7 +86,7 @@ class Settings:
     otel: bool = False  # OpenTelemetry spans per turn (needs opentelemetry-sdk; also OTEL_EXPORTER_OTLP_ENDPOINT)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, overridden by VOXLINE_* variables, overridden by keyword arguments."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -96,7 +97,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def replace(self, **overrides: Any) -> "Settings":
+    def replace(self, **overrides: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def redacted(self) -> dict[str, Any]:

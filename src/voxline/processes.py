@@ -10,8 +10,8 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Awaitable, Callable
 
 from aiohttp import web
 

@@ -27,9 +27,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from voxline.bench.system import free_port
 
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"
 ARTIFACTS = REPO / "artifacts" / "distributed"
 
-_LIVE: set["Proc"] = set()  # for the atexit safety net
+_LIVE: set[Proc] = set()  # for the atexit safety net
 
 
 
@@ -84,7 +85,7 @@ class Proc:
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         with open(self.log_path, "ab") as out:
             out.write(f"# {' '.join(self.argv)}\n".encode())
             out.flush()

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from procs import BusConfig, Deployment, model_services, proc_logs, unique_prefix  # noqa: F401
 
 from audio_helpers import at48k, words
-from procs import BusConfig, Deployment, model_services, proc_logs, unique_prefix  # noqa: F401
 from voxline.bus.kafka import KafkaBus
 from voxline.client.caller import Caller
 from voxline.config import Settings

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from procs import BusConfig, Deployment, Proc, model_services, proc_logs, unique_prefix  # noqa: F401
 
 from audio_helpers import at48k, words
-from procs import BusConfig, Deployment, Proc, model_services, proc_logs, unique_prefix  # noqa: F401
 from voxline.client.caller import Caller
 
 pytestmark = pytest.mark.distributed

@@ -10,12 +10,12 @@ import logging
 import socket
 import statistics
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from voxline.bus import Message, Subscription, Topic, TOPICS, create_bus
+from voxline.bus import TOPICS, Message, Subscription, Topic, create_bus
 from voxline.bus.codec import AudioMessage, decode_json, encode_json, event
 from voxline.bus.kafka import KafkaBus, KafkaBusError
 from voxline.config import Settings
@@ -122,7 +122,7 @@ async def test_broadcast_subscribers_each_get_everything(bus: KafkaBus) -> None:
     for key, value in sent:
         await bus.publish(Topic.EVENTS, key, value)
     for r in readers:
-        await wait_until(lambda: len(r.got) >= len(sent), 15, "every broadcast message")
+        await wait_until(lambda r=r: len(r.got) >= len(sent), 15, "every broadcast message")
         assert sorted((m.key, m.value) for m in r.got) == sorted(sent)
     for r in readers:
         await r.close()
@@ -165,7 +165,7 @@ async def test_group_members_split_keys_and_keep_a_session_together(bus: KafkaBu
     assert len(a.got) + len(b.got) == 4 * len(keys)  # each message to one member only
     assert a.keys() and b.keys() and not a.keys() & b.keys()
     for member in (a, b):
-        for key in member.keys():
+        for key in member.keys():  # noqa: SIM118 - Reader.keys() is a method, not a dict view
             topics = [m.topic for m in member.got if m.key == key]
             assert topics.count(Topic.CONTROL) == 1 and topics.count(Topic.AUDIO_IN) == 3
     await a.close()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from procs import BusConfig, Deployment, model_services, proc_logs, unique_prefix  # noqa: F401
 
 from audio_helpers import at48k, words
-from procs import BusConfig, Deployment, model_services, proc_logs, unique_prefix  # noqa: F401
 from voxline.bus.topics import TOPICS
 from voxline.client.audio import RATE
 from voxline.client.caller import Caller

@@ -140,7 +140,7 @@ def run_server(name: str, artifacts: Path, data_dir: Path, **env_extra: str):
     env = dict(os.environ)
     env.update(VOXLINE_DATA_DIR=str(data_dir), VOXLINE_LOG_FORMAT="text", **env_extra)
     log_path = artifacts / f"{name}.log"
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115 - the server's log for as long as it runs; closed at its stop
     proc = subprocess.Popen(
         [str(exe), "run", "--port", str(port)],
         cwd=str(ROOT),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -17,7 +17,6 @@ from voxline.config import Settings
 from voxline.media.app import create_app
 from voxline.media.server import MediaServer
 from voxline.services.threads import ModelThread
-
 
 
 @dataclass

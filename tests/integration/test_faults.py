@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from tests.integration.conftest import start_server, stop_server
 from audio_helpers import at48k, words
+from tests.integration.conftest import start_server, stop_server
 from voxline.agent.conversation import APOLOGY
 from voxline.agent.models import Models
 from voxline.client.caller import Caller

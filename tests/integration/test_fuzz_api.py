@@ -18,8 +18,13 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import (content_type_conformance, not_a_server_error, response_headers_conformance,
-                                 response_schema_conformance, status_code_conformance)
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.integration.test_http_api import make_offer, post_offer
 from voxline.client.audio import WavSource
@@ -133,7 +138,6 @@ import random  # noqa: E402
 from voxline.media.events_ws import MAX_CLIENT_BURST, MAX_CLIENT_MESSAGE  # noqa: E402
 
 
-
 def ws_messages(rng: random.Random) -> list[str | bytes]:
     """A batch of hostile client messages: random text (any code point), bytes, JSON-ish, pings."""
     def one() -> str | bytes:
@@ -181,7 +185,7 @@ async def test_events_websocket_ignores_arbitrary_messages(media_server) -> None
                 for m in batch:
                     await (ws.send_str(m) if isinstance(m, str) else ws.send_bytes(m))
                 await ws.send_str('{"type":"ping"}')
-                while (got := await asyncio.wait_for(ws.receive_json(), 5))["type"] != "pong":
+                while (await asyncio.wait_for(ws.receive_json(), 5))["type"] != "pong":
                     pass
         await _still_works(http, url, sid, bystander)
         assert media_server.media.registry.get(target).state.value == "connected"

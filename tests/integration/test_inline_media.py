@@ -16,11 +16,11 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from audio_helpers import dominant_hz, tone, until
-from voxline.client.audio import RATE, WavSource
 from voxline.audio.opus import FRAME_SAMPLES
+from voxline.client.audio import RATE, WavSource
+from voxline.rtc.connection import new_peer_connection
 from voxline.rtc.hooks import decode_inline
 from voxline.rtc.sdp import first_audio_codec
-from voxline.rtc.connection import new_peer_connection
 
 TONE_HZ = 440
 

@@ -13,7 +13,8 @@ import logging
 import socket
 import time
 import wave
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -21,11 +22,11 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from voxline.config import Settings
 from voxline.audio.resample import resample_s16
+from voxline.config import Settings
+from voxline.modelserver.app import create_service_app, serve
 from voxline.services.base import ServiceError
 from voxline.services.llm.openai import OpenAILLM
-from voxline.modelserver.app import create_service_app, serve
 from voxline.services.stt.openai import OpenAISTT
 from voxline.services.tts.openai import OpenAITTS
 

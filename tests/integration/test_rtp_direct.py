@@ -8,11 +8,11 @@ import asyncio
 import time
 
 import numpy as np
-from audio_helpers import dominant_hz, tone, until
 
+from audio_helpers import dominant_hz, tone, until
+from voxline.audio.opus import FRAME_SAMPLES
 from voxline.client.audio import WavSource
 from voxline.client.pacer import pacer
-from voxline.audio.opus import FRAME_SAMPLES
 from voxline.rtc.connection import new_peer_connection
 from voxline.rtc.hooks import receive_direct
 from voxline.rtc.send import DirectSender

@@ -5,15 +5,15 @@ servers sharing one Redis store see each other's sessions and can take over a dr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from voxline.bench.system import free_port
 from tests.integration.test_recovery import call, get_json, play_a_turn, wait_for
+from voxline.bench.system import free_port
 from voxline.bus.memory import MemoryBus
 from voxline.config import Settings
 from voxline.media.app import create_app
@@ -43,7 +43,7 @@ class Node:
         self.url = ""
         self.runner: web.AppRunner | None = None
 
-    async def start(self) -> "Node":
+    async def start(self) -> Node:
         await self.bus.start()
         await self.media.start()
         port = free_port()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from benchmarks.soak import fixed_models, soak
 
 __all__ = ["fixed_models"]

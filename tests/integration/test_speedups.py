@@ -8,16 +8,16 @@ caller has finished, and never cut a reply short.
 from __future__ import annotations
 
 import re
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 from audio_helpers import at48k, words
+from voxline.audio.resample import resample_s16
 from voxline.client.audio import RATE, speech_end_sample
 from voxline.client.call import call
 from voxline.config import Settings
-from voxline.audio.resample import resample_s16
 
 from .conftest import Running, start_server, stop_server
 
@@ -104,7 +104,7 @@ async def test_no_reply_before_the_caller_finishes_and_none_cut_short(voice_serv
     # reply started after the caller finished.
     assert result.voice_to_voice_ms is not None and result.voice_to_voice_ms > 0
     heard = words(await stt.transcribe(resample_s16(result.reply_audio.tobytes(), RATE, 16_000)))
-    said = [w for w in words(result.reply_text)]
+    said = list(words(result.reply_text))
     assert said, result.reply_text
     last_words = [w for w in result.reply_text.lower().replace(".", " ").split() if len(w) > 2][-2:]
     assert any(w.strip(",!?'\"") in heard for w in last_words), (heard, result.reply_text)

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from audio_helpers import at48k, words
+from voxline.audio.resample import resample_s16
 from voxline.client.audio import RATE
 from voxline.client.call import call
 from voxline.client.caller import Caller
-from voxline.audio.resample import resample_s16
 
 pytestmark = pytest.mark.models
 

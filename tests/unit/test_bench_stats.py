@@ -9,8 +9,15 @@ import pytest
 from voxline.bench.capacity import capacity_summary, cpu_pct
 from voxline.bench.capacity_worker import SessionStats
 from voxline.bench.latency import latency_report
-from voxline.bench.stats import (CAPACITY_HEADER, STAGES, capacity_row, format_table, latency_report_text,
-                                 percentile, summarize)
+from voxline.bench.stats import (
+    CAPACITY_HEADER,
+    STAGES,
+    capacity_row,
+    format_table,
+    latency_report_text,
+    percentile,
+    summarize,
+)
 
 
 def test_percentile_interpolates_between_ranks() -> None:

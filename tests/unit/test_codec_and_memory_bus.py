@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxline.bus.codec import (MAX_JSON_BYTES, AudioKind, AudioMessage, CodecError, decode_json, encode_json,
-                               event)
+from voxline.bus.codec import MAX_JSON_BYTES, AudioKind, AudioMessage, CodecError, decode_json, encode_json, event
 from voxline.bus.memory import MemoryBus
 from voxline.bus.topics import Topic
 

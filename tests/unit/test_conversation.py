@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from voxline.agent.conversation import (APOLOGY, Action, CancelReply, ClearPlayback, Conversation, Emit, Respond,
-                                        Speak, State, Transcribe)
+from voxline.agent.conversation import (
+    APOLOGY,
+    Action,
+    CancelReply,
+    ClearPlayback,
+    Conversation,
+    Emit,
+    Respond,
+    Speak,
+    State,
+    Transcribe,
+)
 
 PROMPT = "You are a test agent."
 

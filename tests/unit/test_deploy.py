@@ -22,8 +22,9 @@ import shlex
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -141,11 +142,9 @@ def as_argv(command: Any) -> list[str]:
 
 def cli_parser():
     """The CLI's argparse parser, when src/voxline/cli.py exposes a builder for it."""
-    try:
-        from voxline import cli
-    except Exception as exc:  # the CLI is written in parallel; its absence is not our failure
-        pytest.skip(f"voxline.cli not importable yet: {exc!r}")
     import argparse
+
+    from voxline import cli
 
     for name in ("build_parser", "make_parser", "create_parser", "get_parser", "parser", "_parser"):
         obj = getattr(cli, name, None)
@@ -427,7 +426,7 @@ def test_every_voxline_env_var_in_k8s_is_a_settings_field_with_a_valid_value():
 
 def test_envfrom_and_secret_references_resolve():
     cms = config_maps()
-    for wl, c in voxline_containers():
+    for _wl, c in voxline_containers():
         for src in c.get("envFrom", []):
             assert src["configMapRef"]["name"] in cms
         for item in c.get("env", []):
@@ -702,12 +701,9 @@ def test_healthcheck_finds_the_port_of_the_role():
 
 def test_healthcheck_role_ports_match_the_cli():
     hc = _load_healthcheck()
-    for role, (prefix, port) in ROLES.items():
+    for _role, (prefix, port) in ROLES.items():
         assert hc.role_port(["voxline", *prefix]) == port
-    try:
-        from voxline import cli
-    except Exception as exc:
-        pytest.skip(f"voxline.cli not importable yet: {exc!r}")
+    from voxline import cli
     ports = {**getattr(cli, "SERVER_PORTS", {}), **getattr(cli, "SERVICE_PORTS", {})}
     if not ports:
         pytest.skip("voxline.cli has no port table")

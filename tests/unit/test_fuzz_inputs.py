@@ -22,8 +22,8 @@ from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event
 from voxline.bus.memory import MemoryBus
 from voxline.bus.topics import Topic
 from voxline.config import Settings
-from voxline.rtc.sdp import MAX_M_LINES, MAX_SDP_LINE, SdpError, check_offer
 from voxline.media.server import MediaServer
+from voxline.rtc.sdp import MAX_M_LINES, MAX_SDP_LINE, SdpError, check_offer
 from voxline.sessions.ids import ALPHABET, RANDOM_LEN, is_valid_session_id, new_session_id
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

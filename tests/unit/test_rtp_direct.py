@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pylibsrtp
-from audio_helpers import tone
 
+from audio_helpers import tone
 from voxline.audio.opus import FRAME_SAMPLES, encode_frames
 from voxline.rtc.receive import MAX_CONCEAL, MAX_LATE_RUN, DirectReceiver
 

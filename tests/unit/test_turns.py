@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from voxline.agent.turns import (WINDOW_MS, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, TurnConfig,
-                                 TurnDetector, TurnEvent)
+from voxline.agent.turns import (
+    WINDOW_MS,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    TurnConfig,
+    TurnDetector,
+    TurnEvent,
+)
 
 WINDOW_BYTES = 512 * 2  # 32 ms of 16 kHz s16le
 

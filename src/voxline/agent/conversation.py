@@ -158,10 +158,10 @@ class Conversation:
         if interrupted and turn != self._heard_turn:
             return []
         asked = any(t == turn and m["role"] == "user" for t, m in self.history)
-        if text.strip() and asked and not any(t == turn and m["role"] == "assistant" for t, m in self.history):
-            if turn == self.turn or interrupted:
-                self.history.append((turn, {"role": "assistant", "content": text.strip()}))
-                self._trim_history()
+        answered = any(t == turn and m["role"] == "assistant" for t, m in self.history)
+        if text.strip() and asked and not answered and (turn == self.turn or interrupted):
+            self.history.append((turn, {"role": "assistant", "content": text.strip()}))
+            self._trim_history()
         if turn == self.turn and not interrupted:
             self.turns_completed += 1
         return []
@@ -229,4 +229,5 @@ class Conversation:
 def has_words(text: str) -> bool:
     stripped = text.strip(" .,!?-…'\"()[]")
     # Whisper's stock outputs for noise and silence are not a turn.
-    return bool(stripped) and stripped.lower() not in {"you", "thanks for watching", "blank audio", "blank_audio", "music", "silence"}
+    return bool(stripped) and stripped.lower() not in {"you", "thanks for watching", "blank audio", "blank_audio",
+                                                       "music", "silence"}

@@ -31,7 +31,7 @@ class Models:
         self.vad_batch = VadBatcher(self.vad, self.vad_thread if self.vad_in_thread else None, self.vad_batch_ms)
 
     @classmethod
-    def load(cls, settings: Settings) -> "Models":
+    def load(cls, settings: Settings) -> Models:
         """Load every back-end (blocking: call before serving, or in a thread)."""
         return cls(build_stt(settings), build_llm(settings), build_tts(settings), SileroModel(), ModelThread("vad"),
                    vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -101,7 +102,7 @@ class ReplyPipeline:
         self._queue: asyncio.Queue[Output | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> "ReplyPipeline":
+    def start(self) -> ReplyPipeline:
         self._task = asyncio.create_task(self._run(), name="reply-pipeline")
         return self
 

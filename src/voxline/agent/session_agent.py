@@ -13,19 +13,30 @@ import functools
 import logging
 import time
 import wave
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Awaitable
+from typing import Any
 
-from voxline.agent.conversation import (APOLOGY, Action, CancelReply, ClearPlayback, Conversation, Emit,
-                                        Respond, Speak, State, Transcribe)
+from voxline.agent.conversation import (
+    APOLOGY,
+    Action,
+    CancelReply,
+    ClearPlayback,
+    Conversation,
+    Emit,
+    Respond,
+    Speak,
+    State,
+    Transcribe,
+)
 from voxline.agent.models import Models
-from voxline.agent.pipeline import (OUT_CHUNK_S, Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript,
-                                    with_timeout)
+from voxline.agent.pipeline import OUT_CHUNK_S, Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript, with_timeout
 from voxline.agent.turns import SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
+from voxline.services.base import ChatMessage
 
 log = logging.getLogger(__name__)
 MAX_INBOX = 250  # messages (5 s of audio) a session may queue before it sheds the oldest
@@ -114,7 +125,7 @@ class SessionAgent:
             # the media server has handed the conversation over (or a short while has passed).
             try:
                 await asyncio.wait_for(self._history_ready.wait(), HISTORY_WAIT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("no history arrived for a taken-over session; going on without it")
             self._history_ready.set()
             if self._history is not None:
@@ -175,7 +186,8 @@ class SessionAgent:
         elif kind == "history":
             messages = obj.get("messages")
             if isinstance(messages, list):
-                valid = [m for m in messages if isinstance(m, dict)]
+                valid = [ChatMessage(role=m["role"], content=m["content"]) for m in messages
+                         if isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)]
                 self.conv.restore(valid, _int(obj.get("turn"), 0))
                 await self._log("session", f"resumed with {len(self.conv.history)} messages of history")
             if isinstance(obj.get("listening"), bool):

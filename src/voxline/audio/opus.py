@@ -17,6 +17,7 @@ import fractions
 import glob
 import logging
 import os
+from typing import Any
 
 import av
 import numpy as np
@@ -123,8 +124,9 @@ class OpusDecoder:
         return bytes(2 * samples)
 
     def __del__(self) -> None:
-        if getattr(self, "_lib", None) is not None and self._state:
-            self._lib.opus_decoder_destroy(self._state)
+        lib = getattr(self, "_lib", None)
+        if lib is not None and self._state:
+            lib.opus_decoder_destroy(self._state)
             self._state = None
 
 
@@ -171,7 +173,7 @@ class OpusEncoder:
     def native(self) -> bool:
         return self._lib is not None
 
-    def encode(self, pcm: bytes, pts: int) -> av.Packet | None:
+    def encode(self, pcm: bytes, pts: int) -> av.Packet[Any] | None:
         """One 20 ms frame (1,920 bytes) stamped `pts`; None while PyAV's encoder fills its delay."""
         if self._lib is not None:
             n = self._lib.opus_encode(self._state, pcm, FRAME_SAMPLES, self._out, self.MAX_PACKET)
@@ -193,8 +195,9 @@ class OpusEncoder:
         return packet
 
     def __del__(self) -> None:
-        if getattr(self, "_lib", None) is not None and self._state:
-            self._lib.opus_encoder_destroy(self._state)
+        lib = getattr(self, "_lib", None)
+        if lib is not None and self._state:
+            lib.opus_encoder_destroy(self._state)
             self._state = None
 
 

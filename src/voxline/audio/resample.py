@@ -11,7 +11,8 @@ def resample_s16(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
     if from_rate == to_rate or not pcm:
         return pcm
     x = np.frombuffer(pcm, dtype=np.int16)
-    return soxr.resample(x, from_rate, to_rate).astype(np.int16).tobytes()
+    out: np.ndarray = soxr.resample(x, from_rate, to_rate)
+    return out.astype(np.int16).tobytes()
 
 
 class StreamResampler:
@@ -24,7 +25,8 @@ class StreamResampler:
     def push(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
         if self._rs is None:
             return samples
-        return self._rs.resample_chunk(samples, last=last)
+        out: np.ndarray = self._rs.resample_chunk(samples, last=last)
+        return out
 
 
 class Decimator3:
@@ -53,8 +55,9 @@ class Decimator3:
         self._tail = buf[-(self.TAPS - 1):]
         windows = np.lib.stride_tricks.sliding_window_view(buf, self.TAPS)[self._phase::3]
         self._phase = (self._phase - samples.size) % 3
-        out = windows @ self._taps
-        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+        out: np.ndarray = windows @ self._taps
+        clipped: np.ndarray = np.clip(np.rint(out), -32768, 32767)
+        return clipped.astype(np.int16)
 
 
 def to_mono_s16(samples: np.ndarray, channels: int) -> np.ndarray:
@@ -62,7 +65,8 @@ def to_mono_s16(samples: np.ndarray, channels: int) -> np.ndarray:
     if channels == 1:
         return samples.astype(np.int16, copy=False)
     frames = samples.reshape(-1, channels).astype(np.int32)
-    return (frames.sum(axis=1) // channels).astype(np.int16)
+    mono: np.ndarray = frames.sum(axis=1) // channels
+    return mono.astype(np.int16)
 
 
 def is_silent(samples: np.ndarray, threshold: int = 300) -> bool:

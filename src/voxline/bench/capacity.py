@@ -20,13 +20,16 @@ from voxline.bench.latency import QUESTIONS, make_questions
 from voxline.bench.stats import capacity_report_text, emit_report, summarize
 from voxline.bench.system import REPO, Sampler, ServerProcess, free_port, machine_busy_pct, machine_info
 
+
 def cpu_pct(rows: list[dict[str, Any]], key: str, index: int | None = None) -> float | None:
     """Average CPU % (of one core) between the first and last sample of `rows`."""
     pts = [(r["t"], (r[key] if index is None else r[key][index])) for r in rows]
     pts = [(t, s) for t, s in pts if s is not None]
     if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
         return None
-    return round((pts[-1][1][0] - pts[0][1][0]) / (pts[-1][0] - pts[0][0]) * 100, 1)
+    busy_s: float = pts[-1][1][0] - pts[0][1][0]
+    wall_s: float = pts[-1][0] - pts[0][0]
+    return round(busy_s / wall_s * 100, 1)
 
 
 def timeline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,7 +39,10 @@ def timeline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         dt = b["t"] - a["t"]
         if dt <= 0:
             continue
-        pct = lambda x, y: round((y[0] - x[0]) / dt * 100, 1) if x and y else None  # noqa: E731
+
+        def pct(x: Any, y: Any, dt: float = dt) -> float | None:
+            return round((y[0] - x[0]) / dt * 100, 1) if x and y else None
+
         srv = pct(a.get("server"), b.get("server"))
         cli = [pct(x, y) for x, y in zip(a.get("clients") or [], b.get("clients") or [])]
         me = pct(a.get("conductor"), b.get("conductor"))
@@ -54,7 +60,10 @@ def late_by_contention(tl: list[dict[str, Any]], others_threshold: float = 20.0)
     """Server frames late split by whether other processes took > `others_threshold` % CPU that second."""
     busy = [r for r in tl if (r["others_cpu_pct"] or 0) > others_threshold]
     quiet = [r for r in tl if (r["others_cpu_pct"] or 0) <= others_threshold]
-    total = lambda rs: int(sum(r["frames_late"] or 0 for r in rs))  # noqa: E731
+
+    def total(rs: list[dict[str, Any]]) -> int:
+        return int(sum(r["frames_late"] or 0 for r in rs))
+
     return {"others_threshold_pct": others_threshold,
             "seconds_others_busy": len(busy), "frames_late_while_others_busy": total(busy),
             "seconds_others_quiet": len(quiet), "frames_late_while_others_quiet": total(quiet)}

@@ -8,10 +8,12 @@ import json
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+
 
 @dataclass
 class SessionStats:
@@ -95,10 +97,10 @@ async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at:
             stats.turns_asked += 1
             said = await caller.say(q)
             done = await caller.wait_reply_done(after=turn, timeout=max(1.0, min(15.0, end_at + 10 - time.time())))
-            first = caller.first_sound_after(said)
-            if done and first is not None:
+            heard = caller.first_sound_after(said)
+            if done and heard is not None:
                 stats.turns_answered += 1
-                stats.v2v_ms.append(round((first - said) * 1000, 1))
+                stats.v2v_ms.append(round((heard - said) * 1000, 1))
             # Later questions are counted by the server's turn numbers: follow them.
             turn = max(turn, max((e.get("turn", 0) for e in caller.of_type("turn.metrics")), default=0))
             await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5) if spread_s > 0 else gap_s)
@@ -127,7 +129,8 @@ async def worker_main(cfg: dict[str, Any]) -> dict[str, Any]:
     questions = [read_wav_mono(p) for p in cfg["questions"]]
     all_stats = [SessionStats() for _ in cfg["indices"]]
     tasks = [asyncio.create_task(_one_session(
-        cfg["servers"][i % len(cfg["servers"])], questions, cfg["start_at"] + i * cfg["ramp_interval_s"], cfg["talk_from"], cfg["end_at"],
+        cfg["servers"][i % len(cfg["servers"])], questions, cfg["start_at"] + i * cfg["ramp_interval_s"],
+        cfg["talk_from"], cfg["end_at"],
         cfg["gap_s"], st, i, cfg.get("sessions", 1), cfg.get("spread_s", 0.0))) for i, st in zip(cfg["indices"], all_stats)]
     hard = cfg["end_at"] + 45 - time.time()
     done, pending = await asyncio.wait(tasks, timeout=hard)

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ async def run_latency(server: str, questions: Sequence[tuple[str, np.ndarray]], 
             cpu0 = system_cpu()
             try:
                 result = await asyncio.wait_for(call(server, samples, timeout=timeout), timeout + 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 turns.append({"question": text, "repeat": rep, "ok": False,
                               "error": f"call did not finish within {timeout + 30:.0f} s"})
                 continue
@@ -79,7 +80,7 @@ async def run_latency(server: str, questions: Sequence[tuple[str, np.ndarray]], 
                 "loadavg_1m": round(os.getloadavg()[0], 2),
             })
             print(f"  [{len(turns)}/{repeats * len(questions)}] {text!r}: "
-                  f"{'%.0f ms' % v2v if v2v is not None else 'n/a'}"
+                  f"{f'{v2v:.0f} ms' if v2v is not None else 'n/a'}"
                   f"{'' if ok else '  FAILED: ' + str(error)}", file=sys.stderr, flush=True)
             await asyncio.sleep(pause_s)
     return turns

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # (label in the table, key in the server's turn.metrics); transport is computed here.
 STAGES: tuple[tuple[str, str], ...] = (
@@ -46,8 +47,8 @@ def stage_breakdown(turns: Sequence[dict[str, Any]]) -> dict[str, dict[str, floa
     ok = [t for t in turns if t.get("ok")]
     out: dict[str, dict[str, float | int | None]] = {}
     for label, key in STAGES:
-        vals = [t.get("transport_ms") if not key else (t.get("server") or {}).get(key) for t in ok]
-        vals = [v for v in vals if isinstance(v, (int, float))]
+        found = [t.get("transport_ms") if not key else (t.get("server") or {}).get(key) for t in ok]
+        vals: list[float] = [v for v in found if isinstance(v, (int, float))]
         out[label] = {"p50": percentile(vals, 50), "p95": percentile(vals, 95), "n": len(vals)}
     return out
 
@@ -64,7 +65,10 @@ def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     """A plain Markdown table (readable in a terminal, pasteable into RESULTS.md)."""
     cells = [[str(h) for h in header]] + [[_fmt(c) if not isinstance(c, str) else c for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+
+    def line(r: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+
     return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
                      + [line(r) for r in cells[1:]])
 
@@ -96,7 +100,8 @@ def latency_report_text(report: dict[str, Any]) -> str:
 def capacity_row(run: dict[str, Any]) -> list[Any]:
     """One row of the capacity table from one run's report."""
     s, c = run["server"], run["clients"]
-    return [run["sessions"], run.get("settings", {}).get("server_processes", 1), f"{c['connected']}/{run['sessions']}", f"{c['turns_answered']}/{c['turns_asked']}",
+    return [run["sessions"], run.get("settings", {}).get("server_processes", 1), f"{c['connected']}/{run['sessions']}",
+            f"{c['turns_answered']}/{c['turns_asked']}",
             c["v2v_ms"]["p50"], c["v2v_ms"]["p95"], s.get("frames_late"), c["rtp_packets_lost"],
             c["frame_gaps_over_100ms"], s.get("cpu_pct"), s.get("rss_mb"), s.get("cpu_pct_per_session"),
             s.get("rss_mb_per_session"), c.get("cpu_pct"), s.get("other_processes_cpu_pct")]

@@ -39,7 +39,7 @@ def machine_info() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "cpu_model": cpu_model, "ram_gb": ram_gb,
             "loadavg_start": round(os.getloadavg()[0], 2), "kernel": platform.release(),
             "python": platform.python_version(),
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def proc_sample(pid: int) -> tuple[float, float] | None:
@@ -106,7 +106,7 @@ class ServerProcess:
                     async with http.get(self.url + "/healthz") as resp:
                         if resp.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                except (TimeoutError, aiohttp.ClientError, OSError):
                     pass
                 await asyncio.sleep(0.3)
         self.stop()
@@ -175,7 +175,7 @@ class Sampler:
                 await self.sample(http)
                 try:
                     await asyncio.wait_for(stop.wait(), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     def window(self, t0: float, t1: float) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ Semantics every back-end keeps (the Kafka ones are the reference):
 from __future__ import annotations
 
 import abc
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
 
 from voxline.bus.topics import Topic
 

@@ -53,7 +53,7 @@ class AudioMessage:
         return header + sid + self.pcm
 
     @classmethod
-    def decode(cls, data: bytes) -> "AudioMessage":
+    def decode(cls, data: bytes) -> AudioMessage:
         if len(data) < _HEADER.size:
             raise CodecError("audio message shorter than its header")
         magic, version, kind, seq, turn, ts, rate, sid_len = _HEADER.unpack_from(data)

@@ -37,7 +37,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -62,11 +63,11 @@ class _QuietConnectErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = str(record.msg)
-        return not (msg.startswith("Unable connect to") or msg.startswith("Unable to bootstrap"))
+        return not msg.startswith(("Unable connect to", "Unable to bootstrap"))
 
 
 class _KafkaSubscription(Subscription):
-    def __init__(self, bus: "KafkaBus", consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, bus: KafkaBus, consumer: AIOKafkaConsumer) -> None:
         self._bus = bus
         self._consumer = consumer
         self._closed = False
@@ -102,7 +103,7 @@ class _KafkaSubscription(Subscription):
                 highwater = self._consumer.highwater(tp)  # from the last fetch response
                 try:
                     position = await asyncio.wait_for(self._consumer.position(tp), 1.0)
-                except (IllegalStateError, KafkaError, asyncio.TimeoutError):
+                except (TimeoutError, IllegalStateError, KafkaError):
                     continue
                 if highwater is not None and position > highwater:
                     log.warning("kafka %s[%d]: position %d is past the log end %d (the broker lost its log); "
@@ -173,7 +174,7 @@ class KafkaBus(Bus):
                     break
                 except KafkaBusError:
                     raise
-                except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, KafkaError, OSError) as exc:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise KafkaBusError(
@@ -239,7 +240,7 @@ class KafkaBus(Bus):
         future = await self._producer.send(self.name(topic), value, key=key.encode())
         future.add_done_callback(self._delivered)
 
-    def _delivered(self, future: "asyncio.Future[Any]") -> None:
+    def _delivered(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is None:
             return
         self.publish_errors += 1

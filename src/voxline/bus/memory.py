@@ -6,7 +6,7 @@ import asyncio
 import logging
 import zlib
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 from voxline.bus.base import Bus, Message, Subscription
 from voxline.bus.topics import Topic
@@ -16,7 +16,7 @@ _CLOSED = object()
 
 
 class _MemorySubscription(Subscription):
-    def __init__(self, bus: "MemoryBus", topics: frozenset[Topic], group: str | None, maxsize: int) -> None:
+    def __init__(self, bus: MemoryBus, topics: frozenset[Topic], group: str | None, maxsize: int) -> None:
         self.bus = bus
         self.topics = topics
         self.group = group

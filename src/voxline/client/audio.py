@@ -12,13 +12,14 @@ import fractions
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voxline.audio.resample import resample_s16, to_mono_s16
 from voxline.audio.opus import encode_frames, silence_frame
+from voxline.audio.resample import resample_s16, to_mono_s16
 
 RATE = 48_000
 FRAME = 960  # 20 ms
@@ -101,7 +102,7 @@ class WavSource(MediaStreamTrack):
         packets = self._packets if self._packets is not None else []
         return (packets[index] if 0 <= index < len(packets) else silence_frame()), self._pts
 
-    async def recv(self) -> av.AudioFrame | av.Packet:
+    async def recv(self) -> av.AudioFrame | av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         if self.paced:
@@ -194,10 +195,13 @@ class Recorder:
             except MediaStreamError:
                 return
             arrived = time.time()
+            if not isinstance(frame, av.AudioFrame):
+                continue  # an audio track gives audio frames; anything else is not for the recorder
             mono = to_mono_s16(frame.to_ndarray().reshape(-1), len(frame.layout.channels))
             if frame.sample_rate != RATE:
                 mono = np.frombuffer(resample_s16(mono.tobytes(), frame.sample_rate, RATE), dtype=np.int16)
-            self.frame(mono, float(frame.pts * frame.time_base) if frame.pts is not None else None, arrived)
+            pts, base = frame.pts, frame.time_base
+            self.frame(mono, float(pts * base) if pts is not None and base is not None else None, arrived)
 
     def frame(self, mono: np.ndarray, media_s: float | None, arrived: float) -> bool:
         """Keep one frame: its samples, and when its first loud sample was heard. True if loud."""

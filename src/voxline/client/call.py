@@ -52,7 +52,7 @@ async def call(server: str, question: np.ndarray, token: str | None = None, time
         if first is not None:
             result.voice_to_voice_ms = round((first - speech_end) * 1000, 1)
         result.reply_audio = caller.recorder.reply_audio()
-    except (WhipError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, WhipError, aiohttp.ClientError, OSError) as exc:
         result.error = str(exc) or type(exc).__name__
     finally:
         await caller.close()

@@ -40,7 +40,7 @@ class Caller:
     def session_id(self) -> str:
         return self.client.session.session_id if self.client.session else ""
 
-    async def __aenter__(self) -> "Caller":
+    async def __aenter__(self) -> Caller:
         await self.connect()
         return self
 
@@ -60,7 +60,7 @@ class Caller:
         deadline = time.time() + timeout
         while self.client.pc.connectionState != "connected" or self.client.remote_track is None:
             if time.time() > deadline:
-                raise asyncio.TimeoutError(f"WebRTC connection not established in {timeout:.0f} s")
+                raise TimeoutError(f"WebRTC connection not established in {timeout:.0f} s")
             await asyncio.sleep(0.02)
         if not self.client.inline_audio:
             self._tasks.append(asyncio.create_task(self.recorder.run(self.client.remote_track)))
@@ -68,7 +68,7 @@ class Caller:
     async def say(self, samples: np.ndarray) -> float:
         """Start sending `samples` (mono s16 48 kHz); returns when the speech will have ended."""
         self.source.play(samples)
-        while self.source.played_at is None:
+        while self.source.played_at is None:  # noqa: ASYNC110 - set by the media clock, which has no event
             await asyncio.sleep(0.005)
         end = self.source.time_of_sample(speech_end_sample(samples))
         assert end is not None
@@ -90,7 +90,7 @@ class Caller:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
 
     async def wait_reply_done(self, after: int, timeout: float) -> bool:
@@ -122,7 +122,7 @@ class Caller:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), max(0.01, wait))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def of_type(self, type_: str) -> list[dict[str, Any]]:

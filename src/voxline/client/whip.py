@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urljoin
 
 import aiohttp
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from voxline.rtc.hooks import decode_inline
-from voxline.rtc.hooks import receive_direct
-from voxline.rtc.receive import DirectReceiver
 from voxline.rtc.connection import new_peer_connection
-from voxline.rtc.hooks import tune_jitter_buffers
+from voxline.rtc.hooks import decode_inline, receive_direct, tune_jitter_buffers
+from voxline.rtc.receive import DirectReceiver
 
 
 class WhipError(RuntimeError):

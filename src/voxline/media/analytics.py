@@ -9,7 +9,8 @@ Aggregates cover every matching session (up to MAX_SCAN), not just the page.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from voxline.media.errors import ApiError
 from voxline.media.metrics import stage_of

@@ -14,7 +14,8 @@ import math
 import os
 import time
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -150,7 +151,7 @@ class TurnTracer:
         self.tracer = tracer
 
     @classmethod
-    def from_settings(cls, enabled: bool, provider: Any = None) -> "TurnTracer | None":
+    def from_settings(cls, enabled: bool, provider: Any = None) -> TurnTracer | None:
         if not (enabled or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or provider is not None):
             return None
         try:

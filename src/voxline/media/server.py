@@ -12,6 +12,7 @@ import collections
 import logging
 import socket
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from voxline.bus.base import Bus, Subscription
@@ -20,8 +21,8 @@ from voxline.bus.topics import Topic
 from voxline.config import Settings
 from voxline.logs import session_var
 from voxline.media.metrics import MediaMetrics, TurnTracer
-from voxline.rtc.peer import MediaPeer
 from voxline.media.resume import ResumeError, new_resume_token, token_matches
+from voxline.rtc.peer import MediaPeer
 from voxline.sessions.registry import Session, SessionRegistry, SessionState
 from voxline.sessions.store import LIVE_STATES, SessionQuery, SessionStore
 from voxline.sessions.store_memory import MemoryStore
@@ -53,6 +54,7 @@ class MediaServer:
         self.ready = False
         self.counters: collections.Counter[str] = collections.Counter()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sends: set[asyncio.Task[None]] = set()  # control messages on their way (held, not lost)
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -70,7 +72,7 @@ class MediaServer:
             await self.end_session(sid, "server shutdown")
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._sends, return_exceptions=True)
         if self._sub is not None:
             await self._sub.close()
         await self.flush()
@@ -131,6 +133,12 @@ class MediaServer:
                                  message=f"listening {'on' if on else 'off'}")
 
     # -- bus --------------------------------------------------------------------------------
+    def _send_later(self, send: Coroutine[Any, Any, None]) -> None:
+        """Run a control send from the relay without waiting for it; held until done, awaited at stop."""
+        task = asyncio.create_task(send)
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
     async def control(self, session_id: str, type_: str, **fields: Any) -> None:
         await self.bus.publish(Topic.CONTROL, session_id, encode_json({"type": type_, "session_id": session_id, **fields}))
 
@@ -161,9 +169,9 @@ class MediaServer:
             return  # another media server's session
         kind = obj["type"]
         self.metrics.on_event(obj)
-        if kind in ("turn.metrics", "transcript.final", "agent.text", "interruption", "error", "state"):
-            if kind != "agent.text" or obj.get("final"):
-                self._dirty.add(session.id)
+        if kind in ("turn.metrics", "transcript.final", "agent.text", "interruption", "error", "state") and (
+                kind != "agent.text" or obj.get("final")):
+            self._dirty.add(session.id)
         if kind == "turn.metrics" and self.tracer is not None:
             try:
                 self.tracer.on_turn(obj)
@@ -183,10 +191,10 @@ class MediaServer:
             # An agent picked this session up without its history: hand it over (or, for a
             # session that has ended meanwhile, tell it so).
             if session.ended:
-                asyncio.ensure_future(self.control(session.id, "session.end", reason=session.end_reason))
+                self._send_later(self.control(session.id, "session.end", reason=session.end_reason))
             else:
-                asyncio.ensure_future(self.control(session.id, "history", messages=session.history,
-                                                   turn=session.turns, listening=session.listening))
+                self._send_later(self.control(session.id, "history", messages=session.history,
+                                              turn=session.turns, listening=session.listening))
         elif kind == "interruption":
             session.interruptions += 1
         elif kind == "error":

@@ -10,9 +10,9 @@ from collections import defaultdict, deque
 from aiohttp import web
 
 from voxline.media.errors import ApiError
-from voxline.rtc.sdp import SdpError
 from voxline.media.resume import ResumeError
 from voxline.media.server import MediaServer
+from voxline.rtc.sdp import SdpError
 from voxline.sessions.ids import is_valid_session_id
 from voxline.sessions.registry import SessionLimitReached
 

@@ -26,7 +26,8 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -34,8 +35,8 @@ from voxline.config import Settings
 from voxline.modelserver import llm as server_llm
 from voxline.modelserver import stt as server_stt
 from voxline.modelserver import tts as server_tts
-from voxline.services.base import ServiceError
 from voxline.modelserver.http import STATE, ApiError, ServiceState, error_response, new_id
+from voxline.services.base import ServiceError
 
 log = logging.getLogger("voxline.modelserver")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
-from voxline.services.base import ChatMessage, ServiceError
 from voxline.modelserver.http import STATE, ApiError, error_body, new_id, number, read_json
+from voxline.services.base import ChatMessage, ServiceError
 
 log = logging.getLogger("voxline.modelserver")
 
@@ -144,7 +145,7 @@ async def _stream(request: web.Request, deltas: AsyncIterator[str], messages: li
         await resp.write_eof()
     except (ConnectionError, OSError):  # the client went away: stop generating for nobody
         outcome = "client_disconnected"
-    except Exception as exc:  # headers are gone already: report the failure in the stream
+    except Exception as exc:  # noqa: BLE001 - headers are gone already: report the failure in the stream
         outcome = "model_error"
         log.warning("chat stream failed", extra={"error": repr(exc)})
         try:

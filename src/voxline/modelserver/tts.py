@@ -11,7 +11,8 @@ import io
 import logging
 import time
 import wave
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 from aiohttp import web

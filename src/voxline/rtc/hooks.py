@@ -7,7 +7,8 @@ an aiortc upgrade falls back to aiortc's own path rather than breaking a call.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import aioice.ice
 from aiortc import RTCPeerConnection

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import av
 import numpy as np
@@ -70,5 +71,7 @@ class InlineDecoderQueue:
         _, decoder, resampler = self._other
         out = []
         for frame in decoder.decode(encoded):
+            if not isinstance(frame, av.AudioFrame):
+                continue  # an audio decoder gives audio frames
             out += [np.asarray(f.to_ndarray()).reshape(-1).tobytes() for f in resampler.resample(frame)]
         return b"".join(out)

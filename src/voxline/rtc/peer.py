@@ -12,20 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import av
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from voxline.audio.opus import OpusEncoder
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioMessage, encode_json
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
-from voxline.rtc.playout import PlayoutTrack
-from voxline.audio.opus import OpusEncoder
 from voxline.rtc.connection import new_peer_connection
 from voxline.rtc.hooks import decode_inline, receive_direct, tune_jitter_buffers
+from voxline.rtc.playout import PlayoutTrack
 from voxline.rtc.receive import DirectReceiver
 from voxline.rtc.sdp import SdpError, check_offer, first_audio_codec
 from voxline.rtc.send import DirectSender
@@ -141,12 +141,13 @@ class MediaPeer:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            self._on_pcm(b"".join(f.to_ndarray().tobytes() for f in resampler.resample(frame)))
+            if isinstance(frame, av.AudioFrame):  # an audio track gives audio frames
+                self._on_pcm(b"".join(f.to_ndarray().tobytes() for f in resampler.resample(frame)))
 
     async def _send(self, sender: DirectSender) -> None:
         """Send the agent's voice as the playout track gives it, once the connection is up."""
         session_var.set(self.session.id)
-        while not sender.ready:
+        while not sender.ready:  # noqa: ASYNC110 - ready follows aioice's connection state, which has no event
             await asyncio.sleep(0.02)
         failed = 0
         while True:

@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voxline.bus.codec import AudioKind, AudioMessage
-from voxline.audio.resample import StreamResampler
 from voxline.audio.opus import OpusEncoder
+from voxline.audio.resample import StreamResampler
+from voxline.bus.codec import AudioKind, AudioMessage
 
 RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms
@@ -92,13 +93,13 @@ class PlayoutTrack(MediaStreamTrack):
         return len(self.buffer) / 2 / RATE * 1000
 
     # -- pulled by aiortc's RTP sender, or by the peer --------------------------------------
-    async def recv(self) -> av.AudioFrame | av.Packet:
+    async def recv(self) -> av.AudioFrame | av.Packet[Any]:
         if self.direct:
             await self._stopped.wait()  # the peer sends this track's frames
             raise MediaStreamError
         return await self.next_frame()
 
-    async def next_frame(self) -> av.AudioFrame | av.Packet:
+    async def next_frame(self) -> av.AudioFrame | av.Packet[Any]:
         """The next 20 ms, when it is due: a packet once `encoder` is set, else PCM."""
         if self.readyState != "live":
             raise MediaStreamError

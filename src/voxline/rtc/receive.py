@@ -7,14 +7,15 @@ receiver keeps NACK state and a jitter buffer that holds two packets back (40 ms
 then does a frame reach the decoder. Sending is the mirror image. A server holding a hundred
 calls does that 5,000 times a second each way.
 
-`voxline.rtc.hooks.receive_direct` puts a `DirectReceiver` where it takes a connection's Opus packets in aioice's `datagram_received`, as they
-come off the socket: decrypt (libsrtp), read the 12-byte header, decode, hand the PCM on.
-There is no jitter buffer (the audio goes to a VAD and a recognizer, not a loudspeaker): a
-packet older than one already taken is dropped, and a short run of missing packets is
-filled by the decoder's loss concealment so media time stays whole. The receiver's RTCP
-statistics (reports to the sender) are still kept. `DirectSender` builds and sends a
-packet the same way (`voxline.rtc.send`). Anything else (STUN, DTLS, RTCP, other codecs, packets before the
-DTLS handshake is done) goes the usual way.
+`voxline.rtc.hooks.receive_direct` puts a `DirectReceiver` where it takes a connection's
+Opus packets in aioice's `datagram_received`, as they come off the socket: decrypt
+(libsrtp), read the 12-byte header, decode, hand the PCM on. There is no jitter buffer (the
+audio goes to a VAD and a recognizer, not a loudspeaker): a packet older than one already
+taken is dropped, and a short run of missing packets is filled by the decoder's loss
+concealment so media time stays whole. The receiver's RTCP statistics (reports to the
+sender) are still kept. `DirectSender` builds and sends a packet the same way
+(`voxline.rtc.send`). Anything else (STUN, DTLS, RTCP, other codecs, packets before the DTLS
+handshake is done) goes the usual way.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ stream stops promptly when the consuming task is cancelled (barge-in).
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Protocol, TypedDict, runtime_checkable
+from collections.abc import AsyncIterator
+from typing import Protocol, TypedDict, runtime_checkable
 
 
 class ChatMessage(TypedDict):

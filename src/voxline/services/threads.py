@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Callable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 _DONE = object()
@@ -45,7 +46,7 @@ class ModelThread:
                     if stop.is_set():
                         break
                     loop.call_soon_threadsafe(queue.put_nowait, item)
-            except BaseException as exc:  # delivered to the consumer, not lost in the thread
+            except BaseException as exc:  # noqa: BLE001 - delivered to the consumer, not lost in the thread
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)

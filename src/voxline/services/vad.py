@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -86,10 +86,10 @@ class SileroModel:
             log.warning("Silero VAD: batched model unavailable; running one call per session", exc_info=True)
             self.batched = None
 
-    def stream(self) -> "SileroStream":
+    def stream(self) -> SileroStream:
         return SileroStream(self)
 
-    def run_windows(self, streams: Sequence["SileroStream"]) -> list[Windows]:
+    def run_windows(self, streams: Sequence[SileroStream]) -> list[Windows]:
         """Every complete window pending in each of `streams` (blocking).
 
         Several streams with a window each go through the batched model in one call, round
@@ -108,7 +108,7 @@ class SileroModel:
             for i, window in zip(ready, self._step([streams[i] for i in ready])):
                 out[i].append(window)
 
-    def _step(self, streams: Sequence["SileroStream"]) -> Windows:
+    def _step(self, streams: Sequence[SileroStream]) -> Windows:
         """One window of each stream, in one call of the batched model."""
         assert self.batched is not None
         rows = np.empty((len(streams), CONTEXT + WINDOW), dtype=np.float32)
@@ -141,7 +141,7 @@ class SileroModel:
                 return False
         return True
 
-    def _run(self, stream: "SileroStream") -> Windows:
+    def _run(self, stream: SileroStream) -> Windows:
         n = len(stream.pending) // WINDOW_BYTES
         if n == 0:
             return []
@@ -204,6 +204,7 @@ class VadBatcher:
         self.gather_s = max(0.0, gather_ms / 1000)
         self._waiting: list[tuple[SileroStream, asyncio.Future[Windows]]] = []
         self._busy = False
+        self._serving: asyncio.Task[None] | None = None  # the thread batch in flight, held so it is not lost
         self._rate = 0.0  # requests a second, measured over the last second
         self._counted = 0
         self._since = 0.0
@@ -227,7 +228,7 @@ class VadBatcher:
             elif self.thread is None:
                 loop.call_soon(self._serve_in_loop)
             else:
-                asyncio.ensure_future(self._serve_in_thread())
+                self._serving = asyncio.create_task(self._serve_in_thread())
         return await future
 
     def _serve_in_loop(self) -> None:

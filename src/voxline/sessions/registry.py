@@ -7,9 +7,10 @@ tests drive it directly. Time is passed in or read from `time.time()`.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any
 
 from voxline.sessions.ids import new_session_id
 

@@ -58,10 +58,10 @@ def from_record(raw: str | bytes) -> Session:
 class SessionStore(ABC):
     """Durable session records. Every method is async and never blocks the event loop."""
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional: a store without files or connections keeps it
         """Open files or connections; create tables."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional, as start
         """Flush and release resources."""
 
     @abstractmethod

@@ -58,7 +58,7 @@ class RedisStore(SessionStore):
                 break
             start += len(ids)
             scanned += len(ids)
-            raws = await self.redis.mget([self._key(i.decode()) for i in ids])
+            raws = await self.redis.mget([self._key(i.decode() if isinstance(i, bytes) else str(i)) for i in ids])
             for raw in raws:
                 if raw is None:
                     continue

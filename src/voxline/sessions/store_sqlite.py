@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from voxline.sessions.registry import Session
 from voxline.sessions.store import MAX_SCAN, SessionQuery, SessionStore, from_record, to_record

@@ -8,8 +8,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import Any, cast
 
 from voxline.services.base import ChatMessage
 from voxline.services.threads import ModelThread
@@ -64,18 +65,18 @@ class LlamaCppLLM:
         log.info("llm model loaded", extra={"model": self.name, "load_ms": round((time.perf_counter() - started) * 1000)})
 
     def _generate(self, messages: list[ChatMessage], max_tokens: int, stop: threading.Event) -> Iterator[str]:
-        chunks = self.llama.create_chat_completion(
-            messages=list(messages),  # type: ignore[arg-type]
+        chunks = cast(Iterator[dict[str, Any]], self.llama.create_chat_completion(  # stream=True: chunks
+            messages=list(messages),  # type: ignore[arg-type]  # our TypedDict is not llama_cpp's message union
             stream=True,
             max_tokens=max_tokens,
             temperature=self.temperature,
             repeat_penalty=1.1,
-        )
+        ))
         for chunk in chunks:
             self.gate.wait(GATE_MAX_WAIT_S)
             if stop.is_set():
                 break
-            delta = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
+            delta = chunk["choices"][0]["delta"].get("content")
             if delta:
                 yield delta
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from voxline.services.base import ChatMessage, ServiceError
 from voxline.services.http_client import ServiceClient
@@ -43,7 +44,7 @@ class OpenAILLM:
         await self.client.close()
 
 
-async def _drain(resp: "aiohttp.ClientResponse") -> None:
+async def _drain(resp: aiohttp.ClientResponse) -> None:
     """Read the end of the body after [DONE] so the connection goes back to the pool (saves a
     TCP/TLS handshake on the next turn); a server slow to end it just loses the reuse."""
     with contextlib.suppress(Exception):

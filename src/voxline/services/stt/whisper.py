@@ -72,7 +72,8 @@ class WhisperSTT:
         result = self.model.model.generate(encoded, [self._prompt], beam_size=self.beam_size,
                                            max_length=max_tokens, suppress_blank=True, suppress_tokens=[-1])
         eot = self._tokenizer.eot
-        return self._tokenizer.decode([t for t in result[0].sequences_ids[0] if t < eot]).strip()
+        text: str = self._tokenizer.decode([t for t in result[0].sequences_ids[0] if t < eot])
+        return text.strip()
 
     async def transcribe(self, pcm: bytes, sample_rate: int = 16_000) -> str:
         return await self.thread.run(self.transcribe_sync, pcm, sample_rate)
