@@ -56,6 +56,7 @@ class Settings:
     tts_url: str = "http://127.0.0.1:8013"
     tts_voice: str = "en_US-joe-medium"
     tts_volume: float = 0.8
+    tts_first_piece_words: int = 6  # a reply's first TTS piece is cut after at most this many words (0: off)
     api_key: str = ""  # sent as bearer token to remote model services
     model_threads: int = 2
     model_timeout_s: float = 30.0

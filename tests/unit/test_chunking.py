@@ -50,7 +50,8 @@ def test_sentence_at_the_end_of_a_delta_waits_for_the_next_one() -> None:
 
 
 def test_abbreviations_and_decimals_do_not_split() -> None:
-    assert pieces("Dr. Smith will see you at 3.5 past. Mr. Jones, e.g. the other one, is out.") == [
+    assert pieces("Dr. Smith will see you at 3.5 past. Mr. Jones, e.g. the other one, is out.",
+                  first_piece_max_words=0) == [
         "Dr. Smith will see you at 3.5 past.",
         "Mr. Jones, e.g. the other one, is out.",
     ]
@@ -136,3 +137,69 @@ def test_a_one_character_reply_is_still_spoken() -> None:
     c = SentenceChunker()
     assert c.push("4") == []
     assert c.flush() == ["4"]
+
+
+# -- the first piece is short, whatever the first sentence ------------------------------------
+
+LONG = "Two plus two is a mathematical operation that represents the sum of two numbers. It equals four."
+
+
+def test_a_long_first_sentence_is_cut_at_a_word_boundary_after_a_few_words() -> None:
+    assert pieces(LONG) == ["Two plus two", "is a mathematical operation that represents the sum of two numbers.",
+                            "It equals four."]
+    assert pieces("The capital of France is a beautiful city called Paris.") == [
+        "The capital of France", "is a beautiful city called Paris."]
+
+
+def test_the_first_piece_is_released_as_soon_as_its_words_are_known() -> None:
+    deltas = tokens(LONG)
+    per_delta, _ = chunk(deltas)
+    released_at = next(i for i, ps in enumerate(per_delta) if ps)
+    # Seven words and the space after them: enough to choose the cut, long before the full stop.
+    assert "".join(deltas[: released_at + 1]) == "Two plus two is a mathematical operation that"
+
+
+def test_a_short_first_sentence_is_not_cut() -> None:
+    assert pieces("The capital of France is Paris. It is big.") == ["The capital of France is Paris.", "It is big."]
+
+
+def test_a_first_piece_never_ends_on_an_article_preposition_or_auxiliary() -> None:
+    for text in ["I think that the answer to your question is probably yes.",
+                 "Paris is the capital and the largest city of France.",
+                 "You should see Dr. Smith about the pain in your knee.",
+                 "The sky appears blue during the day because of the way light scatters."]:
+        first = pieces(text)[0]
+        last = first.split()[-1].lower().strip(".")
+        assert 3 <= len(first.split()) <= 6, first
+        assert last not in {"a", "the", "of", "to", "is", "and", "that", "your", "dr", "during"}, first
+
+
+def test_only_the_first_piece_is_cut_at_words() -> None:
+    out = pieces("Yes. " + LONG)
+    assert out == ["Yes.", LONG.split(". ")[0] + ".", "It equals four."]
+
+
+def test_a_run_of_words_no_phrase_can_end_on_is_still_cut_at_the_limit() -> None:
+    first = pieces("and the of a to in on at for with by and the of.")[0]
+    assert first == "and the of a to in"
+
+
+def test_the_word_limit_is_a_knob_and_zero_turns_it_off() -> None:
+    assert pieces(LONG, first_piece_max_words=0)[0] == LONG.split(". ")[0] + "."
+    assert len(pieces(LONG, first_piece_max_words=10)[0].split()) > 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([" the", " cat", " sat", " on", " a", " mat", " and", " is", " very", " happy",
+                                 ",", ".", " Dr.", " 3.5", " 1,000", " **big**", " that", " it"]), max_size=60),
+       st.randoms(use_true_random=False))
+def test_word_cuts_lose_and_double_no_word(parts: list[str], rnd) -> None:
+    text = "".join(parts)
+    cuts = sorted(rnd.sample(range(len(text) + 1), min(len(text) + 1, rnd.randint(0, 15))))
+    deltas = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    c = SentenceChunker()
+    out = [p for d in deltas for p in c.push(d)] + c.flush()
+    words = lambda s: re.findall(r"\w+", s)
+    assert words(" ".join(out)) == words(clean_for_speech(text))
+    if out:
+        assert len([w for w in out[0].split() if any(ch.isalnum() for ch in w)]) <= 8, out[0]  # limit + 2 at most

@@ -1,8 +1,13 @@
 """Split a stream of LLM text deltas into speakable pieces as early as it is safe to.
 
-The first piece may be a clause (cut at a comma, colon or semicolon once it has two words)
-so that TTS starts before the first sentence ends; later pieces are whole sentences, which
-sound more natural. Abbreviations and decimals ("Dr.", "3.5") do not end a sentence.
+The caller hears nothing until the first piece is synthesized, and Piper synthesizes a piece
+whole before its first sample: so the first piece is short. It ends at the first sentence
+end, or at a comma, colon or semicolon once it has two words, or, when neither comes within
+`first_piece_max_words` words, at a word boundary chosen so it still sounds like a phrase
+(never after "a", "the", "of", "is"...; before "that", "and", "is"... when it can). Later
+pieces are whole sentences, synthesized while the first plays, which sound more natural.
+Abbreviations and decimals ("Dr.", "3.5") do not end a sentence. Every word of the stream
+is in exactly one piece.
 """
 
 from __future__ import annotations
@@ -11,8 +16,23 @@ import re
 
 _SENTENCE_END = re.compile(r"([.!?…]+[\"')\]]*)(\s+|$)")
 _CLAUSE_END = re.compile(r"([,;:—])\s+")
+_WORD = re.compile(r"\S+(?=\s)")  # a word known to be complete: whitespace follows it
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "u.s", "no"}
 _MARKDOWN = re.compile(r"[*_`#>]+|\[(.*?)\]\(.*?\)")
+# Words a spoken phrase does not end on (articles, prepositions, conjunctions, auxiliaries,
+# determiners): "Two plus two is a" sounds cut off, "Two plus two" does not.
+_NO_END = {
+    "a", "an", "the", "of", "to", "in", "on", "at", "for", "with", "by", "from", "as", "into", "about", "than",
+    "during", "after", "before", "over", "under", "through", "between", "without", "within", "around", "near",
+    "across", "against", "along", "among", "behind", "beyond", "onto", "upon", "toward", "towards", "via",
+    "and", "or", "but", "nor", "so", "if", "because", "that", "which", "who", "whose", "when", "where", "while",
+    "is", "are", "was", "were", "be", "been", "am", "can", "could", "will", "would", "should", "shall", "may",
+    "might", "must", "do", "does", "did", "has", "have", "had", "not", "very", "my", "your", "his", "her", "its",
+    "our", "their", "this", "these", "those", "some", "any", "each", "every", "no", "more", "most", "such",
+    "i", "we", "you", "they", "he", "she", "it's", "i'm", "you're", "we're", "they're", "there's", "let's",
+}
+# Words a new phrase often starts with: a cut just before one sounds natural.
+_STARTS = _NO_END | {"it", "there", "then", "also", "like", "including", "called", "known", "made"}
 
 
 def clean_for_speech(text: str) -> str:
@@ -21,9 +41,20 @@ def clean_for_speech(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def _count_words(text: str) -> int:
+    return sum(1 for w in text.split() if any(c.isalnum() for c in w))
+
+
+def _bare(word: str) -> str:
+    return re.sub(r"[^\w'.]", "", word.lower()).strip(".'")
+
+
 class SentenceChunker:
-    def __init__(self, first_clause_min_words: int = 2, min_chars: int = 1) -> None:
+    def __init__(self, first_clause_min_words: int = 2, min_chars: int = 1,
+                 first_piece_max_words: int = 6, first_piece_min_words: int = 3) -> None:
         self.first_clause_min_words = first_clause_min_words
+        self.first_piece_max_words = first_piece_max_words  # 0: the first piece waits for a clause
+        self.first_piece_min_words = max(1, min(first_piece_min_words, first_piece_max_words or 1))
         self.min_chars = min_chars
         self.buffer = ""
         self.emitted = 0
@@ -39,27 +70,65 @@ class SentenceChunker:
             out.append(piece)
 
     def flush(self) -> list[str]:
-        """The rest, at the end of the stream."""
+        """The rest, at the end of the stream (still cut as usual: the first piece stays short)."""
+        out = self.push(" ")  # the stream has ended: its last word and full stop are complete
         rest, self.buffer = clean_for_speech(self.buffer), ""
         if len(rest) >= self.min_chars and any(c.isalnum() for c in rest):
             self.emitted += 1
-            return [rest]
-        return []
+            out.append(rest)
+        return out
 
     def _cut(self) -> str | None:
+        sentence: int | None = None  # where the first sentence ends; None: not yet known
+        pending = False  # a full stop at the very end of the buffer: the next delta decides
         for match in _SENTENCE_END.finditer(self.buffer):
             if match.group(2) == "":
-                return None  # the delta may continue this token ("3." -> "3.5")
-            head = self.buffer[: match.end(1)]
-            if self._is_abbreviation(head):
-                continue
-            return self._take(match.end())
+                pending = True  # the delta may continue this token ("3." -> "3.5")
+                break
+            if not self._is_abbreviation(self.buffer[: match.end(1)]):
+                sentence = match.end()
+                break
         if self.emitted == 0:
+            # The first piece: whichever comes first of the sentence end, a clause end, a word cut.
+            ends = [] if sentence is None else [sentence]
             for match in _CLAUSE_END.finditer(self.buffer):
-                head = self.buffer[: match.end(1)]
-                if len(head.split()) >= self.first_clause_min_words:
-                    return self._take(match.end())
-        return None
+                if len(self.buffer[: match.end(1)].split()) >= self.first_clause_min_words:
+                    ends.append(match.end())
+                    break
+            word = self._word_cut()
+            if sentence is not None and _count_words(self.buffer[:sentence]) <= self.first_piece_max_words + 2:
+                word = None  # a sentence barely over the limit sounds better whole than cut near its end
+            if word is not None:
+                ends.append(word)
+            if ends and not (pending and min(ends) == sentence):
+                return self._take(min(ends))
+            return None
+        return None if sentence is None else self._take(sentence)
+
+    def _word_cut(self) -> int | None:
+        """Where to end a first piece that has run past `first_piece_max_words` words with no
+        clause end: after the last word before a phrase starter, else after the last word a
+        phrase can end on, else after the limit. None while there are not enough words yet."""
+        limit = self.first_piece_max_words
+        if limit <= 0:
+            return None
+        words = list(_WORD.finditer(self.buffer))
+        words = [w for w in words if any(c.isalnum() for c in w.group())]
+        if len(words) <= limit:  # the word after the limit must be complete too, to judge it
+            return None
+        candidates = range(limit, self.first_piece_min_words - 1, -1)  # cut after word k (1-based)
+
+        def can_end(k: int) -> bool:
+            word = _bare(words[k - 1].group())
+            return word not in _NO_END and not self._is_abbreviation(words[k - 1].group())
+
+        for k in candidates:
+            if can_end(k) and _bare(words[k].group()) in _STARTS:
+                return words[k - 1].end()
+        for k in candidates:
+            if can_end(k):
+                return words[k - 1].end()
+        return words[limit - 1].end()
 
     def _take(self, end: int) -> str | None:
         piece, self.buffer = clean_for_speech(self.buffer[:end]), self.buffer[end:]

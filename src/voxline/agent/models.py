@@ -25,6 +25,7 @@ class Models:
     vad_thread: ModelThread
     vad_in_thread: bool = False
     vad_batch_ms: float = 10.0
+    first_piece_words: int = 6  # a reply's first TTS piece ends within this many words (0: at a clause)
     vad_batch: VadBatcher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -34,7 +35,8 @@ class Models:
     def load(cls, settings: Settings) -> Models:
         """Load every back-end (blocking: call before serving, or in a thread)."""
         return cls(build_stt(settings), build_llm(settings), build_tts(settings), SileroModel(), ModelThread("vad"),
-                   vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms)
+                   vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms,
+                   first_piece_words=settings.tts_first_piece_words)
 
     async def warm(self, system_prompt: str = "") -> None:
         """Run each model once so the first caller does not pay for lazy initialisation."""

@@ -152,7 +152,7 @@ class ReplyPipeline:
             self._queue.put_nowait(None)
 
     async def _generate(self, out: asyncio.Queue[str | None]) -> None:
-        chunker = SentenceChunker()
+        chunker = SentenceChunker(first_piece_max_words=self.models.first_piece_words)
         self.times.llm_start = time.time()
         try:
             async for delta in with_timeout(self.models.llm.stream(self.messages, self.max_tokens), self.timeout_s):
