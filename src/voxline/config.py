@@ -41,6 +41,13 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = "voxline."
     topic_partitions: int = 4
+    topic_replication: int = 0  # replication factor of created topics; 0 = min(3, brokers in the cluster)
+    # Audio topics carry ~32 KB/s per listening call: keep minutes, never an ever-growing log.
+    audio_retention_ms: int = 600_000  # audio.in / audio.out: 10 minutes
+    audio_retention_bytes: int = 268_435_456  # per partition of each audio topic (256 MiB), whichever comes first
+    audio_segment_ms: int = 60_000  # segments roll each minute, so retention can delete them
+    event_retention_ms: int = 86_400_000  # events, control, logs, metrics: a day
+    event_segment_ms: int = 3_600_000
     agent_group: str = "voxline-agents"
 
     # Models (embedded by default, or OpenAI-compatible remote services)

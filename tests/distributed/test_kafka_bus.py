@@ -13,11 +13,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from voxline.bus import TOPICS, Message, Subscription, Topic, create_bus
 from voxline.bus.codec import AudioMessage, decode_json, encode_json, event
-from voxline.bus.kafka import KafkaBus, KafkaBusError
+from voxline.bus.kafka import KafkaBus, KafkaBusError, topic_configs
 from voxline.config import Settings
 
 pytestmark = pytest.mark.distributed
@@ -85,6 +86,52 @@ async def test_start_creates_every_topic_with_configured_partitions(kafka_settin
         await admin.close()
         await first.close()
         await second.close()
+
+
+async def _configs(admin: AIOKafkaAdminClient, name: str) -> dict[str, str]:
+    (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    (_, _, _, _, entries), = response.resources
+    return {entry[0]: entry[1] for entry in entries}
+
+
+async def test_topics_are_created_with_bounded_retention(kafka_settings: Settings) -> None:
+    settings = kafka_settings.replace(audio_retention_ms=120_000, event_retention_ms=3_600_000)
+    bus = KafkaBus(settings, connect_timeout_s=20)
+    await bus.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        audio = await _configs(admin, settings.topic_prefix + Topic.AUDIO_IN.value)
+        assert audio["retention.ms"] == "120000"
+        assert audio["retention.bytes"] == str(settings.audio_retention_bytes)
+        assert audio["cleanup.policy"] == "delete"
+        assert int(audio["segment.ms"]) <= 120_000  # whole segments are deleted: they must roll first
+        events = await _configs(admin, settings.topic_prefix + Topic.EVENTS.value)
+        assert events["retention.ms"] == "3600000"
+        for topic in TOPICS:  # every topic, not only the two looked at above
+            assert (await _configs(admin, settings.topic_prefix + topic.value)) == topic_configs(settings, topic)
+    finally:
+        await admin.close()
+        await bus.close()
+
+
+async def test_an_existing_unbounded_audio_topic_is_reported_at_start(
+        kafka_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    name = kafka_settings.topic_prefix + Topic.AUDIO_IN.value
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.kafka_bootstrap)
+    await admin.start()
+    try:  # made by someone else, keeping audio for ever
+        await admin.create_topics([NewTopic(name, kafka_settings.topic_partitions, 1,
+                                            topic_configs={"retention.ms": "-1"})])
+    finally:
+        await admin.close()
+    caplog.set_level(logging.WARNING, logger="voxline.bus.kafka")
+    bus = KafkaBus(kafka_settings, connect_timeout_s=20)
+    await bus.start()
+    await bus.close()
+    warned = [r.getMessage() for r in caplog.records if "retention" in r.getMessage()]
+    assert len(warned) == 1, warned  # that topic only: the others voxline made itself
+    assert name in warned[0] and "retention.ms=-1" in warned[0] and "unbounded" in warned[0]
 
 
 async def test_round_trip_binary_audio_and_json(bus: KafkaBus) -> None:

@@ -3,6 +3,10 @@
 Why it is shaped like this:
 - Every topic is created (or verified) in `start()`, so nobody ever sees "Unknown Topic Or
   Partition"; a broker that is not up yet is retried with back-off, one log line per try.
+- Every topic is created with a retention (`topic_configs`): a listening call streams ~32 KB/s
+  of PCM into `audio.in`, so a log without one fills any disk and then blocks every producer.
+  Audio is kept for minutes, events for a day; an existing topic that keeps more is reported
+  at start-up (the broker's operator changes it: voxline never alters a topic it did not make).
 - Messages are keyed by session ID: one session stays ordered on one partition. All topics
   have the same partition count, so a key maps to the same partition index everywhere, and
   the Range assignor gives one group member the same indexes of every topic: a session's
@@ -28,6 +32,8 @@ differs from Kafka/Redpanda, as measured; this code targets Kafka semantics:
 - A JoinGroup is held for about half the session timeout, even for a group's first member:
   with `session_timeout_ms=6000` (Kafka's minimum by default) a join or a leave rebalance
   takes ~3 s (5 s with aiokafka's 10 s default), during which no member holds partitions.
+- Topic configs given to CreateTopics are stored and described back, but AlterConfigs is not
+  supported (and, with memory storage, retention is not what bounds the log: the process is).
 - While the broker is down aiokafka logs an error per retry (every 100 ms) from several
   of its loggers; that is aiokafka, not the bus.
 """
@@ -42,6 +48,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
 
@@ -52,6 +59,40 @@ from voxline.config import Settings
 log = logging.getLogger(__name__)
 
 _TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+
+
+AUDIO_TOPICS = (Topic.AUDIO_IN, Topic.AUDIO_OUT)
+
+
+def topic_configs(settings: Settings, topic: Topic) -> dict[str, str]:
+    """The topic-level configs voxline creates `topic` with: delete old segments, bounded."""
+    if topic in AUDIO_TOPICS:
+        return {"cleanup.policy": "delete", "retention.ms": str(settings.audio_retention_ms),
+                "retention.bytes": str(settings.audio_retention_bytes),
+                "segment.ms": str(settings.audio_segment_ms)}
+    return {"cleanup.policy": "delete", "retention.ms": str(settings.event_retention_ms),
+            "segment.ms": str(settings.event_segment_ms)}
+
+
+def retention_problems(name: str, wanted: dict[str, str], found: dict[str, str]) -> list[str]:
+    """What is wrong with an existing topic's configs, as sentences for the operator.
+
+    Unbounded (-1) or longer retention than configured, or no `delete` cleanup policy; a config
+    the broker did not describe is taken as the broker's default and not reported.
+    """
+    problems = []
+    policy = found.get("cleanup.policy")
+    if policy is not None and "delete" not in policy:
+        problems.append(f"{name}: cleanup.policy={policy} never deletes old audio or events "
+                        f"(want {wanted['cleanup.policy']})")
+    for key in ("retention.ms", "retention.bytes"):
+        if key not in wanted or key not in found:
+            continue
+        have, want = int(found[key]), int(wanted[key])
+        if have < 0 or have > want:
+            problems.append(f"{name}: {key}={found[key]} (configured {want}): "
+                            f"{'unbounded' if have < 0 else 'longer than configured'}")
+    return problems
 
 
 class KafkaBusError(RuntimeError):
@@ -144,7 +185,7 @@ class KafkaBus(Bus):
         self.prefix = settings.topic_prefix
         self.partitions = settings.topic_partitions
         self.connect_timeout_s = connect_timeout_s
-        self.replication_factor = replication_factor
+        self.replication_factor = replication_factor or settings.topic_replication or None
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -205,7 +246,8 @@ class KafkaBus(Bus):
                 replication = max(1, min(3, len((await admin.describe_cluster())["brokers"])))
             names = [self.name(t) for t in TOPICS]
             response = await admin.create_topics(
-                [NewTopic(n, self.partitions, replication) for n in names])
+                [NewTopic(self.name(t), self.partitions, replication, topic_configs=topic_configs(self.settings, t))
+                 for t in TOPICS])
             for name, code, message in _topic_errors(response):
                 if code not in (0, _TOPIC_EXISTS):
                     raise KafkaBusError(f"cannot create topic {name}: error {code} {message or ''}")
@@ -215,6 +257,7 @@ class KafkaBus(Bus):
                 if desc["error_code"]:
                     raise KafkaBusError(f"topic {desc['topic']} unusable: error {desc['error_code']}")
                 counts[self.logical(desc["topic"])] = len(desc["partitions"])
+            await self._check_retention(admin)
         finally:
             await admin.close()
         for topic, count in counts.items():
@@ -225,6 +268,24 @@ class KafkaBus(Bus):
             raise KafkaBusError("audio.in and control must have the same partition count "
                                 f"(a session's messages must reach one agent): {counts}")
         return counts
+
+    async def _check_retention(self, admin: AIOKafkaAdminClient) -> None:
+        """Warns, once per topic at start-up, about topics (made earlier or by others) that keep too much."""
+        try:
+            responses = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, self.name(t)) for t in TOPICS])
+        except (KafkaError, ValueError, TypeError) as exc:
+            log.warning("kafka: cannot read the topics' retention (%s); check that audio topics are "
+                        "bounded (retention.ms=%d)", exc, self.settings.audio_retention_ms)
+            return
+        for response in responses:
+            for error, _, _, name, entries in response.resources:
+                if error:
+                    continue
+                found = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
+                for problem in retention_problems(name, topic_configs(self.settings, self.logical(name)), found):
+                    log.warning("kafka topic retention: %s; the broker's disk can fill and block every "
+                                "call. Fix it on the broker (e.g. rpk topic alter-config)", problem)
 
     async def close(self) -> None:
         for sub in list(self._subs):
