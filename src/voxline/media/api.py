@@ -76,7 +76,10 @@ async def readyz(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     if not server.ready:
         raise ApiError(503, "not_ready", "starting or stopping", {"Retry-After": "2"})
-    return web.json_response({"status": "ready", "sessions": server.registry.live_count()})
+    live = server.registry.live_count()
+    if live >= server.settings.max_sessions:  # out of rotation while full: new callers go to another pod
+        raise ApiError(503, "full", f"{live} of {server.settings.max_sessions} sessions live", {"Retry-After": "5"})
+    return web.json_response({"status": "ready", "sessions": live, "max_sessions": server.settings.max_sessions})
 
 
 async def metrics(request: web.Request) -> web.Response:
