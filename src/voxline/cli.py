@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import sys
+import typing
 from collections.abc import Sequence
 from typing import Any
 
-from voxline.config import Settings
+from voxline.config import ConfigError, Settings
 from voxline.logs import setup_logging
 
 SERVER_PORTS = {"run": 8001, "media": 8001, "agent": 8002}
@@ -21,31 +21,31 @@ SERVICE_PORTS = {"stt": 8011, "llm": 8012, "tts": 8013}
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """One flag per Settings field; values stay text here and are checked by Settings (one error line)."""
     group = parser.add_argument_group("settings (each also read from VOXLINE_<NAME>)")
-    for f in dataclasses.fields(Settings):
-        if f.name in skip:
+    for name, field in Settings.model_fields.items():
+        if name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
-        if kind == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
-        elif kind.startswith("tuple"):
-            group.add_argument(flag, dest=f.name, default=None, metavar="A,B",
-                               type=lambda s: tuple(p.strip() for p in s.split(",") if p.strip()))
+        flag = "--" + name.replace("_", "-")
+        kind = field.annotation
+        if kind is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
+            continue
+        choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
+        if choices:
+            metavar = "{" + ",".join(str(c) for c in choices) + "}"
+        elif typing.get_origin(kind) is tuple:
+            metavar = "A,B"
         else:
-            group.add_argument(flag, dest=f.name, default=None, type={"int": int, "float": float}.get(kind, str))
+            metavar = getattr(kind, "__name__", "VALUE").upper()
+        group.add_argument(flag, dest=name, default=None, metavar=metavar,
+                           help=f"default: {field.default!r}" if field.default not in ("", ()) else None)
 
 
 def _settings(args: argparse.Namespace, **defaults: Any) -> Settings:
-    names = {f.name for f in dataclasses.fields(Settings)}
-    flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    base = Settings.from_env()
-    # A command's own default port applies unless env or a flag chose one.
-    env_port = Settings.from_env({}).port != base.port
-    for key, value in defaults.items():
-        if key not in flags and not (key == "port" and env_port):
-            flags[key] = value
-    return base.replace(**flags)
+    """Settings for a server command: a command's own defaults (its port) lose to env and flags."""
+    flags = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    return Settings.from_env(defaults=defaults, **flags)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,21 +92,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:  # every setting is checked before anything is imported, loaded or bound
+        settings = _command_settings(args)
+    except ConfigError as exc:
+        print(f"voxline: {exc}", file=sys.stderr)
+        return 2
     try:
-        return _dispatch(args)
+        return _dispatch(args, settings)
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:  # bad configuration: a clear line, no traceback
+    except ValueError as exc:  # bad configuration found while starting: a clear line, no traceback
         print(f"voxline: {exc}", file=sys.stderr)
         return 2
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _command_settings(args: argparse.Namespace) -> Settings:
+    if args.command in SERVER_PORTS:
+        return _settings(args, port=SERVER_PORTS[args.command])
+    if args.command == "serve":
+        return _settings(args, port=SERVICE_PORTS[args.kind])
+    return Settings.from_env()
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     cmd = args.command
     if cmd in SERVER_PORTS:
         from voxline import processes
 
-        settings = _settings(args, port=SERVER_PORTS[cmd])
         setup_logging(settings.log_level, settings.log_format)
         target = {"run": processes.run_all, "media": processes.run_media, "agent": processes.run_agent}[cmd]
         asyncio.run(target(settings))
@@ -115,14 +127,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from voxline.modelserver.app import serve
         from voxline.processes import run_until_signal
 
-        settings = _settings(args, port=SERVICE_PORTS[args.kind])
         setup_logging(settings.log_level, settings.log_format)
         asyncio.run(run_until_signal(serve(args.kind, settings, settings.host, settings.port)))
         return 0
     if cmd in ("call", "bench"):
         from voxline.rtc.hooks import use_host_addresses
 
-        use_host_addresses(Settings.from_env().rtc_host_addresses)
+        use_host_addresses(settings.rtc_host_addresses)
     if cmd == "call":
         from voxline.client.call import call_main
 

@@ -1,137 +1,317 @@
-"""One Settings object for every process: defaults, then `VOXLINE_*` env vars, then CLI flags.
+"""One Settings object for every process: defaults, then secrets files, `.env`, `VOXLINE_*` env vars, then flags.
 
-Every field is a plain typed attribute; `Settings.from_env()` reads `VOXLINE_<FIELD>` (upper
-case) for each one, and `replace(**flags)` applies command-line overrides. Defaults run the
-embedded one-process server with no configuration at all.
+`Settings` is a pydantic-settings model: every field is typed, with its range or its
+choices, and checked as a whole before any process loads a model or opens a port.
+`Settings(**values)` is the defaults plus `values` (nothing read from outside);
+`Settings.from_env()` adds, lowest first, files in the secrets directory
+(`VOXLINE_SECRETS_DIR`, default `/run/secrets/voxline`, one file per setting named like its
+variable), the `.env` file (`VOXLINE_ENV_FILE`, default `./.env`) and `VOXLINE_<FIELD>`
+variables; keyword overrides (the CLI's flags) win over all of them. A bad value is one
+`ConfigError` line naming the variable or flag; a `VOXLINE_` variable that is no setting is
+reported (a warning with the closest name) and ignored. Defaults run the embedded
+one-process server with no configuration at all.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "VOXLINE_"
+ENV_FILE_VAR = ENV_PREFIX + "ENV_FILE"  # where .env is read from (not a setting: it says where settings are)
+SECRETS_DIR_VAR = ENV_PREFIX + "SECRETS_DIR"
+DEFAULT_ENV_FILE = ".env"
+DEFAULT_SECRETS_DIR = "/run/secrets/voxline"
+SOURCE_VARS = frozenset({ENV_FILE_VAR, SECRETS_DIR_VAR})
+SECRETS = ("auth_token", "api_key", "redis_url")  # redis_url may hold a password
+
+log = logging.getLogger("voxline.config")
 
 
-@dataclass(frozen=True)
-class Settings:
+class ConfigError(ValueError):
+    """A setting is invalid: one line that names the variable or flag and says what is wrong."""
+
+
+# -- field types: a range, a set of choices or a format, each checked when Settings is made --
+
+
+def _comma_list(value: Any) -> Any:
+    """`a, b,,` (a variable or a flag) -> ("a", "b"); a list or tuple is taken as it is."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _bool_text(value: Any) -> Any:
+    """The spellings of the old parser: 1/true/yes/on, 0/false/no/off and the empty string (false)."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError("expected one of 1/true/yes/on or 0/false/no/off")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    return value
+
+
+def _http_url_or_empty(value: str) -> str:
+    return _http_url(value) if value else value
+
+
+def _redis_url_or_empty(value: str) -> str:
+    parts = urlsplit(value)
+    if value and (parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path)):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _host_ports(value: str) -> str:
+    for server in value.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("expected host:port[,host:port...] with ports 1-65535")
+    return value
+
+
+def _origins(value: tuple[str, ...]) -> tuple[str, ...]:
+    for origin in value:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname or parts.path):
+            raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], or *)")
+    return value
+
+
+def _creatable_dir(value: str) -> str:
+    """A directory that exists, or that can be made: its nearest existing parent is a writable directory."""
+    path = Path(value).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError("exists and is not a directory")
+        return value
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"does not exist and cannot be created ({parent} is not a writable directory)")
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Seconds = Annotated[float, Field(gt=0)]
+Flag = Annotated[bool, BeforeValidator(_bool_text)]
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
+Origins = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list), AfterValidator(_origins)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+OptionalHttpUrl = Annotated[str, AfterValidator(_http_url_or_empty)]
+OptionalRedisUrl = Annotated[str, AfterValidator(_redis_url_or_empty)]
+HostPorts = Annotated[str, AfterValidator(_host_ports)]
+Directory = Annotated[str, AfterValidator(_creatable_dir)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
+
     # HTTP / media server
     host: str = "127.0.0.1"
-    port: int = 8001
-    public_url: str = ""  # advertised base URL; empty = derive from the request
-    cors_origins: tuple[str, ...] = (
+    port: Port = 8001
+    public_url: OptionalHttpUrl = ""  # advertised base URL; empty = derive from the request
+    cors_origins: Origins = (
         "http://localhost:5173",
         "http://127.0.0.1:5173",
     )
     auth_token: str = ""  # bearer token for WHIP/API/WebSocket; empty = open
-    max_sessions: int = 20
-    max_body_bytes: int = 64 * 1024
-    session_idle_timeout_s: float = 300.0
-    session_create_rate_per_min: int = 60
-    listen_on_connect: bool = True
-    rtc_jitter_prefetch: int = 1  # packets aiortc buffers before decoding the caller (20 ms each)
-    rtc_send_silence: bool = False  # send silent frames between replies (default: nothing, like DTX)
-    rtc_host_addresses: tuple[str, ...] = ()  # ICE host candidates on these addresses only; empty = all
+    max_sessions: Positive = 20
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    session_idle_timeout_s: Seconds = 300.0
+    session_create_rate_per_min: Positive = 60
+    listen_on_connect: Flag = True
+    rtc_jitter_prefetch: Annotated[int, Field(ge=0, le=16)] = 1  # packets aiortc buffers before decoding the caller (20 ms each)
+    rtc_send_silence: Flag = False  # send silent frames between replies (default: nothing, like DTX)
+    rtc_host_addresses: Names = ()  # ICE host candidates on these addresses only; empty = all
 
     # Bus
-    bus: str = "memory"  # memory | kafka
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    bus: Literal["memory", "kafka"] = "memory"
+    kafka_bootstrap: HostPorts = "127.0.0.1:9092"
     topic_prefix: str = "voxline."
-    topic_partitions: int = 4
-    topic_replication: int = 0  # replication factor of created topics; 0 = min(3, brokers in the cluster)
+    topic_partitions: Positive = 4
+    topic_replication: NonNegative = 0  # replication factor of created topics; 0 = min(3, brokers in the cluster)
     # Audio topics carry ~32 KB/s per listening call: keep minutes, never an ever-growing log.
-    audio_retention_ms: int = 600_000  # audio.in / audio.out: 10 minutes
-    audio_retention_bytes: int = 268_435_456  # per partition of each audio topic (256 MiB), whichever comes first
-    audio_segment_ms: int = 60_000  # segments roll each minute, so retention can delete them
-    event_retention_ms: int = 86_400_000  # events, control, logs, metrics: a day
-    event_segment_ms: int = 3_600_000
+    audio_retention_ms: Positive = 600_000  # audio.in / audio.out: 10 minutes
+    audio_retention_bytes: Positive = 268_435_456  # per partition of each audio topic (256 MiB), whichever comes first
+    audio_segment_ms: Positive = 60_000  # segments roll each minute, so retention can delete them
+    event_retention_ms: Positive = 86_400_000  # events, control, logs, metrics: a day
+    event_segment_ms: Positive = 3_600_000
     agent_group: str = "voxline-agents"
 
     # Models (embedded by default, or OpenAI-compatible remote services)
-    stt: str = "whisper"  # whisper | openai
-    stt_url: str = "http://127.0.0.1:8011"
-    stt_beam_size: int = 1
-    llm: str = "llamacpp"  # llamacpp | openai
-    llm_url: str = "http://127.0.0.1:8012"
+    stt: Literal["whisper", "openai"] = "whisper"
+    stt_url: HttpUrl = "http://127.0.0.1:8011"
+    stt_beam_size: Annotated[int, Field(ge=1, le=16)] = 1
+    llm: Literal["llamacpp", "openai"] = "llamacpp"
+    llm_url: HttpUrl = "http://127.0.0.1:8012"
     llm_model: str = "smollm2-135m-instruct"
-    llm_max_tokens: int = 96
-    llm_temperature: float = 0.0  # greedy: a 135M model wanders when sampled
-    tts: str = "piper"  # piper | openai
-    tts_url: str = "http://127.0.0.1:8013"
+    llm_max_tokens: Annotated[int, Field(ge=1, le=8192)] = 96
+    llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0  # greedy: a 135M model wanders when sampled
+    tts: Literal["piper", "openai"] = "piper"
+    tts_url: HttpUrl = "http://127.0.0.1:8013"
     tts_voice: str = "en_US-joe-medium"
-    tts_volume: float = 0.8
-    tts_first_piece_words: int = 6  # a reply's first TTS piece is cut after at most this many words (0: off)
+    tts_volume: Annotated[float, Field(ge=0, le=1)] = 0.8
+    tts_first_piece_words: NonNegative = 6  # a reply's first TTS piece is cut after at most this many words (0: off)
     api_key: str = ""  # sent as bearer token to remote model services
-    model_threads: int = 2
-    model_timeout_s: float = 30.0
+    model_threads: Annotated[int, Field(ge=1, le=256)] = 2
+    model_timeout_s: Seconds = 30.0
 
     # Conversation
     # Measured with SmolLM2-135M: naming the assistant or asking for "plain sentences" makes
     # this small model drift (even into French); this wording keeps answers short and on topic.
     system_prompt: str = "You are a helpful voice assistant. Keep answers short and simple."
-    max_history_messages: int = 12
-    vad_threshold: float = 0.5
-    vad_in_thread: bool = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
-    vad_batch_ms: float = 10.0  # with many callers, VAD windows wait up to this long to share one model call
-    end_of_turn_silence_ms: int = 500
-    speculative_replies: bool = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
-    speculation_pause_ms: int = 96  # the pause after which that speculative work starts
-    min_speech_ms: int = 160
-    barge_in_min_speech_ms: int = 200
-    max_turn_s: float = 20.0
+    max_history_messages: NonNegative = 12
+    vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    vad_in_thread: Flag = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
+    vad_batch_ms: Annotated[float, Field(ge=0, le=1000)] = 10.0  # with many callers, windows wait this long to share a call
+    end_of_turn_silence_ms: Positive = 500
+    speculative_replies: Flag = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
+    speculation_pause_ms: NonNegative = 96  # the pause after which that speculative work starts
+    min_speech_ms: NonNegative = 160
+    max_turn_s: Seconds = 20.0
 
     # Operations
-    log_level: str = "INFO"
-    log_format: str = "auto"  # json | text | auto (text on a terminal, JSON otherwise)
-    data_dir: str = "./data"
-    session_store: str = "sqlite"  # sqlite (file in data_dir) | redis (redis_url) | memory
-    redis_url: str = ""  # e.g. redis://127.0.0.1:6379/0, for session_store=redis
-    resume_grace_s: float = 60.0  # a dropped caller may resume its session this long
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "text", "auto"] = "auto"  # auto: text on a terminal, JSON otherwise
+    data_dir: Directory = "./data"
+    session_store: Literal["sqlite", "redis", "memory"] = "sqlite"  # sqlite: a file in data_dir; redis: redis_url
+    redis_url: OptionalRedisUrl = ""  # e.g. redis://127.0.0.1:6379/0, for session_store=redis
+    resume_grace_s: Annotated[float, Field(ge=0)] = 60.0  # a dropped caller may resume its session this long
     node_id: str = ""  # this media server's name in a shared store; empty = hostname:port
-    otel: bool = False  # OpenTelemetry spans per turn (needs opentelemetry-sdk; also OTEL_EXPORTER_OTLP_ENDPOINT)
+    otel: Flag = False  # OpenTelemetry spans per turn (needs opentelemetry-sdk; also OTEL_EXPORTER_OTLP_ENDPOINT)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.session_store == "redis" and not self.redis_url:
+            raise ValueError("session_store=redis needs redis_url (VOXLINE_REDIS_URL or --redis-url)")
+        return self
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, overridden by VOXLINE_* variables, overridden by keyword arguments."""
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`Settings(...)` reads nothing from outside: `from_env` reads the sources, each labelled for errors."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, defaults: Mapping[str, Any] | None = None,
+                 **overrides: Any) -> Settings:
+        """Defaults, then `defaults`, secrets files, `.env`, VOXLINE_* variables, then keyword overrides.
+
+        `env` replaces the process environment (tests). Overrides that are None were not given.
+        Raises ConfigError (one line) for a bad value; warns about VOXLINE_ names that are no setting.
+        """
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = _parse(f, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        values: dict[str, Any] = dict(defaults or {})
+        labels: dict[str, str] = {name: name for name in values}
+        for label, source in _sources(cls, env):
+            for name, value in source.items():
+                values[name], labels[name] = value, label(name)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name], labels[name] = value, "--" + name.replace("_", "-")
+        return _build(cls, values, labels)
 
     def replace(self, **overrides: Any) -> Settings:
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """A copy with `overrides` (None: not given), checked like the original."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return _build(type(self), {**self.model_dump(), **given}, {k: k for k in given})
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets hidden, for start-up logs."""
-        out = dataclasses.asdict(self)
-        for secret in ("auth_token", "api_key", "redis_url"):  # redis_url may hold a password
+        out = self.model_dump()
+        for secret in SECRETS:
             if out[secret]:
                 out[secret] = "***"
         return out
 
 
-def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+def _sources(cls: type[Settings], env: Mapping[str, str]) -> list[tuple[Any, dict[str, Any]]]:
+    """(label for a field, {field: raw value}) from each outside source, lowest precedence first."""
+    fields = set(cls.model_fields)
+    out: list[tuple[Any, dict[str, Any]]] = []
+    secrets_dir = Path(env.get(SECRETS_DIR_VAR, DEFAULT_SECRETS_DIR))
+    if secrets_dir.is_dir():
+        secrets = SecretsSettingsSource(cls, secrets_dir=secrets_dir, env_prefix=ENV_PREFIX)
+        out.append((lambda n: f"{secrets_dir}/{ENV_PREFIX}{n.upper()}", _known(secrets(), fields)))
+    env_file = Path(env.get(ENV_FILE_VAR, DEFAULT_ENV_FILE))
+    if env_file.is_file():
+        dotenv = DotEnvSettingsSource(cls, env_file=env_file, env_prefix=ENV_PREFIX)
+        _warn_unknown(dotenv.env_vars, fields, f"{env_file}: ")
+        out.append((lambda n: f"{ENV_PREFIX}{n.upper()} in {env_file}", _known(dotenv(), fields)))
+    variables = EnvSettingsSource(cls, env_prefix=ENV_PREFIX)
+    variables.env_vars = {k.lower(): v for k, v in env.items()}
+    _warn_unknown(variables.env_vars, fields)
+    out.append((lambda n: f"{ENV_PREFIX}{n.upper()}", _known(variables(), fields)))
+    return out
+
+
+def _known(values: Mapping[str, Any], fields: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k in fields}
+
+
+def _warn_unknown(names: Mapping[str, Any], fields: set[str], where: str = "") -> None:
+    """A VOXLINE_ name that is no setting is a typo until shown otherwise: say so, with the nearest name."""
+    known = {ENV_PREFIX + f.upper() for f in fields} | SOURCE_VARS
+    for name in sorted(n.upper() for n in names):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            log.warning("%s%s is not a voxline setting; ignored%s", where, name, hint)
+
+
+def _build(cls: type[Settings], values: dict[str, Any], labels: Mapping[str, str]) -> Settings:
     try:
-        if kind == "bool":
-            if raw.strip().lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.strip().lower() in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind.startswith("tuple"):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-    except ValueError as exc:
-        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from exc
-    return raw
+        return cls(**values)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, values, labels)) from None
+
+
+def _one_line(exc: ValidationError, values: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not name:
+            parts.append(message)
+        elif name in values:
+            shown = "'***'" if name in SECRETS else repr(values[name])  # a secret is never echoed
+            parts.append(f"{labels.get(name, name)}={shown}: {message}")
+        else:
+            parts.append(f"{name}: {message}")
+    return "; ".join(parts)

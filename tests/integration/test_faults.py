@@ -124,7 +124,7 @@ async def test_a_vanished_caller_is_ended_and_forgotten_everywhere(how, vad_mode
     """The tab closes (DTLS close, no DELETE) or the network drops (no packets at all)."""
     from tests.integration.test_soak import fixed_models
 
-    grace = {"resume_grace_s": 1.0} if "resume_grace_s" in Settings.__dataclass_fields__ else {}  # resumable sessions
+    grace = {"resume_grace_s": 1.0} if "resume_grace_s" in Settings.model_fields else {}  # resumable sessions
     settings = Settings(session_idle_timeout_s=2.0, session_create_rate_per_min=1000, **grace)
     running, cleanup = await start_server(settings, fixed_models(vad_model))
     media, agent = running.media, running.orchestrator

@@ -12,7 +12,6 @@ workloads, and the agent's model URLs point at the model Services.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import http.server
 import importlib.resources
@@ -40,7 +39,7 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 DEV_SPLIT = ROOT / "scripts" / "dev-split.sh"
 DOCS = ROOT / "docs" / "deploy.md"
 
-SETTINGS_ENV = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
+SETTINGS_ENV = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
 # The process contract: role -> (argv prefix, default port).
 ROLES = {
     "media": (["media"], 8001),

@@ -43,7 +43,10 @@ def use_host_addresses(addresses: Sequence[str]) -> None:
 
 
 def tune_jitter_buffers(pc: RTCPeerConnection, prefetch: int) -> None:
-    """aiortc prefetches 4 packets (80 ms) before it decodes audio; 2 halves that delay.
+    """aiortc prefetches 4 packets (80 ms) before it decodes audio; fewer cut that delay.
+
+    The server takes `prefetch` from `Settings.rtc_jitter_prefetch` (default 1; only used when
+    the direct receive path is not); the test and benchmark caller keeps 2, as a browser would.
 
     There is no public setting, so this replaces each audio receiver's buffer before any RTP
     arrives; if aiortc changes its internals, the default buffer simply stays.

@@ -36,11 +36,11 @@ CHUNK_BYTES = 640  # 20 ms at 16 kHz s16 mono
 MAX_INBOUND = 250  # chunks (5 s) waiting for the bus; beyond this the oldest go (a stalled bus)
 class MediaPeer:
     def __init__(self, session: Session, bus: Bus, on_closed: Callable[[str, str], Awaitable[None]],
-                 jitter_prefetch: int = 2, send_silence: bool = False) -> None:
+                 jitter_prefetch: int, send_silence: bool = False) -> None:
         self.session = session
         self.bus = bus
         self.on_closed = on_closed
-        self.jitter_prefetch = jitter_prefetch
+        self.jitter_prefetch = jitter_prefetch  # Settings.rtc_jitter_prefetch: the one default is there
         self.pc = new_peer_connection()
         self.playout = PlayoutTrack(on_drained=self._on_drained, send_silence=send_silence)
         self.seq = 0
