@@ -199,7 +199,10 @@ def test_word_cuts_lose_and_double_no_word(parts: list[str], rnd) -> None:
     deltas = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
     c = SentenceChunker()
     out = [p for d in deltas for p in c.push(d)] + c.flush()
-    words = lambda s: re.findall(r"\w+", s)
+
+    def words(s: str) -> list[str]:
+        return re.findall(r"\w+", s)
+
     assert words(" ".join(out)) == words(clean_for_speech(text))
     if out:
         assert len([w for w in out[0].split() if any(ch.isalnum() for ch in w)]) <= 8, out[0]  # limit + 2 at most
