@@ -62,13 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=sorted(SERVICE_PORTS))
     _add_settings_flags(p)
 
-    p = sub.add_parser("call", help="call a server with a WAV file as the microphone; print the reply")
-    p.add_argument("wav", help="question audio (WAV, any rate and channel count)")
+    p = sub.add_parser("call", help="call a server with an audio file as the microphone; print each turn")
+    p.add_argument("wav", help="question audio: any file FFmpeg decodes (WAV, MP3, FLAC...), any rate and channels")
     p.add_argument("--server", default="http://127.0.0.1:8001", help="server base URL")
     p.add_argument("--out", help="write the reply audio to this WAV file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--token", default=None, help="bearer token, if the server requires one")
-    p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+    p.add_argument("--timeout", type=float, default=60.0, help="give up on a reply after this many seconds")
+    p.add_argument("--split-silence", type=float, default=1.0,
+                   help="quiet this long (s) separates two questions of the file; each waits for the last reply (0: one)")
 
     p = sub.add_parser("bench", help="voice-to-voice latency and capacity benchmarks")
     p.add_argument("--server", default=None, help="benchmark this server instead of starting one")

@@ -18,6 +18,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from voxline.audio.decode import read_audio
 from voxline.audio.opus import encode_frames, silence_frame
 from voxline.audio.resample import resample_s16, to_mono_s16
 
@@ -28,20 +29,8 @@ SPEECH_THRESHOLD = 500  # |s16| above this counts as sound (about -36 dBFS)
 
 
 def read_wav_mono(path: str | Path, rate: int = RATE) -> np.ndarray:
-    """Any 8/16/32-bit PCM WAV, any channel count -> mono s16 at `rate`."""
-    with wave.open(str(path)) as w:
-        channels, width, src_rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-        raw = w.readframes(w.getnframes())
-    if width == 2:
-        samples = np.frombuffer(raw, dtype=np.int16)
-    elif width == 1:
-        samples = ((np.frombuffer(raw, dtype=np.uint8).astype(np.int16) - 128) << 8).astype(np.int16)
-    elif width == 4:
-        samples = (np.frombuffer(raw, dtype=np.int32) >> 16).astype(np.int16)
-    else:
-        raise ValueError(f"{path}: {8 * width}-bit WAV is not supported (use 8, 16 or 32-bit PCM)")
-    mono = to_mono_s16(samples, channels)
-    return np.frombuffer(resample_s16(mono.tobytes(), src_rate, rate), dtype=np.int16)
+    """Any audio file PyAV decodes (WAV of any header, MP3, FLAC...) -> mono s16 at `rate`."""
+    return read_audio(path, rate)
 
 
 def speech_end_sample(samples: np.ndarray, threshold: int = SPEECH_THRESHOLD) -> int:

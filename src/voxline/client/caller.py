@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from voxline.agent.conversation import has_words
 from voxline.client.audio import Recorder, WavSource, speech_end_sample
 from voxline.client.pacer import pacer
 from voxline.client.whip import WhipClient
@@ -96,8 +97,11 @@ class Caller:
     async def wait_reply_done(self, after: int, timeout: float) -> bool:
         """Wait until turn `after` or later has been answered and its audio has ended."""
         def answered(e: dict[str, Any]) -> bool:
-            return (e.get("type") == "agent.text" and e.get("final") and e.get("turn", 0) >= after) or (
-                e.get("type") == "error" and e.get("turn", 0) >= after)
+            if e.get("turn", 0) < after:
+                return False
+            # A reply, a failure, or a turn the agent heard no words in (noise): nothing more comes.
+            return bool((e.get("type") == "agent.text" and e.get("final")) or e.get("type") == "error" or (
+                e.get("type") == "transcript.final" and not has_words(str(e.get("text", "")))))
 
         if await self.wait_for(answered, timeout) is None:
             return False
