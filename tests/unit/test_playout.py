@@ -231,3 +231,40 @@ async def test_a_direct_track_gives_aiortc_nothing_and_marks_talk_spurts() -> No
     track.stop()
     with pytest.raises(MediaStreamError):
         await asyncio.wait_for(by_aiortc, 1)
+
+
+async def test_pause_holds_the_reply_where_it_is_and_resume_goes_on_from_there(virtual_clock: VirtualClock) -> None:
+    drained: list[int] = []
+    track = PlayoutTrack(on_drained=drained.append, send_silence=True)
+    track.push(audio(1, tone(0.2, RATE), RATE))  # 10 frames
+    track.push(marker(AudioKind.END, 1))
+    assert loud(await pull(track, 4)) == [True] * 4
+    track.push(marker(AudioKind.PAUSE, 1))  # the caller said "mm-hmm"
+    assert not any(loud(await pull(track, 20)))  # silent meanwhile, nothing lost, not drained
+    assert drained == [] and track.queued_ms == pytest.approx(120, abs=1)
+    track.push(marker(AudioKind.RESUME, 1))
+    assert loud(await pull(track, 6)) == [True] * 6  # the rest, from where it stopped
+    await pull(track, 2)
+    assert drained == [1]
+
+
+async def test_a_paused_track_sends_nothing_without_send_silence_and_clear_ends_the_pause() -> None:
+    track = PlayoutTrack()
+    track.push(audio(1, tone(0.1, RATE), RATE))
+    track.push(marker(AudioKind.PAUSE, 1))
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(track.next_frame(), 0.1)  # paused: no frame is due
+    track.push(marker(AudioKind.CLEAR, 1))  # a real interruption after all
+    assert not track.paused and track.queued_ms == 0
+    track.push(audio(2, tone(0.1, RATE), RATE))  # the next reply plays
+    frame = await asyncio.wait_for(track.next_frame(), 1.0)
+    assert loud([frame.to_ndarray().reshape(-1)]) == [True]
+
+
+async def test_a_newer_reply_is_never_held_by_an_older_pause(virtual_clock: VirtualClock) -> None:
+    track = PlayoutTrack(send_silence=True)
+    track.push(audio(1, tone(0.1, RATE), RATE))
+    track.push(marker(AudioKind.PAUSE, 1))
+    track.push(audio(2, tone(0.1, RATE), RATE))
+    assert not track.paused
+    assert loud(await pull(track, 2)) == [True, True]

@@ -6,69 +6,51 @@ bus. Every result carries its turn number, and results of a turn that was cancel
 ignored here, so a late transcript or reply can never leak into the next turn.
 
     idle -> listening -> user_speaking -> thinking -> agent_speaking -> listening ...
+
+Speculation is decided here too: a pause asks for a speculative reply (`Speculate`), and the
+end of the turn says whether that reply is the one to commit (`Transcribe.speculative`).
+A sound while the agent speaks pauses its playout and is judged (`Classify`, then
+`overlap_heard`): noise and backchannels resume the reply where it was, words or sustained
+speech interrupt it. `tick(now_ms)` (the audio clock) resumes a reply whose sound was never
+transcribed, so no path leaves the agent silent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
+from voxline.agent.actions import (
+    Action,
+    CancelReply,
+    Classify,
+    ClearPlayback,
+    DropSpeculation,
+    Emit,
+    ForgetSpeech,
+    PausePlayout,
+    Respond,
+    ResumePlayout,
+    Speak,
+    Speculate,
+    State,
+    Transcribe,
+)
+from voxline.agent.backchannel import Overlap, classify
 from voxline.services.base import ChatMessage
+
+__all__ = ["APOLOGY", "Action", "CancelReply", "Classify", "ClearPlayback", "Conversation", "DropSpeculation", "Emit",
+           "ForgetSpeech", "PausePlayout", "Respond", "ResumePlayout", "Speak", "Speculate", "State", "Transcribe",
+           "has_words"]
 
 APOLOGY = "Sorry, I had a problem answering that. Please try again."
 
 
-class State(str, Enum):
-    IDLE = "idle"
-    LISTENING = "listening"
-    USER_SPEAKING = "user_speaking"
-    THINKING = "thinking"
-    AGENT_SPEAKING = "agent_speaking"
-
-
-@dataclass(frozen=True)
-class Emit:
-    type: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Transcribe:
-    turn: int
-    pcm: bytes
-
-
-@dataclass(frozen=True)
-class Respond:
-    turn: int
-    messages: list[ChatMessage]
-
-
-@dataclass(frozen=True)
-class Speak:
-    """Say fixed text (an apology after a failure) as the reply of `turn`."""
-
-    turn: int
-    text: str
-
-
-@dataclass(frozen=True)
-class CancelReply:
-    turn: int
-
-
-@dataclass(frozen=True)
-class ClearPlayback:
-    turn: int
-
-
-Action = Emit | Transcribe | Respond | Speak | CancelReply | ClearPlayback
-
-
 class Conversation:
-    def __init__(self, system_prompt: str, max_history_messages: int = 12, max_held_s: float = 20.0) -> None:
+    def __init__(self, system_prompt: str, max_history_messages: int = 12, max_held_s: float = 20.0,
+                 speculate: bool = True, overlap_timeout_ms: int = 2000) -> None:
         self.system_prompt = system_prompt
+        self.speculate = speculate
+        self.overlap_timeout_ms = overlap_timeout_ms
         self.max_history_messages = max_history_messages
         self.max_held_bytes = int(max_held_s * 16_000) * 2
         self.state = State.IDLE
@@ -80,7 +62,15 @@ class Conversation:
         self._continues = False  # the next transcript extends the last user message
         self._heard_turn = 0  # the last turn whose reply audio started playing
         self._apologised_turn = -1
+        self._greeting_turn = -1
         self._listening: bool | None = None  # None until told: a failed-over session listens
+        self._speculated: bytes | None = None  # the audio the speculative reply answers
+        self._overlap = 0  # number of the current sound over the agent's speech; 0: none
+        self._overlap_since = 0  # audio clock (ms) when it began
+        self._overlap_ended: bytes | None = None  # its audio, if its turn ended before it was judged
+        self._overlaps = 0
+        self.now_ms = 0
+        self.false_interruptions = 0
 
     # -- inputs -------------------------------------------------------------------------
     def set_listening(self, on: bool) -> list[Action]:
@@ -91,6 +81,9 @@ class Conversation:
         elif not on:
             self._held_pcm = b""
             self._continues = False
+            self._speculated = None
+            if self._overlap and self.state is State.AGENT_SPEAKING:  # no audio comes to judge the sound
+                actions += self._resume("listening off")
             # A reply in progress still finishes: switching the mic off is not an interruption.
             if self.state in (State.LISTENING, State.USER_SPEAKING):
                 actions += self._to(State.IDLE)
@@ -106,22 +99,83 @@ class Conversation:
                 self._continues = True
             return [CancelReply(self.turn), *self._to(State.USER_SPEAKING)]
         if self.state is State.AGENT_SPEAKING:
-            self.interruptions += 1
-            return [CancelReply(self.turn), ClearPlayback(self.turn), Emit("interruption", {"turn": self.turn}),
-                    Emit("log", {"stage": "vad", "level": "info", "message": f"barge-in: caller interrupted turn {self.turn}"}),
-                    *self._to(State.USER_SPEAKING)]
+            if self._overlap:
+                return []
+            # Maybe a cough or a "mm-hmm": hold the reply (the caller hears it stop at once)
+            # until the sound is judged.
+            self._overlaps += 1
+            self._overlap, self._overlap_since, self._overlap_ended = self._overlaps, self.now_ms, None
+            message = f"caller sound during turn {self.turn}: reply paused"
+            return [PausePlayout(self.turn), Emit("log", {"stage": "vad", "level": "info", "message": message})]
         if self.state in (State.LISTENING, State.IDLE):
             return self._to(State.USER_SPEAKING)
         return []
 
+    def speech_paused(self, pcm: bytes) -> list[Action]:
+        """The caller paused: maybe the end. Prepare the reply, or judge a sound over the agent."""
+        if self._overlap and self.state is State.AGENT_SPEAKING:
+            return [Classify(self._overlap, pcm)]
+        if not self.speculate or self.state is not State.USER_SPEAKING:
+            return []
+        actions: list[Action] = [DropSpeculation()] if self._speculated is not None else []
+        self._speculated = self.turn_audio(pcm)
+        return [*actions, Speculate(self._speculated)]
+
+    def speech_resumed(self) -> list[Action]:
+        """The caller went on after a pause: a speculative reply to the shorter audio is stale."""
+        if self._speculated is None:
+            return []
+        self._speculated = None
+        return [DropSpeculation()]
+
+    def speech_sustained(self) -> list[Action]:
+        """The sound over the agent's speech has gone on too long to be a backchannel."""
+        if not (self._overlap and self.state is State.AGENT_SPEAKING):
+            return []
+        return self._interrupt("sustained speech")
+
+    def overlap_heard(self, overlap: int, text: str) -> list[Action]:
+        """The transcript of sound `overlap`: noise and backchannels resume the reply."""
+        if overlap != self._overlap or self.state is not State.AGENT_SPEAKING:
+            return []
+        kind = classify(text)
+        if kind is Overlap.WORDS:
+            return self._interrupt("words")
+        return self._resume(f"ignored {kind.value} {text.strip()!r}" if kind is Overlap.BACKCHANNEL
+                            else f"ignored {kind.value}")
+
+    def tick(self, now_ms: int) -> list[Action]:
+        """The audio clock moved on: a sound that was never judged in time does not hold the reply."""
+        self.now_ms = now_ms
+        if self._overlap and self.state is State.AGENT_SPEAKING and now_ms - self._overlap_since >= self.overlap_timeout_ms:
+            return self._resume("no transcript of the sound in time")
+        return []
+
     def speech_ended(self, pcm: bytes) -> list[Action]:
+        if self._overlap and self.state is State.AGENT_SPEAKING:
+            self._overlap_ended = pcm  # the turn, should the sound turn out to be one
+            return []
         if self.state is not State.USER_SPEAKING:
             return []
         self.turn += 1
         # Held until it is transcribed: if the caller speaks on first, it is heard again with
         # the rest. Bounded, so a caller who never lets the agent answer cannot grow it forever.
         pcm = self._held_pcm = (self._held_pcm + pcm)[-self.max_held_bytes:]
-        return [*self._to(State.THINKING), Transcribe(self.turn, pcm)]
+        speculated, self._speculated = self._speculated, None
+        reuse = speculated is not None and speculated == pcm
+        drop: list[Action] = [DropSpeculation()] if speculated is not None and not reuse else []
+        return [*drop, *self._to(State.THINKING), Transcribe(self.turn, pcm, speculative=reuse)]
+
+    def greet(self, text: str) -> list[Action]:
+        """Speak first (the `greeting` setting): once, in a conversation that has not begun."""
+        text = text.strip()
+        if not text or self.turn or self.history or self.state not in (State.IDLE, State.LISTENING):
+            return []
+        self.turn += 1
+        self._greeting_turn = self.turn
+        self.history.append((self.turn, {"role": "assistant", "content": text}))
+        return [*self._to(State.THINKING), Emit("agent.text", {"text": text, "turn": self.turn, "final": True}),
+                Speak(self.turn, text)]
 
     def transcribed(self, turn: int, text: str) -> list[Action]:
         if turn != self.turn or self.state is not State.THINKING:
@@ -169,7 +223,10 @@ class Conversation:
     def playback_done(self, turn: int) -> list[Action]:
         if turn != self.turn or self.state not in (State.AGENT_SPEAKING, State.THINKING):
             return []
-        return self._to(self._ready())
+        actions: list[Action] = []
+        if self._overlap:  # the reply ended under a sound: the sound is the caller's now
+            actions, self._overlap = [ForgetSpeech()], 0
+        return [*actions, *self._to(self._ready())]
 
     def failed(self, turn: int, stage: str, message: str) -> list[Action]:
         if turn != self.turn:
@@ -178,7 +235,7 @@ class Conversation:
                                  Emit("log", {"stage": stage, "level": "error", "message": message})]
         if self.state in (State.THINKING, State.AGENT_SPEAKING):
             self._held_pcm = b""
-            if self._apologised_turn == turn:  # the apology failed too: nothing can be said
+            if self._apologised_turn == turn or turn == self._greeting_turn:  # the apology failed too, or the greeting
                 return actions + self._to(self._ready())
             self._apologised_turn = turn  # once per turn (a TTS fault may be passing)
             return actions + [Speak(turn, APOLOGY)]
@@ -208,6 +265,26 @@ class Conversation:
         return [{"turn": t, **m} for t, m in self.history]
 
     # -- helpers --------------------------------------------------------------------------
+    def _interrupt(self, why: str) -> list[Action]:
+        """A real interruption: the reply stops for good and the caller has the turn."""
+        self._overlap = 0
+        ended, self._overlap_ended = self._overlap_ended, None
+        self.interruptions += 1
+        actions: list[Action] = [
+            CancelReply(self.turn), ClearPlayback(self.turn), Emit("interruption", {"turn": self.turn}),
+            Emit("log", {"stage": "vad", "level": "info", "message": f"barge-in ({why}): caller interrupted turn {self.turn}"}),
+            *self._to(State.USER_SPEAKING)]
+        if ended is not None:  # the interruption's speech is over already: answer it
+            actions += self.speech_ended(ended)
+        return actions
+
+    def _resume(self, why: str) -> list[Action]:
+        self._overlap = 0
+        self._overlap_ended = None
+        self.false_interruptions += 1
+        return [ResumePlayout(self.turn), ForgetSpeech(),
+                Emit("log", {"stage": "vad", "level": "info", "message": f"{why}: reply of turn {self.turn} resumed"})]
+
     def _ready(self) -> State:
         """Where a finished turn leaves the session: idle if the microphone was switched off."""
         return State.IDLE if self._listening is False else State.LISTENING

@@ -11,6 +11,7 @@ from voxline.config import Settings
 from voxline.services.base import LLM, STT, TTS
 from voxline.services.factory import build_llm, build_stt, build_tts
 from voxline.services.threads import ModelThread
+from voxline.services.turn_model import SmartTurn
 from voxline.services.vad import SileroModel, VadBatcher
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class Models:
     vad_in_thread: bool = False
     vad_batch_ms: float = 10.0
     first_piece_words: int = 6  # a reply's first TTS piece ends within this many words (0: at a clause)
+    turn_model: SmartTurn | None = None  # the end-of-turn model; None: silence and words decide
     vad_batch: VadBatcher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -34,9 +36,13 @@ class Models:
     @classmethod
     def load(cls, settings: Settings) -> Models:
         """Load every back-end (blocking: call before serving, or in a thread)."""
+        turn_model = SmartTurn() if settings.end_of_turn_model else None
+        if turn_model is not None and not turn_model.available:
+            turn_model.close()
+            turn_model = None  # SmartTurn logged why, once for the process
         return cls(build_stt(settings), build_llm(settings), build_tts(settings), SileroModel(), ModelThread("vad"),
                    vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms,
-                   first_piece_words=settings.tts_first_piece_words)
+                   first_piece_words=settings.tts_first_piece_words, turn_model=turn_model)
 
     async def warm(self, system_prompt: str = "") -> None:
         """Run each model once so the first caller does not pay for lazy initialisation."""
@@ -54,3 +60,5 @@ class Models:
     async def close(self) -> None:
         await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close(), return_exceptions=True)
         self.vad_thread.close()
+        if self.turn_model is not None:
+            self.turn_model.close()

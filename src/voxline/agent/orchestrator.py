@@ -88,6 +88,7 @@ class Orchestrator:
         agent = await self._session(message.key, resumed=control["type"] != "session.start")
         if control["type"] == "session.start":
             agent.deliver({"type": "listening", "listening": control.get("listening") is True})
+            agent.deliver({"type": "greeting"})  # the agent speaks first, if a greeting is set
         else:
             agent.deliver(control)
 
@@ -114,14 +115,19 @@ class Orchestrator:
         agent = self.sessions.get(session_id)
         if agent is None:
             s = self.settings
-            conversation = Conversation(s.system_prompt, s.max_history_messages)
+            conversation = Conversation(s.system_prompt, s.max_history_messages,
+                                        overlap_timeout_ms=s.false_interruption_timeout_ms)
             detector = TurnDetector(TurnConfig(threshold=s.vad_threshold, min_speech_ms=s.min_speech_ms,
                                                pause_ms=s.speculation_pause_ms,
                                                end_silence_ms=s.end_of_turn_silence_ms,
+                                               min_end_silence_ms=s.end_of_turn_min_ms,
+                                               max_end_silence_ms=s.max_end_of_turn_ms,
+                                               model_threshold=s.end_of_turn_model_threshold,
+                                               sustained_ms=s.barge_in_min_speech_ms,
                                                max_turn_ms=int(s.max_turn_s * 1000)))
             agent = SessionAgent(session_id, self.models, self.bus, conversation, detector,
                                  timeout_s=s.model_timeout_s, max_tokens=s.llm_max_tokens,
-                                 speculate=s.speculative_replies, resumed=resumed)
+                                 speculate=s.speculative_replies, resumed=resumed, greeting=s.greeting)
             # A session first seen through its audio (failover) was listening.
             agent.listening = True
             self.sessions[session_id] = agent

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -59,7 +59,7 @@ Output = Transcript | Delta | ReplyText | Audio | Failed
 
 @dataclass
 class StageTimes:
-    """Wall-clock marks of one turn (time.time()), turned into the `turn.metrics` event."""
+    """Wall-clock marks of one turn (the agent's clock), turned into the `turn.metrics` event."""
 
     speech_end: float = 0.0
     decided: float = 0.0
@@ -71,6 +71,9 @@ class StageTimes:
     first_audio_ready: float = 0.0
     first_audio_sent: float = 0.0
     speculative: bool = False
+    end_of_turn_wait_ms: int | None = None  # the silence the end-of-turn decision asked for
+    end_of_turn_reason: str | None = None
+    end_of_turn_score: float | None = None  # the end-of-turn model's score, if it ran
 
     def metrics(self) -> dict[str, Any]:
         def ms(a: float, b: float) -> float | None:
@@ -84,13 +87,20 @@ class StageTimes:
             "tts_first_audio_ms": ms(self.first_sentence, self.first_audio_ready),
             "server_voice_to_voice_ms": ms(self.speech_end, self.first_audio_sent),
             "speculative": self.speculative,
+            "end_of_turn_wait_ms": self.end_of_turn_wait_ms,
+            "end_of_turn_reason": self.end_of_turn_reason,
+            "end_of_turn_score": None if self.end_of_turn_score is None else round(self.end_of_turn_score, 3),
         }
 
 
 class ReplyPipeline:
     def __init__(self, models: Models, pcm: bytes, history: list[ChatMessage], timeout_s: float,
-                 max_tokens: int | None = None, text: str | None = None) -> None:
+                 max_tokens: int | None = None, text: str | None = None,
+                 on_transcript: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.models = models
+        self.on_transcript = on_transcript  # told the words as soon as they exist (an end-of-turn cue)
+        self.clock = clock
         self.pcm = pcm
         self.history = history  # system prompt + earlier turns, without this turn's words
         self.timeout_s = timeout_s
@@ -117,13 +127,15 @@ class ReplyPipeline:
     async def _run(self) -> None:
         stage = "stt"
         try:
-            self.times.stt_start = time.time()
+            self.times.stt_start = self.clock()
             if self.known_text is None:
                 text = (await asyncio.wait_for(self.models.stt.transcribe(self.pcm), self.timeout_s)).strip()
             else:
                 text = self.known_text
-            self.times.stt_end = time.time()
+            self.times.stt_end = self.clock()
             self._queue.put_nowait(Transcript(text))
+            if self.on_transcript is not None:
+                self.on_transcript(text)
             if not has_words(text):
                 return
             self.messages = [*self.history, {"role": "user", "content": text}]
@@ -153,17 +165,17 @@ class ReplyPipeline:
 
     async def _generate(self, out: asyncio.Queue[str | None]) -> None:
         chunker = SentenceChunker(first_piece_max_words=self.models.first_piece_words)
-        self.times.llm_start = time.time()
+        self.times.llm_start = self.clock()
         try:
             async for delta in with_timeout(self.models.llm.stream(self.messages, self.max_tokens), self.timeout_s):
-                self.times.llm_first_token = self.times.llm_first_token or time.time()
+                self.times.llm_first_token = self.times.llm_first_token or self.clock()
                 self.reply.append(delta)
                 self._queue.put_nowait(Delta(delta))
                 for sentence in chunker.push(delta):
-                    self.times.first_sentence = self.times.first_sentence or time.time()
+                    self.times.first_sentence = self.times.first_sentence or self.clock()
                     out.put_nowait(sentence)
             for sentence in chunker.flush():
-                self.times.first_sentence = self.times.first_sentence or time.time()
+                self.times.first_sentence = self.times.first_sentence or self.clock()
                 out.put_nowait(sentence)
             self._queue.put_nowait(ReplyText("".join(self.reply).strip()))
         finally:
@@ -175,7 +187,7 @@ class ReplyPipeline:
         async for pcm in with_timeout(tts.synthesize(sentence), self.timeout_s):
             if not self.times.first_audio_ready:
                 pcm = trim_leading_silence(pcm, tts.sample_rate)  # TTS voices start with ~50 ms of it
-                self.times.first_audio_ready = time.time()
+                self.times.first_audio_ready = self.clock()
                 gate = getattr(self.models.llm, "gate", None)
                 if gate is not None:
                     gate.set()

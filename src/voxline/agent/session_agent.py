@@ -1,9 +1,11 @@
 """One session's agent: runs its Conversation with real VAD, STT, LLM, TTS and the bus.
 
-The asyncio adapter around the sans-I/O `Conversation` and `TurnDetector`: audio in -> VAD
-(in a thread) -> turn events -> actions, each carried out here. A turn's model work is a
-`ReplyPipeline`, started speculatively when the caller pauses and committed (or dropped) when
-the end of the turn is decided; the task that relays its outputs is cancelled on barge-in.
+The asyncio adapter around the sans-I/O `Conversation` and `TurnDetector`: audio in ->
+`inbound()` -> VAD -> turn events -> actions, each carried out here. Decisions are made in
+the core; this only runs them. A turn's model work is a `ReplyPipeline`, started
+speculatively when the caller pauses (`Speculate`) and committed or dropped as the core
+says; its transcript and the end-of-turn model's score go back to the `TurnDetector` as cues.
+The task that relays a reply's outputs is cancelled on a real interruption.
 """
 
 from __future__ import annotations
@@ -12,26 +14,38 @@ import asyncio
 import functools
 import logging
 import time
-import wave
-from collections.abc import Awaitable
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from voxline.agent.conversation import (
-    APOLOGY,
     Action,
     CancelReply,
+    Classify,
     ClearPlayback,
     Conversation,
+    DropSpeculation,
     Emit,
-    Respond,
+    ForgetSpeech,
+    PausePlayout,
+    ResumePlayout,
     Speak,
+    Speculate,
     State,
     Transcribe,
 )
+from voxline.agent.endpoint import Decision
 from voxline.agent.models import Models
-from voxline.agent.pipeline import OUT_CHUNK_S, Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript, with_timeout
-from voxline.agent.turns import SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, TurnDetector
+from voxline.agent.pipeline import ReplyPipeline
+from voxline.agent.replies import ReplyRunner
+from voxline.agent.turns import (
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechSustained,
+    TurnDetector,
+    TurnEvent,
+)
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event
 from voxline.bus.topics import Topic
@@ -42,13 +56,6 @@ log = logging.getLogger(__name__)
 MAX_INBOX = 250  # messages (5 s of audio) a session may queue before it sheds the oldest
 MAX_TAKEOVER_INBOX = 1500  # a taken-over session replays up to 30 s of backlog (the rebalance gap)
 HISTORY_WAIT_S = 3.0
-
-
-@functools.cache
-def recorded_apology() -> tuple[bytes, int]:
-    """The apology as Piper's en_US-joe-medium said it (PCM, rate), for when the TTS is down."""
-    with wave.open(str(Path(__file__).with_name("apology.wav"))) as w:
-        return w.readframes(w.getnframes()), w.getframerate()
 
 
 def _int(value: Any, default: int) -> int:
@@ -63,11 +70,14 @@ def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
     return items
 
 
-class SessionAgent:
+class SessionAgent(ReplyRunner):
     def __init__(self, session_id: str, models: Models, bus: Bus, conversation: Conversation,
                  detector: TurnDetector, timeout_s: float, max_tokens: int | None = None,
-                 speculate: bool = True, resumed: bool = False) -> None:
+                 speculate: bool = True, resumed: bool = False, greeting: str = "",
+                 clock: Callable[[], float] = time.time) -> None:
         self.session_id = session_id
+        self.clock = clock  # wall-clock seconds: time.time, or a test's virtual clock
+        self.greeting = greeting
         self.models = models
         self.bus = bus
         self.conv = conversation
@@ -75,16 +85,19 @@ class SessionAgent:
         self.vad = models.vad.stream()
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
-        self.speculate = speculate
+        self.speculate = conversation.speculate = speculate
         self.listening = False
         self.last_seq = -1
-        self.last_heard = time.time()  # last message of any kind from the media server
+        self.last_heard = clock()  # last message of any kind from the media server
         self.out_seq = 0
         self.reply_task: asyncio.Task[None] | None = None
         self.reply_turn = 0
         self._speech_end = 0.0
         self._decided = 0.0
+        self._decision: Decision | None = None
+        self._pause = 0  # the detector's number of the pause being handled
         self._speculation: ReplyPipeline | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # cue and classification tasks, held until done
         self.inbox: asyncio.Queue[AudioMessage | dict[str, Any]] = asyncio.Queue()
         self.dropped = 0
         self._worker: asyncio.Task[None] | None = None
@@ -163,17 +176,23 @@ class SessionAgent:
             self.last_seq = msg.seq
             if msg.kind is AudioKind.AUDIO and msg.sample_rate == 16_000:
                 fresh.append(msg)
-        self.last_heard = time.time()
+        self.last_heard = self.clock()
         if not self.listening or not fresh:
             return
-        windows = await self.models.vad_batch.process(self.vad, b"".join(m.pcm for m in fresh))
+        pcm = self.inbound(b"".join(m.pcm for m in fresh))
+        windows = await self.models.vad_batch.process(self.vad, pcm)
         chunk_end = fresh[-1].ts  # stamped when its last sample arrived
         for raw, prob in windows:
             for ev in self.detector.push(raw, prob):
                 await self._on_turn_event(ev, chunk_end)
+        await self.perform(self.conv.tick(self.detector.position_ms))
+
+    def inbound(self, pcm: bytes) -> bytes:
+        """The caller's 16 kHz PCM on its way to the VAD: the one place a filter (echo) goes."""
+        return pcm
 
     async def on_control(self, obj: dict[str, Any]) -> None:
-        self.last_heard = time.time()
+        self.last_heard = self.clock()
         kind = obj.get("type")
         if kind == "listening":
             on = obj.get("listening") is True
@@ -194,6 +213,8 @@ class SessionAgent:
                 await self.on_control({"type": "listening", "listening": obj["listening"]})
         elif kind == "playback.done":
             await self.perform(self.conv.playback_done(_int(obj.get("turn"), -1)))
+        elif kind == "greeting":
+            await self.perform(self.conv.greet(self.greeting))
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -201,122 +222,100 @@ class SessionAgent:
             await asyncio.gather(self._worker, return_exceptions=True)
         await self._cancel_reply()
         self._drop_speculation()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- turn events ------------------------------------------------------------------------
-    async def _on_turn_event(self, ev: object, chunk_end: float) -> None:
+    async def _on_turn_event(self, ev: TurnEvent, chunk_end: float | None) -> None:
         if isinstance(ev, SpeechStarted):
             await self._log("vad", "speech started")
             await self.perform(self.conv.speech_started())
         elif isinstance(ev, SpeechPaused):
-            if self.speculate and self.conv.state is State.USER_SPEAKING:
-                self._drop_speculation()
-                audio = self.conv.turn_audio(ev.pcm)
-                self._speculation = self._pipeline(audio).start()
+            self._pause = ev.pause
+            if self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None:
+                self._spawn(self._score(ev.pause, self.conv.turn_audio(ev.pcm)))
+            await self.perform(self.conv.speech_paused(ev.pcm))
         elif isinstance(ev, SpeechResumed):
-            self._drop_speculation()
+            await self.perform(self.conv.speech_resumed())
+        elif isinstance(ev, SpeechSustained):
+            await self.perform(self.conv.speech_sustained())
         elif isinstance(ev, SpeechEnded):
-            # Map the detector's audio position to wall-clock time via this chunk's stamp.
-            self._speech_end = chunk_end - (self.detector.position_ms - ev.speech_end_ms) / 1000
-            self._decided = time.time()
-            await self._log("vad", f"end of turn after {ev.at_ms - ev.speech_end_ms} ms of silence")
+            # Map the detector's audio position to wall-clock time via this chunk's stamp (a
+            # cue that ends the turn between chunks: via the clock).
+            behind_s = (self.detector.position_ms - ev.speech_end_ms) / 1000
+            self._speech_end = (chunk_end if chunk_end is not None else self.clock()) - behind_s
+            self._decided = self.clock()
+            self._decision = ev.decision
+            why = ev.decision.describe() if ev.decision else "the turn reached its maximum length"
+            if self.conv.state is State.USER_SPEAKING:
+                await self._log("turn", f"end of turn after {ev.at_ms - ev.speech_end_ms} ms of silence: {why}")
             await self.perform(self.conv.speech_ended(ev.pcm))
+
+    async def _cue(self, pause: int, score: float | None = None, text: str | None = None) -> None:
+        """Give the detector what is now known about a pause; it may end the turn at once."""
+        for ev in self.detector.cue(pause, score=score, text=text):
+            await self._on_turn_event(ev, None)
+
+    async def _score(self, pause: int, pcm: bytes) -> None:
+        model = self.models.turn_model
+        score = await model.score(pcm) if model is not None else None
+        if score is not None:
+            await self._cue(pause, score=score)
+
+    async def _classify(self, overlap: int, pause: int, pcm: bytes) -> None:
+        """Transcribe a sound heard over the agent's speech; a failure counts as no words."""
+        try:
+            text = await asyncio.wait_for(self.models.stt.transcribe(pcm), self.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - a sound not understood does not stop the reply
+            log.warning("could not transcribe a sound over the reply: %s", exc)
+            text = ""
+        await self.perform(self.conv.overlap_heard(overlap, text))
+        if self.conv.state is State.USER_SPEAKING:  # it interrupted: its words are a cue to its end
+            await self._cue(pause, text=text)
+
+    def _on_transcript(self, pause: int, text: str) -> None:
+        self._spawn(self._cue(pause, text=text))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._guarded(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- actions ----------------------------------------------------------------------------
     async def perform(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Emit):
                 await self.emit(action.type, **action.fields)
+            elif isinstance(action, Speculate):
+                self._drop_speculation()
+                self._speculation = self._pipeline(action.pcm, functools.partial(self._on_transcript, self._pause))
+                self._speculation.start()
+            elif isinstance(action, DropSpeculation):
+                self._drop_speculation()
             elif isinstance(action, Transcribe):
-                await self._cancel_reply()
-                pipeline, self._speculation = self._speculation, None
-                if pipeline is None or pipeline.pcm != action.pcm:
-                    if pipeline is not None:
-                        pipeline.cancel()
-                    pipeline = self._pipeline(action.pcm).start()
-                else:
-                    pipeline.times.speculative = True
-                pipeline.times.speech_end, pipeline.times.decided = self._speech_end, self._decided
-                self.reply_turn = action.turn
-                self.reply_task = asyncio.create_task(self._run_turn(action.turn, pipeline))
+                await self._commit(action)
             elif isinstance(action, CancelReply):
                 if action.turn == self.reply_turn:
                     await self._cancel_reply()
             elif isinstance(action, ClearPlayback):
                 await self._send_audio(AudioKind.CLEAR, action.turn)
+            elif isinstance(action, PausePlayout):
+                await self._send_audio(AudioKind.PAUSE, action.turn)
+            elif isinstance(action, ResumePlayout):
+                await self._send_audio(AudioKind.RESUME, action.turn)
+            elif isinstance(action, Classify):
+                self._spawn(self._classify(action.overlap, self._pause, action.pcm))
+            elif isinstance(action, ForgetSpeech):
+                self.detector.reset()
             elif isinstance(action, Speak):
-                await self._speak(action.turn, action.text)
+                if asyncio.current_task() is self.reply_task:
+                    await self._speak(action.turn, action.text)  # the apology, inside the failed reply
+                else:  # the greeting: a reply of its own, interruptible like any other
+                    await self._cancel_reply()
+                    self.reply_turn = action.turn
+                    self.reply_task = asyncio.create_task(self._speak(action.turn, action.text))
 
-    def _pipeline(self, pcm: bytes, text: str | None = None) -> ReplyPipeline:
-        return ReplyPipeline(self.models, pcm, self.conv.messages(), self.timeout_s, self.max_tokens, text)
-
-    async def _run_turn(self, turn: int, pipeline: ReplyPipeline) -> None:
-        """Relay a committed pipeline's outputs into the conversation, the bus and the caller."""
-        session_var.set(self.session_id)
-        times = pipeline.times
-        try:
-            async for out in pipeline.outputs():
-                if isinstance(out, Transcript):
-                    note = ", speculative" if times.speculative else ""
-                    await self._log("stt", f"transcript: {out.text!r} ({times.metrics()['stt_ms']} ms{note})")
-                    actions = self.conv.transcribed(turn, out.text)
-                    await self.perform([a for a in actions if not isinstance(a, Respond)])
-                    if not any(isinstance(a, Respond) for a in actions):
-                        pipeline.cancel()
-                        return
-                elif isinstance(out, Delta):
-                    await self.emit("agent.text", text=out.text, turn=turn, final=False)
-                elif isinstance(out, Audio):
-                    if not times.first_audio_sent:
-                        times.first_audio_sent = time.time()
-                        await self._log("tts", f"first audio {times.metrics()['tts_first_audio_ms']} ms after the first sentence")
-                        await self.perform(self.conv.reply_audio_started(turn))
-                    await self._send_audio(AudioKind.AUDIO, turn, out.pcm, out.sample_rate)
-                elif isinstance(out, ReplyText):
-                    await self.emit("agent.text", text=out.text, turn=turn, final=True)
-                    await self._log("llm", f"reply: {out.text!r}")
-                elif isinstance(out, Failed):
-                    await self._fail(turn, out.stage, out.error)
-                    return
-            if pipeline.messages:
-                await self._send_audio(AudioKind.END, turn)
-                await self.perform(self.conv.reply_finished(turn, "".join(pipeline.reply)))
-                await self.emit("turn.metrics", turn=turn, metrics=times.metrics())
-        except asyncio.CancelledError:
-            pipeline.cancel()
-            self.conv.reply_finished(turn, "".join(pipeline.reply), interrupted=True)
-            raise
-
-    async def _speak(self, turn: int, text: str) -> None:
-        """Say fixed text (the apology after a failure) as the rest of `turn`.
-
-        If the TTS itself is what failed, the apology still comes: a recording of it ships
-        with the package.
-        """
-        try:
-            async for pcm in with_timeout(self.models.tts.synthesize(text), self.timeout_s):
-                await self._play(turn, pcm, self.models.tts.sample_rate)
-        except Exception as exc:  # noqa: BLE001 - fall back to the recording
-            if text != APOLOGY:
-                await self.perform(self.conv.failed(turn, "tts", f"could not speak: {exc}"))
-                return
-            log.warning("tts failed for the apology (%s): playing the recorded one", exc)
-            pcm, rate = recorded_apology()
-            await self._play(turn, pcm, rate)
-        await self._send_audio(AudioKind.END, turn)
-
-    async def _play(self, turn: int, pcm: bytes, rate: int) -> None:
-        if self.conv.state is State.THINKING:
-            await self.perform(self.conv.reply_audio_started(turn))
-        step = int(OUT_CHUNK_S * rate) * 2
-        for i in range(0, len(pcm), step):
-            await self._send_audio(AudioKind.AUDIO, turn, pcm[i:i + step], rate)
-
-    async def _fail(self, turn: int, stage: str, exc: BaseException) -> None:
-        message = f"{stage} failed: {exc or type(exc).__name__}"
-        log.warning(message, extra={"stage": stage})
-        await self.perform(self.conv.failed(turn, stage, message))
-
-    # -- outputs ----------------------------------------------------------------------------
     async def emit(self, type_: str, **fields: Any) -> None:
         obj = event(self.session_id, type_, **fields)
         await self.bus.publish(Topic.EVENTS, self.session_id, encode_json(obj))
@@ -331,19 +330,5 @@ class SessionAgent:
 
     async def _send_audio(self, kind: AudioKind, turn: int, pcm: bytes = b"", rate: int = 16_000) -> None:
         self.out_seq += 1
-        msg = AudioMessage(self.session_id, self.out_seq, pcm, rate, time.time(), kind, turn)
+        msg = AudioMessage(self.session_id, self.out_seq, pcm, rate, self.clock(), kind, turn)
         await self.bus.publish(Topic.AUDIO_OUT, self.session_id, msg.encode())
-
-    async def _cancel_reply(self) -> None:
-        task, self.reply_task = self.reply_task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - it is being discarded
-                pass
-
-    def _drop_speculation(self) -> None:
-        if self._speculation is not None:
-            self._speculation.cancel()
-            self._speculation = None

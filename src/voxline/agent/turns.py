@@ -2,13 +2,18 @@
 
 Feed one 32 ms window of 16 kHz PCM with its speech probability; get events back. Positions
 are in milliseconds of audio fed, so tests replay audio exactly and the orchestrator maps
-them to wall-clock time itself.
+them to wall-clock time itself. How long a pause must last to end the turn is not fixed:
+`EndOfTurn` decides it from the cues given with `cue()` (the end-of-turn model's score and
+the speculative transcript of the paused audio), and a cue that arrives after enough silence
+ends the turn at once.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, replace
+
+from voxline.agent.endpoint import Decision, EndOfTurn, EndOfTurnConfig
 
 WINDOW_MS = 32
 
@@ -18,7 +23,11 @@ class TurnConfig:
     threshold: float = 0.5  # probability that starts speech
     neg_threshold: float = 0.35  # below this, a window counts as silence (hysteresis)
     min_speech_ms: int = 160  # speech shorter than this is a click or a cough
-    end_silence_ms: int = 500  # silence that ends the turn
+    end_silence_ms: int = 500  # silence that ends the turn when the cues are unsure
+    min_end_silence_ms: int = 200  # ... when every cue says the turn is complete
+    max_end_silence_ms: int = 2500  # ... when the words (or the model) say it is not
+    model_threshold: float = 0.5  # end-of-turn model score that reads "complete"
+    sustained_ms: int = 600  # speech this long in one turn is a real interruption of the agent
     pause_ms: int = 96  # silence after which a speculative reply may start
     pre_roll_ms: int = 320  # audio kept from before the detected start
     trailing_ms: int = 96  # silence kept after the speech in the turn's audio
@@ -32,10 +41,14 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class SpeechPaused:
-    """Silence for `pause_ms`: the turn may be over. `pcm` is the turn so far."""
+    """Silence for `pause_ms`: the turn may be over. `pcm` is the turn so far.
+
+    `pause` numbers this pause: cues about its audio are given back with it.
+    """
 
     pcm: bytes
     speech_end_ms: int
+    pause: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,13 +59,21 @@ class SpeechResumed:
 
 
 @dataclass(frozen=True)
+class SpeechSustained:
+    """The turn has had `sustained_ms` of speech: more than a cough or a "mm-hmm"."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True)
 class SpeechEnded:
     pcm: bytes
     speech_end_ms: int  # where the speech itself ended
     at_ms: int  # where the end was decided (speech_end_ms + the silence waited)
+    decision: Decision | None = None  # why it ended then (None: the turn hit max_turn_ms)
 
 
-TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded
+TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechSustained | SpeechEnded
 
 
 class TurnDetector:
@@ -62,6 +83,8 @@ class TurnDetector:
             # The paused audio must equal the ended turn's audio, or speculation is always wasted.
             config = replace(config, trailing_ms=config.pause_ms)
         self.config = config
+        self.endpoint = EndOfTurn(EndOfTurnConfig(config.min_end_silence_ms, config.end_silence_ms,
+                                                  config.max_end_silence_ms, config.model_threshold))
         self.position_ms = 0
         self.speaking = False
         self._pre_roll: deque[bytes] = deque(maxlen=max(1, self.config.pre_roll_ms // WINDOW_MS))
@@ -71,6 +94,9 @@ class TurnDetector:
         self._speech_ms = 0
         self._speech_end_ms = 0
         self._paused = False
+        self._pause = 0  # number of the current pause; cues of older pauses are stale
+        self._voiced_ms = 0
+        self._sustained = False
 
     def push(self, window: bytes, prob: float) -> list[TurnEvent]:
         self.position_ms += WINDOW_MS
@@ -78,14 +104,33 @@ class TurnDetector:
             return self._in_speech(window, prob)
         return self._in_quiet(window, prob)
 
+    def cue(self, pause: int, score: float | None = None, text: str | None = None) -> list[TurnEvent]:
+        """What is known about pause `pause`'s audio: the model's score, or its transcript.
+
+        Returns the end of the turn when the cue makes the silence already waited enough.
+        """
+        if not (self.speaking and self._paused and pause == self._pause):
+            return []  # speech resumed or the turn ended since: the cue is about stale audio
+        if score is not None:
+            self.endpoint.score = score
+        if text is not None:
+            self.endpoint.text = text
+        return self._maybe_end()
+
+    @property
+    def decision(self) -> Decision:
+        """What the turn in progress needs now (for logs and tests)."""
+        return self.endpoint.decide()
+
     def reset(self) -> None:
         """Forget the current turn (listening switched off, session reset)."""
         self.speaking = False
         self._pre_roll.clear()
         self._candidate.clear()
         self._turn.clear()
-        self._silence_ms = self._speech_ms = 0
-        self._paused = False
+        self._silence_ms = self._speech_ms = self._voiced_ms = 0
+        self._paused = self._sustained = False
+        self.endpoint.reset()
 
     def _in_quiet(self, window: bytes, prob: float) -> list[TurnEvent]:
         cfg = self.config
@@ -99,6 +144,7 @@ class TurnDetector:
                 self._candidate = []
                 self._silence_ms = 0
                 self._speech_end_ms = self.position_ms  # not the previous turn's
+                self._voiced_ms = self._speech_ms
                 started = self.position_ms - self._speech_ms
                 return [SpeechStarted(at_ms=max(0, started))]
             return []
@@ -118,19 +164,34 @@ class TurnDetector:
             if self._paused:
                 events.append(SpeechResumed(at_ms=self.position_ms - WINDOW_MS))
                 self._paused = False
+                self.endpoint.reset()
             self._silence_ms = 0
             self._speech_end_ms = self.position_ms
+            self._voiced_ms += WINDOW_MS
+            if not self._sustained and self._voiced_ms >= cfg.sustained_ms:
+                self._sustained = True
+                events.append(SpeechSustained(at_ms=self.position_ms))
         else:
             self._silence_ms += WINDOW_MS
-        turn_ms = len(self._turn) * WINDOW_MS
-        if self._silence_ms >= cfg.end_silence_ms or turn_ms >= cfg.max_turn_ms:
+        if len(self._turn) * WINDOW_MS >= cfg.max_turn_ms:
             events.append(SpeechEnded(self._turn_pcm(), self._speech_end_ms, self.position_ms))
             self.reset()
             return events
         if not self._paused and self._silence_ms >= cfg.pause_ms:
             self._paused = True
-            events.append(SpeechPaused(self._turn_pcm(), self._speech_end_ms))
+            self._pause += 1
+            events.append(SpeechPaused(self._turn_pcm(), self._speech_end_ms, self._pause))
+        if self._silence_ms:
+            events += self._maybe_end()
         return events
+
+    def _maybe_end(self) -> list[TurnEvent]:
+        decision = self.endpoint.decide()
+        if self._silence_ms < max(decision.wait_ms, self.config.pause_ms):
+            return []
+        ended = SpeechEnded(self._turn_pcm(), self._speech_end_ms, self.position_ms, decision)
+        self.reset()
+        return [ended]
 
     def _turn_pcm(self) -> bytes:
         """The turn's audio, trimmed to `trailing_ms` of the silence that followed it."""

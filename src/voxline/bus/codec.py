@@ -5,8 +5,9 @@ Audio frame (network byte order):
     magic "VX" | version u8 | kind u8 | seq u32 | turn u32 | ts f64 | rate u32 | sid_len u16
     | session_id (ascii) | PCM s16le mono
 
-`kind` is AUDIO (PCM follows), CLEAR (drop queued playback of turns <= `turn`; barge-in) or
-END (the agent's reply for `turn` is complete). `ts` is the capture (audio.in) or synthesis
+`kind` is AUDIO (PCM follows), CLEAR (drop queued playback of turns <= `turn`; barge-in),
+END (the agent's reply for `turn` is complete), PAUSE (hold `turn`'s playback where it is:
+the caller made a sound that may be a backchannel) or RESUME (go on from there). `ts` is the capture (audio.in) or synthesis
 (audio.out) wall-clock time in seconds; `seq` lets a consumer drop replays.
 """
 
@@ -34,6 +35,8 @@ class AudioKind(IntEnum):
     AUDIO = 0
     CLEAR = 1
     END = 2
+    PAUSE = 3
+    RESUME = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,10 @@ caller was a third of the media server's CPU. When a reply starts, its first fra
 once and the RTP clock jumps by the silence, so receivers play it on time. With
 `send_silence=True` it sends silence frames instead, for receivers that want a steady stream.
 `clear(turn)` drops everything queued for that turn and older at once (barge-in); late audio
-of a cleared turn is ignored. With an `OpusEncoder` (the connection sends Opus) each frame is
-encoded here, in the loop, and leaves as a packet: aiortc would otherwise encode it in a thread.
+of a cleared turn is ignored. A PAUSE marker holds the queued audio where it is (the caller
+made a sound that may only be a backchannel) and RESUME goes on from there. With an
+`OpusEncoder` (the connection sends Opus) each frame is encoded here, in the loop, and
+leaves as a packet: aiortc would otherwise encode it in a thread.
 With `direct` set, aiortc's sender gets nothing from `recv()`: the peer takes each frame from
 `next_frame()` and sends it itself (`voxline.rtc.send.DirectSender`).
 """
@@ -52,6 +54,7 @@ class PlayoutTrack(MediaStreamTrack):
         self.buffer = bytearray()
         self.min_turn = 0  # audio of turns below this was cleared
         self.pending_end: int | None = None
+        self.paused_turn: int | None = None  # playback of this turn is held
         self.frames_sent = 0
         self.frames_late = 0
         self._resampler: tuple[int, StreamResampler] | None = None
@@ -65,6 +68,14 @@ class PlayoutTrack(MediaStreamTrack):
             return
         if msg.turn < self.min_turn:
             return
+        if msg.kind is AudioKind.PAUSE:
+            self.paused_turn = msg.turn
+            return
+        if msg.kind is AudioKind.RESUME:
+            self.resume(msg.turn)
+            return
+        if self.paused_turn is not None and msg.turn > self.paused_turn:
+            self.resume(self.paused_turn)  # a newer reply is never held by an older pause
         if msg.kind is AudioKind.END:
             self._flush_resampler()
             self.pending_end = msg.turn
@@ -86,7 +97,18 @@ class PlayoutTrack(MediaStreamTrack):
         self.buffer.clear()
         self._resampler = None
         self.pending_end = None
+        self.paused_turn = None
         self.min_turn = max(self.min_turn, turn + 1)
+
+    def resume(self, turn: int) -> None:
+        if self.paused_turn is not None and turn >= self.paused_turn:
+            self.paused_turn = None
+            if self.buffer or self.pending_end is not None:
+                self._has_audio.set()
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_turn is not None
 
     @property
     def queued_ms(self) -> float:
@@ -104,8 +126,8 @@ class PlayoutTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         self.spurt_start = False
-        while not self.send_silence and not self.buffer and not self._hangover:
-            if self.pending_end is not None and self._start is not None:
+        while not self.send_silence and not (self.buffer and not self.paused) and not self._hangover:
+            if self.pending_end is not None and self._start is not None and not self.buffer:
                 # Let the last frame play out, then report the reply finished.
                 due = self._start + (self._pts + FRAME_SAMPLES) / RATE - time.monotonic()
                 if due > 0:
@@ -134,14 +156,16 @@ class PlayoutTrack(MediaStreamTrack):
                 await asyncio.sleep(due - now)
             elif now - due > 0.02:
                 self.frames_late += 1
-        data = bytes(self.buffer[:FRAME_BYTES])
-        del self.buffer[:FRAME_BYTES]
+        data = b""
+        if not self.paused:
+            data = bytes(self.buffer[:FRAME_BYTES])
+            del self.buffer[:FRAME_BYTES]
         # A few silent frames after each talk spurt (like Opus DTX's hangover): jitter buffers
         # that release a frame only when later ones arrive (aiortc's) then play the last words.
         self._hangover = HANGOVER_FRAMES if data else max(0, self._hangover - 1)
         if len(data) < FRAME_BYTES:
             data += bytes(FRAME_BYTES - len(data))
-            if self.pending_end is not None:
+            if self.pending_end is not None and not self.buffer:
                 self._drained()
         self.frames_sent += 1
         if self.encoder is not None:

@@ -1,0 +1,45 @@
+"""What a sound over the agent's speech was: noise, a backchannel, or words that interrupt.
+
+A caller saying "mm-hmm" or coughing while the agent talks is listening, not taking the
+turn: cutting the reply off for it is the most common complaint about voice agents. Only
+words that are not a backchannel interrupt (sustained speech does too, decided elsewhere).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+BACKCHANNELS = frozenset({
+    "mm", "mmm", "mm-hmm", "mm hmm", "mhm", "hmm", "hm", "uh-huh", "uh huh", "uh", "um", "ah", "oh",
+    "yeah", "yea", "yes", "yep", "yup", "ok", "okay", "right", "sure", "alright", "all right",
+    "i see", "got it", "cool", "nice", "great", "wow", "true", "exactly", "indeed",
+})
+# Whisper's renderings of sounds without words: "(coughs)", "[laughs]", "*sigh*", "♪".
+_SOUND = re.compile(r"^\s*([(\[*♪].*[)\]*♪]|\W*)\s*$")
+_WORDS = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+_NOISE = frozenset({"you", "thanks for watching", "blank audio", "blank_audio", "music", "silence", "cough", "coughs"})
+
+
+class Overlap(str, Enum):
+    NOISE = "noise"
+    BACKCHANNEL = "backchannel"
+    WORDS = "words"
+
+
+def classify(text: str) -> Overlap:
+    """`text` (the transcript of a sound heard while the agent spoke) as noise, backchannel or words."""
+    if _SOUND.match(text):
+        return Overlap.NOISE
+    words = _WORDS.findall(text.lower())
+    phrase = " ".join(words)
+    if not words or phrase in _NOISE:
+        return Overlap.NOISE
+    if phrase in BACKCHANNELS or "-".join(words) in BACKCHANNELS:
+        return Overlap.BACKCHANNEL
+    # "yeah yeah", "okay, right", "mm-hmm yes": every piece a backchannel.
+    pieces = re.split(r"[,.!?;]+|\s+(?=\w)", text.lower())
+    pieces = [" ".join(_WORDS.findall(p)) for p in pieces]
+    if len(words) <= 4 and all(p in BACKCHANNELS for p in pieces if p):
+        return Overlap.BACKCHANNEL
+    return Overlap.WORDS

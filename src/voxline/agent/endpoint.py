@@ -1,0 +1,127 @@
+"""When a turn is over: silence, an end-of-turn model's score and the words so far, combined.
+
+Sans-I/O: `EndOfTurn` is told what is known (the model's score when it comes, the
+speculative transcript when it comes) and answers how much silence the turn needs before it
+ends. Silence alone was a fixed 500 ms: too long for "What time is it?", too short for
+"I want to... book a table". The transcript carries the strongest cue (a trailing "and",
+"to", "the" or a half-spoken number is not an end); the audio model helps where words are
+missing or ambiguous, and is optional.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words that leave a sentence open when they are the last thing said.
+_OPEN_WORDS = _wordset("""
+a an the these those my your his her its our their some any every each and or but
+because cause since although though if unless until while when whereas whether nor yet
+than as like to of in on at for with from by about into onto under after before between
+through during without within across against toward towards upon via per is are was
+were be been am i we they he she um uh er erm very let's
+""")
+# Two-word endings that leave it open ("I want to", "going to" end in "to" already).
+_OPEN_ENDINGS = ("i want", "i need", "i would like", "i'd like", "i think", "let me", "i mean",
+                 "wait a", "hold on", "it's", "that's", "there's", "what's", "i'm")
+_NUMBER_WORDS = _wordset("""
+zero oh one two three four five six seven eight nine ten eleven twelve thirteen
+fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty
+seventy eighty ninety hundred thousand million
+""")
+_QUESTION_STARTS = _wordset("""
+what who whom whose which where when why how is are was were do does did can could will
+would should shall may might have has had am
+""")
+_WORD = re.compile(r"[a-z0-9']+")
+_HESITATION = re.compile(r"(\.\.\.|…|,|-|—)\s*$")
+
+
+def transcript_complete(text: str) -> bool | None:
+    """Whether `text` reads as a finished utterance: True, False (it stops mid-way), or None.
+
+    None when there is nothing to judge (no words yet). A question or a clause that ends
+    on a content word is complete; an ending on a function word, a hesitation mark or a
+    run of spoken digits ("the code is four two") is not.
+    """
+    stripped = text.strip()
+    words = _WORD.findall(stripped.lower())
+    if not words:
+        return None
+    if stripped.endswith("?"):
+        return True
+    if _HESITATION.search(stripped):
+        return False
+    body = stripped.rstrip(" .!").lower()
+    if words[-1] in _OPEN_WORDS or any(body.endswith(e) for e in _OPEN_ENDINGS):
+        return False
+    digits = 0
+    for w in reversed(words):
+        if w in _NUMBER_WORDS or w.isdigit():
+            digits += 1
+        else:
+            break
+    # "four two" after "is"/"number"/"code": a number being read out, likely to go on.
+    return not (digits >= 2 or (digits == 1 and len(words) > 1 and words[-2] in ("is", "number", "code", "was")))
+
+
+def is_question(text: str) -> bool:
+    words = _WORD.findall(text.lower())
+    return text.strip().endswith("?") or bool(words and words[0] in _QUESTION_STARTS and len(words) > 2)
+
+
+@dataclass(frozen=True)
+class EndOfTurnConfig:
+    min_ms: int = 200  # silence that ends a turn every cue says is complete
+    base_ms: int = 500  # silence that ends a turn when the cues are unsure or disagree
+    max_ms: int = 2500  # silence that ends a turn the words say is not finished
+    model_threshold: float = 0.5  # a model score at or above this reads "complete"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How much silence the turn needs, and why: logged and carried in `turn.metrics`."""
+
+    wait_ms: int
+    reason: str
+    score: float | None
+    words: bool | None  # what the transcript said: complete, incomplete, or not known
+
+    def describe(self) -> str:
+        score = "no model" if self.score is None else f"model {self.score:.2f}"
+        words = {True: "words complete", False: "words incomplete", None: "no words yet"}[self.words]
+        return f"{self.reason} ({score}, {words}; waits {self.wait_ms} ms)"
+
+
+class EndOfTurn:
+    """The cues of the turn in progress; `decide()` is the silence it needs right now."""
+
+    def __init__(self, config: EndOfTurnConfig | None = None) -> None:
+        self.config = config or EndOfTurnConfig()
+        self.score: float | None = None
+        self.text: str | None = None
+
+    def reset(self) -> None:
+        """A new turn, or speech resumed: the cues were about audio that has grown since."""
+        self.score = None
+        self.text = None
+
+    def decide(self) -> Decision:
+        cfg = self.config
+        words = transcript_complete(self.text) if self.text is not None else None
+        model = None if self.score is None else self.score >= cfg.model_threshold
+        if words is False:
+            return Decision(cfg.max_ms, "words unfinished", self.score, words)
+        if words is True:
+            if model is not False or is_question(self.text or ""):
+                return Decision(cfg.min_ms, "complete", self.score, words)
+            return Decision(cfg.base_ms, "words complete, model unsure", self.score, words)
+        if model is False:
+            # Words may still come (the speculative transcript): they can end it sooner.
+            return Decision(cfg.max_ms, "model says unfinished", self.score, words)
+        return Decision(cfg.base_ms, "silence", self.score, words)

@@ -1,0 +1,153 @@
+"""The end of a turn from silence, the end-of-turn model's score and the words: sans-I/O, no models."""
+
+from __future__ import annotations
+
+import pytest
+
+from voxline.agent.endpoint import EndOfTurn, EndOfTurnConfig, transcript_complete
+from voxline.agent.turns import WINDOW_MS, SpeechEnded, SpeechPaused, TurnConfig, TurnDetector, TurnEvent
+
+CFG = TurnConfig(min_end_silence_ms=200, end_silence_ms=500, max_end_silence_ms=2500, pause_ms=96)
+
+
+@pytest.mark.parametrize("text", [
+    "What time is it?", "Tell me a joke.", "I would like a pizza.", "Thank you", "Yes.", "No",
+    "My name is Anna.", "Book it for seven", "I like it", "Why not?", "That's great.",
+])
+def test_complete_utterances(text: str) -> None:
+    assert transcript_complete(text) is True
+
+
+@pytest.mark.parametrize("text", [
+    "I want to", "I want to...", "Book a table for two and", "because", "the code is four two",
+    "My number is five five five", "I was thinking about the", "It's in", "Can you tell me,",
+    "So, um", "I'd like", "Let me", "It is",
+])
+def test_incomplete_utterances(text: str) -> None:
+    assert transcript_complete(text) is False
+
+
+def test_no_words_is_not_judged() -> None:
+    assert transcript_complete("") is None
+    assert transcript_complete(" ... ") is None
+
+
+def test_decision_table() -> None:
+    e = EndOfTurn(EndOfTurnConfig(min_ms=200, base_ms=500, max_ms=2500, model_threshold=0.5))
+    assert (e.decide().wait_ms, e.decide().reason) == (500, "silence")  # nothing known: as before
+    e.score = 0.9
+    assert e.decide().wait_ms == 500  # the model alone never commits early (it misjudges cut-offs)
+    e.score = 0.1
+    assert e.decide().wait_ms == 2500  # ... but it can make the turn wait for words
+    e.text = "Tell me a joke."
+    assert e.decide().wait_ms == 500  # words complete, the model unsure
+    e.text = "What is the weather like?"
+    assert e.decide().wait_ms == 200  # a question is complete whatever the audio says
+    e.score, e.text = 0.9, "Tell me a joke."
+    assert e.decide().wait_ms == 200  # both say complete
+    e.score, e.text = None, "Tell me a joke."
+    assert e.decide().wait_ms == 200  # no model: the words decide
+    e.score, e.text = 0.99, "I want to"
+    assert e.decide().wait_ms == 2500  # unfinished words win over a confident model
+    assert "model 0.99" in e.decide().describe() and "waits 2500 ms" in e.decide().describe()
+
+
+class Feeder:
+    def __init__(self, config: TurnConfig = CFG) -> None:
+        self.detector = TurnDetector(config)
+        self.events: list[TurnEvent] = []
+
+    def feed(self, prob: float, ms: int) -> list[TurnEvent]:
+        out: list[TurnEvent] = []
+        for _ in range(-(-ms // WINDOW_MS)):
+            out += self.detector.push(b"\x00\x01" * 512, prob)
+        self.events += out
+        return out
+
+    def pause(self) -> SpeechPaused:
+        return [e for e in self.events if isinstance(e, SpeechPaused)][-1]
+
+
+def silence_until_end(f: Feeder, limit_ms: int = 5000) -> SpeechEnded:
+    waited = 0
+    while waited < limit_ms:
+        for e in f.feed(0.0, WINDOW_MS):
+            if isinstance(e, SpeechEnded):
+                return e
+        waited += WINDOW_MS
+    raise AssertionError("the turn never ended")
+
+
+def test_without_cues_the_turn_ends_after_the_base_silence() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    ended = silence_until_end(f)
+    assert 500 <= ended.at_ms - ended.speech_end_ms < 500 + WINDOW_MS
+    assert ended.decision is not None and ended.decision.reason == "silence"
+
+
+def test_complete_words_end_the_turn_at_once_when_enough_silence_has_passed() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    f.feed(0.0, 320)  # 320 ms of silence: past min, before base
+    assert not any(isinstance(e, SpeechEnded) for e in f.events)
+    [ended] = f.detector.cue(f.pause().pause, text="What time is it?")
+    assert isinstance(ended, SpeechEnded) and ended.decision is not None
+    assert ended.decision.wait_ms == 200 and ended.decision.words is True
+    assert not f.detector.speaking
+
+
+def test_complete_words_early_end_at_the_minimum_silence() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    f.feed(0.0, 100)
+    assert f.detector.cue(f.pause().pause, text="Tell me a joke.", score=0.8) == []  # 128 ms: too soon
+    ended = silence_until_end(f)
+    assert 200 <= ended.at_ms - ended.speech_end_ms < 200 + WINDOW_MS
+
+
+def test_unfinished_words_wait_up_to_the_maximum() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    f.feed(0.0, 100)
+    f.detector.cue(f.pause().pause, text="I want to", score=0.95)
+    f.feed(0.0, 2000)
+    assert not any(isinstance(e, SpeechEnded) for e in f.events)  # a 2 s pause mid-sentence is not the end
+    ended = silence_until_end(f)
+    assert 2500 <= ended.at_ms - ended.speech_end_ms < 2500 + WINDOW_MS
+    assert ended.decision is not None and ended.decision.reason == "words unfinished"
+
+
+def test_speech_again_forgets_the_cues_of_the_pause() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    f.feed(0.0, 100)
+    old = f.pause().pause
+    f.detector.cue(old, text="I want to")
+    f.feed(0.9, 300)  # "... book a table."
+    f.feed(0.0, 100)
+    assert f.pause().pause != old
+    assert f.detector.cue(old, text="I want to") == []  # a stale cue changes nothing
+    assert f.detector.decision.wait_ms == 500
+    f.detector.cue(f.pause().pause, text="I want to book a table.")
+    ended = silence_until_end(f)
+    assert ended.at_ms - ended.speech_end_ms < 200 + WINDOW_MS
+
+
+def test_a_low_model_score_waits_for_the_words() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    f.feed(0.0, 100)
+    f.detector.cue(f.pause().pause, score=0.05)
+    f.feed(0.0, 800)
+    assert not any(isinstance(e, SpeechEnded) for e in f.events)
+    [ended] = f.detector.cue(f.pause().pause, text="Where is the station?")  # the transcript comes late
+    assert isinstance(ended, SpeechEnded)
+
+
+def test_a_cue_after_the_turn_ended_is_ignored() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    silence_until_end(f)
+    assert f.detector.cue(f.pause().pause, text="Hello.") == []
+    assert f.detector.cue(f.pause().pause + 5, score=1.0) == []

@@ -1,0 +1,210 @@
+"""SessionAgent on fake models and a virtual clock: speculation, early and late ends of turn,
+pauses mid-sentence, backchannels, real interruptions, greetings and faults, in milliseconds."""
+
+from __future__ import annotations
+
+from agent_harness import Call
+from fakes import BusTap, FakeTurnModel, VirtualClock, fake_models, speech
+
+from voxline.agent.conversation import State
+from voxline.bus.codec import AudioKind
+
+
+async def test_a_complete_question_is_answered_after_the_minimum_silence(call: Call) -> None:
+    call.models.stt.texts = ["What time is it?"]
+    await call.say(speech(700))
+    await call.quiet(400)  # the speculative transcript comes ~100 ms into the pause
+    assert AudioKind.AUDIO in call.tap.kinds()  # answered before the old 500 ms of silence
+    [metrics] = [e["metrics"] for e in call.tap.of("turn.metrics")] or [None]
+    await call.quiet(600)
+    [metrics] = [e["metrics"] for e in call.tap.of("turn.metrics")]
+    assert metrics["end_of_turn_wait_ms"] == 200 and metrics["speculative"] is True
+    assert len(call.models.stt.calls) == 1 and len(call.models.llm.calls) == 1
+    assert any("end of turn after" in line and "words complete" in line for line in call.tap.logs())
+
+
+async def test_a_pause_mid_sentence_is_not_answered_and_the_whole_utterance_is_answered_once(call: Call) -> None:
+    call.models.stt.texts = ["I want to", "I want to book a table for two."]
+    await call.say(speech(600))
+    await call.quiet(1200)  # a long pause, at an unfinished point
+    assert call.tap.kinds() == [] and call.conv.state is State.USER_SPEAKING
+    await call.say(speech(600))  # "... book a table for two."
+    await call.quiet(800)
+    assert call.tap.kinds()[:1] == [AudioKind.AUDIO]
+    # One reply heard, to the whole utterance (the speculative one to "I want to" was dropped unheard).
+    assert call.models.llm.calls[-1][-1] == {"role": "user", "content": "I want to book a table for two."}
+    assert [e["text"] for e in call.tap.of("transcript.final")] == ["I want to book a table for two."]
+    assert [m["content"] for m in call.conv.messages() if m["role"] == "user"] == ["I want to book a table for two."]
+    assert len({m.turn for m in call.tap.audio}) == 1
+
+
+async def test_an_unfinished_utterance_still_ends_at_the_maximum_wait(call: Call) -> None:
+    call.models.stt.texts = ["My number is five five"]
+    await call.say(speech(600))
+    await call.quiet(2300)
+    assert call.tap.kinds() == []
+    await call.quiet(700)
+    assert AudioKind.AUDIO in call.tap.kinds()  # never stuck waiting for more
+    [metrics] = [e["metrics"] for e in call.tap.of("turn.metrics")]
+    assert metrics["end_of_turn_wait_ms"] == 2500
+
+
+async def test_the_end_of_turn_model_score_is_used_and_logged(clock: VirtualClock, tap: BusTap) -> None:
+    models = fake_models(clock, turn_model=FakeTurnModel(clock, score_value=0.05))
+    call = Call(clock, models, tap, speculate=False)  # no transcript before the end: the model decides
+    await call.listen()
+    await call.say(speech(600))
+    await call.quiet(1500)
+    assert call.tap.kinds() == []  # the model says unfinished: it waits longer than 500 ms
+    await call.quiet(1500)
+    assert any("model 0.05" in line for line in call.tap.logs())
+    [metrics] = [e["metrics"] for e in call.tap.of("turn.metrics")]
+    assert metrics["end_of_turn_score"] == 0.05 and metrics["end_of_turn_wait_ms"] == 2500
+    await call.agent.close()
+
+
+async def test_a_caller_who_goes_on_stops_a_started_reply_and_is_answered_once(call: Call) -> None:
+    call.models.stt.texts = ["Tell me about Paris.", "And London."]
+    call.models.tts.delay_s = 0.4  # the reply is not audible yet when the caller goes on
+    await call.say(speech(600))
+    await call.quiet(300)  # committed at 200 ms
+    assert call.conv.state is State.THINKING
+    await call.say(speech(500))
+    await call.quiet(1000)
+    texts = [e["text"] for e in call.tap.of("transcript.final")]
+    assert texts[-1] == "Tell me about Paris. And London."
+    asked = [m["content"] for m in call.models.llm.calls[-1] if m["role"] == "user"]
+    assert asked == ["Tell me about Paris.", "And London."]
+    assert call.conv.history_json()[0]["content"] == "Tell me about Paris. And London."
+
+
+async def playing_reply(call: Call) -> None:
+    call.models.tts.ms_per_char = 200  # a long reply: it is still playing while the caller reacts
+    call.models.stt.texts = ["Tell me a story."]
+    await call.say(speech(600))
+    await call.quiet(500)
+    assert call.conv.state is State.AGENT_SPEAKING
+    call.tap.kinds()
+    call.tap.audio.clear()
+
+
+async def test_a_backchannel_pauses_the_reply_and_it_resumes(call: Call) -> None:
+    await playing_reply(call)
+    call.models.stt.texts = ["Mm-hmm."]
+    await call.say(speech(300))
+    assert call.tap.kinds() == [AudioKind.PAUSE]  # silent at once, not cut
+    await call.quiet(400)
+    assert call.tap.kinds() == [AudioKind.PAUSE, AudioKind.RESUME]
+    assert call.conv.state is State.AGENT_SPEAKING and call.conv.interruptions == 0
+    assert any("ignored backchannel 'Mm-hmm.'" in line for line in call.tap.logs())
+    assert not call.tap.of("interruption")
+    await call.quiet(3000)  # and it is not answered later as a turn
+    assert len(call.models.llm.calls) == 1
+
+
+async def test_a_cough_without_words_resumes_the_reply(call: Call) -> None:
+    await playing_reply(call)
+    call.models.stt.texts = [""]
+    await call.say(speech(250))
+    await call.quiet(400)
+    assert call.tap.kinds() == [AudioKind.PAUSE, AudioKind.RESUME]
+    assert any("ignored noise" in line for line in call.tap.logs())
+
+
+async def test_words_interrupt_the_reply_and_are_answered(call: Call) -> None:
+    await playing_reply(call)
+    call.models.stt.texts = ["Stop, what about London?"]
+    await call.say(speech(400))
+    await call.quiet(600)
+    kinds = call.tap.kinds()
+    assert kinds[:2] == [AudioKind.PAUSE, AudioKind.CLEAR]
+    assert call.tap.of("interruption") and call.conv.interruptions == 1
+    assert kinds[2:3] == [AudioKind.AUDIO]  # the interruption is answered
+    assert call.models.llm.calls[-1][-1]["content"] == "Stop, what about London?"
+
+
+async def test_sustained_speech_interrupts_without_waiting_for_words(call: Call) -> None:
+    await playing_reply(call)
+    call.models.stt.texts = [None]  # the words would never come
+    start = call.clock.now
+    await call.say(speech(200))
+    assert call.tap.kinds() == [AudioKind.PAUSE]
+    paused_at = [m.ts for m in call.tap.audio if m.kind is AudioKind.PAUSE][0]
+    assert paused_at - start < 0.3  # the agent is silent within 300 ms of the caller's start
+    await call.say(speech(500))
+    assert call.tap.kinds() == [AudioKind.PAUSE, AudioKind.CLEAR]
+    assert call.conv.state is State.USER_SPEAKING
+
+
+async def test_a_sound_whose_transcript_never_comes_does_not_leave_the_agent_silent(call: Call) -> None:
+    await playing_reply(call)
+    call.models.stt.texts = [None]  # the STT hangs
+    await call.say(speech(250))
+    await call.quiet(1500)
+    assert call.tap.kinds() == [AudioKind.PAUSE]
+    await call.quiet(800)
+    assert call.tap.kinds() == [AudioKind.PAUSE, AudioKind.RESUME]
+    assert any("no transcript of the sound in time" in line for line in call.tap.logs())
+
+
+async def test_a_failed_transcription_of_a_sound_resumes_the_reply(call: Call) -> None:
+    await playing_reply(call)
+    call.models.stt.texts = [RuntimeError("stt down")]
+    await call.say(speech(250))
+    await call.quiet(300)
+    assert call.tap.kinds() == [AudioKind.PAUSE, AudioKind.RESUME]
+
+
+async def test_the_reply_ending_under_a_sound_leaves_the_agent_listening(call: Call) -> None:
+    await playing_reply(call)
+    call.models.stt.texts = [None]
+    await call.say(speech(250))
+    await call.clock.advance(2.0)  # the reply is all sent meanwhile
+    await call.finish_playback()
+    assert call.conv.state is State.LISTENING
+    assert call.agent.detector.speaking is False
+
+
+async def test_the_greeting_is_spoken_first_is_in_history_and_can_be_interrupted(clock: VirtualClock, tap: BusTap) -> None:
+    call = Call(clock, fake_models(clock), tap, greeting="Hi, how can I help?")
+    await call.listen()
+    await call.agent.on_control({"type": "greeting"})
+    await call.quiet(200)
+    assert call.models.tts.calls == ["Hi, how can I help?"]
+    assert call.conv.history_json() == [{"turn": 1, "role": "assistant", "content": "Hi, how can I help?"}]
+    assert call.conv.state is State.AGENT_SPEAKING
+    call.models.stt.texts = ["Book me a table."]
+    await call.say(speech(700))
+    assert AudioKind.CLEAR in call.tap.kinds()
+    await call.quiet(600)
+    assert call.models.llm.calls[-1][1:] == [{"role": "assistant", "content": "Hi, how can I help?"},
+                                             {"role": "user", "content": "Book me a table."}]
+    await call.agent.on_control({"type": "greeting"})  # once only
+    assert call.models.tts.calls.count("Hi, how can I help?") == 1
+    await call.agent.close()
+
+
+async def test_no_greeting_by_default(call: Call) -> None:
+    await call.agent.on_control({"type": "greeting"})
+    await call.quiet(200)
+    assert call.models.tts.calls == [] and call.conv.state is State.LISTENING
+
+
+async def test_an_llm_failure_is_reported_and_apologised_for(call: Call) -> None:
+    call.models.llm.fail = RuntimeError("llm down")
+    await call.say(speech(600))
+    await call.quiet(800)
+    assert [e["stage"] for e in call.tap.of("error")] == ["llm"]
+    assert any("Sorry" in text for text in call.models.tts.calls)
+    await call.finish_playback()
+    assert call.conv.state is State.LISTENING
+
+
+async def test_a_tts_failure_plays_the_recorded_apology(call: Call) -> None:
+    call.models.tts.fail = RuntimeError("tts down")
+    await call.say(speech(600))
+    await call.quiet(800)
+    assert [e["stage"] for e in call.tap.of("error")] == ["tts"]
+    assert call.reply_audio_ms() > 1000  # the recording, about 3 s
+    await call.finish_playback()
+    assert call.conv.state is State.LISTENING
