@@ -27,6 +27,7 @@ if [ $want_test = 1 ]; then
   apt_install chromium chromium
   apt_install espeak-ng espeak-ng
   apt_install redis-server redis-server
+  apt_install turnserver coturn  # the NAT tests relay a call through a real TURN server
 fi
 
 [ -x .venv/bin/python ] || $PY -m venv .venv

@@ -39,7 +39,7 @@ SECRETS_DIR_VAR = ENV_PREFIX + "SECRETS_DIR"
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_SECRETS_DIR = "/run/secrets/voxline"
 SOURCE_VARS = frozenset({ENV_FILE_VAR, SECRETS_DIR_VAR})
-SECRETS = ("auth_token", "api_key", "redis_url")  # redis_url may hold a password
+SECRETS = ("auth_token", "api_key", "redis_url", "turn_secret")  # redis_url may hold a password
 
 log = logging.getLogger("voxline.config")
 
@@ -117,6 +117,13 @@ def _creatable_dir(value: str) -> str:
     return value
 
 
+def _port_range(value: str) -> str:
+    from voxline.rtc.connection import parse_port_range
+
+    parse_port_range(value)  # its ValueError says what is wrong
+    return value
+
+
 def _upper(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
@@ -133,6 +140,7 @@ OptionalHttpUrl = Annotated[str, AfterValidator(_http_url_or_empty)]
 OptionalRedisUrl = Annotated[str, AfterValidator(_redis_url_or_empty)]
 HostPorts = Annotated[str, AfterValidator(_host_ports)]
 Directory = Annotated[str, AfterValidator(_creatable_dir)]
+PortRange = Annotated[str, AfterValidator(_port_range)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
 
 
@@ -156,6 +164,11 @@ class Settings(BaseSettings):
     rtc_jitter_prefetch: Annotated[int, Field(ge=0, le=16)] = 1  # packets aiortc buffers before decoding the caller (20 ms each)
     rtc_send_silence: Flag = False  # send silent frames between replies (default: nothing, like DTX)
     rtc_host_addresses: Names = ()  # ICE host candidates on these addresses only; empty = all
+    rtc_port_range: PortRange = ""  # e.g. 40000-40999: ICE host sockets bind only there (one port per call); empty = any
+    rtc_announced_address: str = ""  # public address of a 1:1 NAT: host candidates also offered on it
+    ice_servers: Names = ()  # STUN/TURN URLs handed to callers (GET /ice-servers), e.g. turn:turn.example.com:3478
+    turn_secret: str = ""  # coturn static-auth-secret: callers get time-limited TURN credentials
+    turn_ttl_s: Seconds = 3600.0  # how long such a credential is valid
 
     # Bus
     bus: Literal["memory", "kafka"] = "memory"

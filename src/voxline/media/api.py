@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from voxline.media import analytics
+from voxline.media import analytics, ice
 from voxline.media.errors import ApiError
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 from voxline.sessions.ids import is_valid_session_id
@@ -91,3 +91,9 @@ async def metrics(request: web.Request) -> web.Response:
     for peer in peers:
         media.update(peer.counts())
     return web.Response(text=server.metrics.render(len(live), disconnected, media), content_type="text/plain")
+
+
+async def ice_servers(request: web.Request) -> web.Response:
+    """What the page passes to RTCPeerConnection: configured STUN/TURN, fresh TURN credentials."""
+    settings = request.app[SERVER_KEY].settings
+    return web.json_response({"iceServers": ice.ice_servers(settings)}, headers={"Cache-Control": "no-store"})

@@ -36,6 +36,7 @@ def create_app(server: MediaServer, settings: Settings) -> web.Application:
     r.add_get("/healthz", api.healthz)
     r.add_get("/readyz", api.readyz)
     r.add_get("/metrics", api.metrics)
+    r.add_get("/ice-servers", api.ice_servers)
     r.add_get("/openapi.json", openapi.openapi_json)
     r.add_get("/", index)
     r.add_get("/{name:[A-Za-z0-9_.-]+}", static_file)

@@ -133,6 +133,12 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
                              "responses": {"200": _json("Alive.", "#/components/schemas/Status")}}},
         "/readyz": {"get": {"summary": "Readiness.", "operationId": "readyz", "security": [],
                             "responses": {"200": _json("Ready.", "#/components/schemas/Status"), "503": E503}}},
+        "/ice-servers": {"get": {
+            "summary": "The ICE servers (STUN/TURN) a caller should use, with time-limited TURN credentials.",
+            "operationId": "iceServers",
+            "responses": {"200": {"description": "RTCIceServer objects for RTCPeerConnection.", "content": {
+                "application/json": {"schema": {"type": "object", "required": ["iceServers"], "properties": {
+                    "iceServers": {"type": "array", "items": {"type": "object"}}}}}}}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics.", "operationId": "metrics",
                              "responses": {"200": {"description": "Prometheus text format.",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},

@@ -22,6 +22,7 @@ from voxline.config import Settings
 from voxline.logs import session_var
 from voxline.media.metrics import MediaMetrics, TurnTracer
 from voxline.media.resume import ResumeError, new_resume_token, token_matches
+from voxline.rtc.connection import parse_port_range
 from voxline.rtc.peer import MediaPeer
 from voxline.sessions.registry import Session, SessionRegistry, SessionState
 from voxline.sessions.store import LIVE_STATES, SessionQuery, SessionStore
@@ -244,7 +245,8 @@ class MediaServer:
             if peer is not None:
                 await self._peer_closed(peer, reason)
 
-        peer = MediaPeer(session, self.bus, closed, self.settings.rtc_jitter_prefetch, self.settings.rtc_send_silence)
+        peer = MediaPeer(session, self.bus, closed, self.settings.rtc_jitter_prefetch, self.settings.rtc_send_silence,
+                         parse_port_range(self.settings.rtc_port_range), self.settings.rtc_announced_address)
         return peer
 
     async def _close_peer(self, peer: MediaPeer) -> None:

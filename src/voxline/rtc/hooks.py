@@ -7,6 +7,9 @@ an aiortc upgrade falls back to aiortc's own path rather than breaking a call.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +19,7 @@ from aiortc import RTCPeerConnection
 from voxline.rtc.inline import InlineDecoderQueue
 from voxline.rtc.receive import DirectReceiver
 
+log = logging.getLogger(__name__)
 _all_host_addresses = aioice.ice.get_host_addresses
 
 
@@ -106,3 +110,55 @@ def receive_direct(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None],
             direct.detach()
 
     return direct
+
+
+def use_port_range(pc: RTCPeerConnection, low: int, high: int) -> bool:
+    """Bind this connection's ICE host sockets to a port in [low, high] instead of any port.
+
+    A firewall or a Kubernetes node then needs only that UDP range open. aioice binds port 0
+    with no setting for it, so this wraps its connection's `get_component_candidates`: host
+    sockets are bound here (trying ports from a random start in the range), and aioice's own
+    method runs with no addresses for the rest (TURN; no STUN: the server uses none). Call
+    after the remote description made the transceivers and before `setLocalDescription`.
+    Returns False (nothing changed) if aiortc's internals are not what this expects.
+    Remove when aioice takes a port range (0.13 has none).
+    """
+    from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+
+    aioice_ice = aioice.ice
+    transceiver = audio_transceiver(pc)
+    ice_transport = getattr(getattr(getattr(transceiver, "receiver", None), "transport", None), "transport", None)
+    connection = getattr(ice_transport, "_connection", None)
+    original = getattr(connection, "get_component_candidates", None)
+    if connection is None or original is None or not hasattr(aioice_ice, "StunProtocol") \
+            or not isinstance(getattr(connection, "_protocols", None), list):
+        return False
+
+    async def ranged(component: int, addresses: list[str], timeout: int = 5) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        candidates: list[Any] = []
+        span = high - low + 1
+        for address in addresses:
+            start = random.randrange(span)
+            for i in range(span):
+                port = low + (start + i) % span
+                try:
+                    _, protocol = await loop.create_datagram_endpoint(
+                        lambda: aioice_ice.StunProtocol(connection), local_addr=(address, port))
+                    break
+                except OSError:
+                    continue
+            else:
+                log.warning("no free UDP port in %d-%d on %s: no host candidate there", low, high, address)
+                continue
+            host, bound = protocol.transport.get_extra_info("sockname")[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host), component=component,
+                transport="udp", priority=candidate_priority(component, "host"),
+                host=host, port=bound, type="host")
+            connection._protocols.append(protocol)
+            candidates.append(protocol.local_candidate)
+        return candidates + list(await original(component, [], timeout))
+
+    connection.get_component_candidates = ranged
+    return True

@@ -24,10 +24,10 @@ from voxline.bus.codec import AudioMessage, encode_json
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
 from voxline.rtc.connection import new_peer_connection
-from voxline.rtc.hooks import decode_inline, receive_direct, tune_jitter_buffers
+from voxline.rtc.hooks import decode_inline, receive_direct, tune_jitter_buffers, use_port_range
 from voxline.rtc.playout import PlayoutTrack
 from voxline.rtc.receive import DirectReceiver
-from voxline.rtc.sdp import SdpError, check_offer, first_audio_codec
+from voxline.rtc.sdp import SdpError, announce_address, check_offer, first_audio_codec
 from voxline.rtc.send import DirectSender
 from voxline.sessions.registry import Session
 
@@ -36,11 +36,14 @@ CHUNK_BYTES = 640  # 20 ms at 16 kHz s16 mono
 MAX_INBOUND = 250  # chunks (5 s) waiting for the bus; beyond this the oldest go (a stalled bus)
 class MediaPeer:
     def __init__(self, session: Session, bus: Bus, on_closed: Callable[[str, str], Awaitable[None]],
-                 jitter_prefetch: int, send_silence: bool = False) -> None:
+                 jitter_prefetch: int, send_silence: bool = False,
+                 port_range: tuple[int, int] | None = None, announced_address: str = "") -> None:
         self.session = session
         self.bus = bus
         self.on_closed = on_closed
         self.jitter_prefetch = jitter_prefetch  # Settings.rtc_jitter_prefetch: the one default is there
+        self.port_range = port_range
+        self.announced_address = announced_address
         self.pc = new_peer_connection()
         self.playout = PlayoutTrack(on_drained=self._on_drained, send_silence=send_silence)
         self.seq = 0
@@ -75,6 +78,8 @@ class MediaPeer:
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds for bad SDP
             raise SdpError(f"the offer could not be applied: {exc}") from exc
         tune_jitter_buffers(pc, self.jitter_prefetch)
+        if self.port_range is not None and not use_port_range(pc, *self.port_range):
+            log.warning("aiortc internals changed: rtc_port_range not applied", extra={"session_id": self.session.id})
         self.direct = receive_direct(pc, self._on_pcm)  # Opus, straight off the socket
         if not decode_inline(pc, self._on_pcm):  # anything else (PCMU), through aiortc's receiver
             log.warning("aiortc internals changed: audio decoded by its own thread",
@@ -88,7 +93,8 @@ class MediaPeer:
             if sender is not None:  # the agent's voice leaves straight from here, not via aiortc's sender
                 self.playout.direct = True
                 self._spawn(self._send(sender))
-        return pc.localDescription.sdp
+        answer: str = pc.localDescription.sdp
+        return announce_address(answer, self.announced_address) if self.announced_address else answer
 
     async def close(self) -> None:
         if self._closed:

@@ -44,3 +44,24 @@ def first_audio_codec(sdp: str) -> str | None:
         elif payload is not None and line.startswith(f"a=rtpmap:{payload} "):
             return line.split(" ", 1)[1].split("/", 1)[0].strip().lower()
     return None
+
+
+def announce_address(sdp: str, address: str) -> str:
+    """The answer with each host candidate also offered on `address` (1:1 NAT, same port).
+
+    Behind a 1:1 NAT (a cloud VM's public IP, a node's external address) the sockets are bound
+    to the private address, and packets to public:port arrive on private:port. The copy comes
+    right after its original with priority one lower, so a caller on the same network still
+    prefers the private address.
+    """
+    out: list[str] = []
+    for line in sdp.split("\r\n"):
+        out.append(line)
+        parts = line.split()
+        if line.startswith("a=candidate:") and len(parts) >= 8 and parts[6:8] == ["typ", "host"] \
+                and parts[4] != address:
+            parts[0] = f"a=candidate:{parts[0].split(':', 1)[1]}n"  # another foundation: another address
+            parts[3] = str(max(int(parts[3]) - 1, 0))
+            parts[4] = address
+            out.append(" ".join(parts))
+    return "\r\n".join(out)
