@@ -25,8 +25,11 @@ FORMATTED = {
     "cors_origins": "https://a.example, https://b.example:8443",
     "rtc_host_addresses": "127.0.0.1,::1",
     "log_level": "debug",
+    "rtc_port_range": "40000-40999",
+    "ice_servers": "stun:stun.example:3478, turn:turn.example:3478",
 }
 PARSED = {
+    "ice_servers": ("stun:stun.example:3478", "turn:turn.example:3478"),
     "cors_origins": ("https://a.example", "https://b.example:8443"),
     "rtc_host_addresses": ("127.0.0.1", "::1"),
     "log_level": "DEBUG",
