@@ -117,9 +117,21 @@ def _creatable_dir(value: str) -> str:
     return value
 
 
-def _port_range(value: str) -> str:
-    from voxline.rtc.connection import parse_port_range
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """`"40000-40999"` -> (40000, 40999); empty -> None (any port). ValueError says what is wrong."""
+    if not text.strip():
+        return None
+    low_s, sep, high_s = text.partition("-")
+    try:
+        low, high = int(low_s), int(high_s)
+    except ValueError:
+        raise ValueError(f"rtc_port_range {text!r} is not LOW-HIGH (e.g. 40000-40999)") from None
+    if not sep or not 1024 <= low <= high <= 65535:
+        raise ValueError(f"rtc_port_range {text!r}: want 1024 <= LOW <= HIGH <= 65535")
+    return low, high
 
+
+def _port_range(value: str) -> str:
     parse_port_range(value)  # its ValueError says what is wrong
     return value
 

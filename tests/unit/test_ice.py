@@ -8,9 +8,8 @@ import hmac
 
 import pytest
 
-from voxline.config import Settings
+from voxline.config import Settings, parse_port_range
 from voxline.media.ice import ice_servers, turn_credential
-from voxline.rtc.connection import parse_port_range
 from voxline.rtc.sdp import announce_address
 
 ANSWER = "\r\n".join([

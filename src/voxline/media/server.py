@@ -18,11 +18,10 @@ from typing import Any
 from voxline.bus.base import Bus, Subscription
 from voxline.bus.codec import AudioMessage, CodecError, decode_json, encode_json, event
 from voxline.bus.topics import Topic
-from voxline.config import Settings
+from voxline.config import Settings, parse_port_range
 from voxline.logs import session_var
 from voxline.media.metrics import MediaMetrics, TurnTracer
 from voxline.media.resume import ResumeError, new_resume_token, token_matches
-from voxline.rtc.connection import parse_port_range
 from voxline.rtc.peer import MediaPeer
 from voxline.sessions.registry import Session, SessionRegistry, SessionState
 from voxline.sessions.store import LIVE_STATES, SessionQuery, SessionStore
