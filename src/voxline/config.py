@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     ice_servers: Names = ()  # STUN/TURN URLs handed to callers (GET /ice-servers), e.g. turn:turn.example.com:3478
     turn_secret: str = ""  # coturn static-auth-secret: callers get time-limited TURN credentials
     turn_ttl_s: Seconds = 3600.0  # how long such a credential is valid
+    rtc_max_packets_per_s: Annotated[float, Field(gt=0)] = 200.0  # datagrams a second a caller may send (more: dropped, counted)
+    rtc_max_bytes_per_s: Annotated[float, Field(gt=0)] = 100_000.0  # bytes a second a caller may send
+    rtc_max_pre_dtls_datagrams: Annotated[float, Field(ge=10)] = 50.0  # before DTLS completes (refilled at 1/5 a second)
+    rtc_max_candidates: Positive = 16  # remote ICE candidates taken from an offer
+    rtc_allow_private_candidates: Flag = True  # check remote candidates in private ranges (loopback: when offered)
+    rtc_close_timeout_s: Seconds = 5.0  # closing a peer connection never takes longer
 
     # Bus
     bus: Literal["memory", "kafka"] = "memory"

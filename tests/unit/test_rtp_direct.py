@@ -12,7 +12,7 @@ import pylibsrtp
 
 from audio_helpers import tone
 from voxline.audio.opus import FRAME_SAMPLES, encode_frames
-from voxline.rtc.receive import MAX_CONCEAL, MAX_LATE_RUN, DirectReceiver
+from voxline.rtc.receive import MAX_CONCEAL, MAX_LATE_RUN, DirectReceiver, ReceiveLimits
 
 PT = 111
 KEY = os.urandom(30)
@@ -124,11 +124,53 @@ def test_other_payload_types_rtcp_and_dtls_go_the_usual_way() -> None:
 def test_damaged_or_garbage_packets_are_dropped_and_counted() -> None:
     line = Line()
     line.send(1, 0)
-    line.rx.datagram(bytes([0x80, PT]) + os.urandom(40), 1)  # fails authentication
-    line.send(2, FRAME_SAMPLES, payload=b"")  # empty payload: the decoder conceals it as lost
-    line.send(3, 2 * FRAME_SAMPLES, payload=b"\xff" * 3)  # not Opus: skipped
+    line.rx.datagram(struct.pack("!BBHII", 0x80, PT, 2, 0, 1234) + os.urandom(40), 1)  # fails authentication
+    line.send(2, FRAME_SAMPLES, payload=b"")  # empty payload: dropped (libopus would make up a frame)
+    line.send(3, 2 * FRAME_SAMPLES, payload=b"\xff" * 3)  # not Opus: skipped; 2 looks lost: concealed
     line.send(4, 3 * FRAME_SAMPLES)
-    assert line.rx.errors == 1 and line.times() == [0, FRAME_SAMPLES, 3 * FRAME_SAMPLES]
+    assert line.rx.errors == 1 and line.rx.empty == 1
+    assert line.times() == [0, FRAME_SAMPLES, 3 * FRAME_SAMPLES]
+
+
+def test_zero_length_payloads_make_no_audio() -> None:
+    line = Line()
+    for k in range(200):
+        line.send(k, k * FRAME_SAMPLES, payload=b"")
+    assert line.rx.empty == 200 and not line.got
+
+
+def test_a_second_ssrc_is_dropped_before_srtp_while_the_first_one_talks() -> None:
+    line = Line()
+    for k in range(20):
+        line.send(100 + k, k * FRAME_SAMPLES)
+        line.send(500 + k, k * FRAME_SAMPLES, ssrc=5000 + k)  # fan-out: a new stream every packet
+    assert line.rx.ssrc_dropped == 20 and line.rx.received == 20 and not line.rx.errors
+    line.rx._ssrc_at -= 2  # the first stream silent for 2 s: a new one is taken
+    line.send(7, 0, ssrc=77)
+    assert line.rx.received == 21 and line.rx._ssrc == 77
+
+
+def test_packet_byte_and_pre_dtls_rates_are_capped() -> None:
+    line = Line()
+    line.rx = DirectReceiver(SimpleNamespace(_rx_srtp=None), None, {PT}, lambda pcm, t: None, 16_000,
+                             lambda data, component: line.passed.append(data),
+                             ReceiveLimits(packets_per_s=100, bytes_per_s=1e9, pre_dtls_datagrams=10))
+    for _ in range(1000):  # a flood before the handshake
+        line.rx.datagram(bytes([22]) + bytes(99), 1)
+    assert len(line.passed) <= 12 and line.rx.pre_dtls_dropped + line.rx.limited == 1000 - len(line.passed)
+    big = DirectReceiver(SimpleNamespace(_rx_srtp=None), None, {PT}, lambda pcm, t: None, 16_000,
+                         lambda data, component: None, ReceiveLimits(bytes_per_s=10_000, pre_dtls_datagrams=1e9))
+    for _ in range(100):
+        big.datagram(bytes(1200), 1)
+    assert 5 <= big.limited and big.limited >= 100 - 10
+
+
+def test_decoded_audio_never_runs_faster_than_real_time() -> None:
+    line = Line(plain=True)
+    for k in range(0, 600, 6):  # every packet claims 5 lost before it: 6 frames for one packet
+        line.send(k, k * FRAME_SAMPLES)
+    frames = len(line.got)
+    assert frames <= 16_000 * 1.2 // 320 + 1 and line.rx.audio_dropped > 0
 
 
 def test_before_the_handshake_packets_go_the_usual_way() -> None:

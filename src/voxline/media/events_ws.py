@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from voxline.bucket import TokenBucket
 from voxline.bus.codec import event
 from voxline.media.errors import ApiError
 from voxline.media.whip import SERVER_KEY, session_id_from_path
@@ -34,7 +34,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                            session_state=session.state.value))
     server.watchers[sid].add(queue)
     sender = asyncio.create_task(_send(ws, queue))
-    bucket = _Bucket(MAX_CLIENT_RATE, MAX_CLIENT_BURST)
+    bucket = TokenBucket(MAX_CLIENT_RATE, MAX_CLIENT_BURST)
     try:
         async for msg in ws:  # clients may ping; anything else is ignored
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not bucket.take():
@@ -51,22 +51,6 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         if not server.watchers[sid]:
             server.watchers.pop(sid, None)
     return ws
-
-
-class _Bucket:
-    """Token bucket: `rate` per second sustained, `burst` at once."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 async def _send(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:

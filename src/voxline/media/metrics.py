@@ -38,6 +38,12 @@ MEDIA_COUNTERS = {  # `MediaPeer.counts` key -> (metric, help)
                       "Caller audio frames made up by the decoder for lost packets (gaps up to 100 ms)."),
     "rtp_late": ("voxline_inbound_rtp_late_total", "Caller RTP packets dropped: duplicates, or older than one taken."),
     "rtp_errors": ("voxline_inbound_rtp_errors_total", "Caller RTP packets that failed SRTP or could not be read."),
+    "rtp_limited": ("voxline_inbound_rtp_limited_total",
+                    "Caller datagrams or decoded frames dropped: over the packet, byte, pre-DTLS or real-time budget."),
+    "rtp_ssrc_dropped": ("voxline_inbound_rtp_ssrc_dropped_total", "Caller RTP packets of a second inbound stream."),
+    "rtp_empty": ("voxline_inbound_rtp_empty_total", "Caller RTP packets with no payload."),
+    "candidates_refused": ("voxline_ice_candidates_refused_total",
+                           "Offered ICE candidates not checked: a refused address, or over the cap."),
 }
 
 

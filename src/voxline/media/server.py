@@ -22,7 +22,7 @@ from voxline.config import Settings, parse_port_range
 from voxline.logs import session_var
 from voxline.media.metrics import MediaMetrics, TurnTracer
 from voxline.media.resume import ResumeError, new_resume_token, token_matches
-from voxline.rtc.peer import MediaPeer
+from voxline.rtc.peer import MediaPeer, PeerLimits
 from voxline.sessions.registry import Session, SessionRegistry, SessionState
 from voxline.sessions.store import LIVE_STATES, SessionQuery, SessionStore
 from voxline.sessions.store_memory import MemoryStore
@@ -56,8 +56,10 @@ class MediaServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()  # control messages on their way (held, not lost)
         self._sub: Subscription | None = None
+        self.peer_limits = PeerLimits()
 
     async def start(self) -> None:
+        self.peer_limits = PeerLimits.from_settings(self.settings)  # after the host addresses are set
         await self.store.start()
         await self._recover()
         self._sub = await self.bus.subscribe([Topic.AUDIO_OUT, Topic.EVENTS])
@@ -211,29 +213,37 @@ class MediaServer:
 
     # -- cleanup ----------------------------------------------------------------------------
     async def _reap(self) -> None:
+        """Once a second: end idle, expired and never-connected sessions; no error ends this loop."""
         last_sweep = 0.0
         while True:
             await asyncio.sleep(1.0)
-            now = time.time()
-            for session in self.registry.idle(self.settings.session_idle_timeout_s, now):
-                if session.state is SessionState.DISCONNECTED:
+            try:
+                last_sweep = await self._reap_once(last_sweep)
+            except Exception:  # noqa: BLE001 - one failure must not stop every later cleanup
+                log.exception("session reaper failed; trying again in a second")
+
+    async def _reap_once(self, last_sweep: float) -> float:
+        now = time.time()
+        for session in self.registry.idle(self.settings.session_idle_timeout_s, now):
+            if session.state is SessionState.DISCONNECTED:
+                await self._expire(session)
+            else:
+                await self.end_session(session.id, "idle timeout")
+        for session in list(self.registry.live()):
+            if session.state is SessionState.DISCONNECTED:
+                if now - (session.disconnected_at or now) > self.settings.resume_grace_s:
                     await self._expire(session)
-                else:
-                    await self.end_session(session.id, "idle timeout")
-            for session in list(self.registry.live()):
-                if session.state is SessionState.DISCONNECTED:
-                    if now - (session.disconnected_at or now) > self.settings.resume_grace_s:
-                        await self._expire(session)
-                    continue
-                peer = self.peers.get(session.id)
-                attached = self._attached.get(session.id, session.created_at)
-                if peer is not None and peer.pc.connectionState != "connected" and now - attached > CONNECT_TIMEOUT_S:
-                    await self.end_session(session.id, f"peer not connected after {CONNECT_TIMEOUT_S:.0f} s")
-            if now - last_sweep > SWEEP_EVERY_S:
-                last_sweep = now
-                await self._sweep_store(now)
-            for sid in [sid for sid in self.backlog if self.registry.get(sid) is None]:
-                self.backlog.pop(sid, None)
+                continue
+            peer = self.peers.get(session.id)
+            attached = self._attached.get(session.id, session.created_at)
+            if peer is not None and peer.pc.connectionState != "connected" and now - attached > CONNECT_TIMEOUT_S:
+                await self.end_session(session.id, f"peer not connected after {CONNECT_TIMEOUT_S:.0f} s")
+        if now - last_sweep > SWEEP_EVERY_S:
+            last_sweep = now
+            await self._sweep_store(now)
+        for sid in [sid for sid in self.backlog if self.registry.get(sid) is None]:
+            self.backlog.pop(sid, None)
+        return last_sweep
 
     # -- drops and resumes ------------------------------------------------------------------
     def _new_peer(self, session: Session) -> MediaPeer:
@@ -245,7 +255,8 @@ class MediaServer:
                 await self._peer_closed(peer, reason)
 
         peer = MediaPeer(session, self.bus, closed, self.settings.rtc_jitter_prefetch, self.settings.rtc_send_silence,
-                         parse_port_range(self.settings.rtc_port_range), self.settings.rtc_announced_address)
+                         parse_port_range(self.settings.rtc_port_range), self.settings.rtc_announced_address,
+                         self.peer_limits)
         return peer
 
     async def _close_peer(self, peer: MediaPeer) -> None:
@@ -400,4 +411,7 @@ class MediaServer:
     async def _flusher(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY_S)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - the writer outlives any one failed write
+                log.exception("session store flush failed")

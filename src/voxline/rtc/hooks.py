@@ -17,7 +17,7 @@ import aioice.ice
 from aiortc import RTCPeerConnection
 
 from voxline.rtc.inline import InlineDecoderQueue
-from voxline.rtc.receive import DirectReceiver
+from voxline.rtc.receive import DirectReceiver, ReceiveLimits
 
 log = logging.getLogger(__name__)
 _all_host_addresses = aioice.ice.get_host_addresses
@@ -44,6 +44,11 @@ def use_host_addresses(addresses: Sequence[str]) -> None:
         return [a for a in chosen if (use_ipv6 if ":" in a else use_ipv4)]
 
     aioice.ice.get_host_addresses = only_these
+
+
+def offered_host_addresses() -> list[str]:
+    """The local addresses this process offers as ICE host candidates (see `use_host_addresses`)."""
+    return list(aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True))
 
 
 def tune_jitter_buffers(pc: RTCPeerConnection, prefetch: int) -> None:
@@ -83,7 +88,7 @@ def decode_inline(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None], r
 
 
 def receive_direct(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None],
-                   rate: int = 16_000) -> DirectReceiver | None:
+                   rate: int = 16_000, limits: ReceiveLimits | None = None) -> DirectReceiver | None:
     """Take this connection's received Opus audio off the socket; None if it cannot be done.
 
     Call once the remote (server) or local (client) description made the audio transceiver
@@ -100,7 +105,7 @@ def receive_direct(pc: RTCPeerConnection, on_pcm: Callable[[bytes, int], None],
     if not pts or connection is None or not hasattr(dtls, "_rx_srtp") \
             or not callable(getattr(connection, "data_received", None)):
         return None
-    direct = DirectReceiver(dtls, receiver, pts, on_pcm, rate, connection.data_received)
+    direct = DirectReceiver(dtls, receiver, pts, on_pcm, rate, connection.data_received, limits)
     connection.data_received = direct.datagram
     direct._connection = connection
 

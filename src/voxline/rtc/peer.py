@@ -10,9 +10,11 @@ playout track, and sent by a `DirectSender`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import av
 from aiortc import RTCSessionDescription
@@ -22,23 +24,57 @@ from voxline.audio.opus import OpusEncoder
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioMessage, encode_json
 from voxline.bus.topics import Topic
+from voxline.config import Settings
 from voxline.logs import session_var
 from voxline.rtc.connection import new_peer_connection
-from voxline.rtc.hooks import decode_inline, receive_direct, tune_jitter_buffers, use_port_range
+from voxline.rtc.hooks import decode_inline, offered_host_addresses, receive_direct, tune_jitter_buffers, use_port_range
 from voxline.rtc.playout import PlayoutTrack
-from voxline.rtc.receive import DirectReceiver
-from voxline.rtc.sdp import SdpError, announce_address, check_offer, first_audio_codec
+from voxline.rtc.receive import DirectReceiver, ReceiveLimits
+from voxline.rtc.sdp import MAX_CANDIDATES, SdpError, announce_address, check_offer, filter_candidates, first_audio_codec
 from voxline.rtc.send import DirectSender
 from voxline.sessions.registry import Session
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 640  # 20 ms at 16 kHz s16 mono
 MAX_INBOUND = 250  # chunks (5 s) waiting for the bus; beyond this the oldest go (a stalled bus)
+
+
+@dataclass(frozen=True)
+class PeerLimits:
+    """What one caller's connection may cost: candidates we check, packets we take, close time."""
+
+    receive: ReceiveLimits = field(default_factory=ReceiveLimits)
+    allow_loopback: bool = False  # remote candidates on loopback: only when we offer loopback ourselves
+    allow_private: bool = True  # remote candidates in private ranges (LAN callers, mDNS-resolved browsers)
+    max_candidates: int = MAX_CANDIDATES
+    close_timeout_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PeerLimits:
+        ours = [a.split("%")[0] for a in offered_host_addresses()]
+        loopback = any(ipaddress.ip_address(a).is_loopback for a in ours if _is_ip(a))
+        return cls(ReceiveLimits(settings.rtc_max_packets_per_s, settings.rtc_max_bytes_per_s,
+                                 settings.rtc_max_pre_dtls_datagrams),
+                   allow_loopback=loopback, allow_private=settings.rtc_allow_private_candidates,
+                   max_candidates=settings.rtc_max_candidates, close_timeout_s=settings.rtc_close_timeout_s)
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 class MediaPeer:
     def __init__(self, session: Session, bus: Bus, on_closed: Callable[[str, str], Awaitable[None]],
                  jitter_prefetch: int, send_silence: bool = False,
-                 port_range: tuple[int, int] | None = None, announced_address: str = "") -> None:
+                 port_range: tuple[int, int] | None = None, announced_address: str = "",
+                 limits: PeerLimits | None = None) -> None:
         self.session = session
+        self.limits = limits or PeerLimits()
+        self.candidates_dropped = 0
         self.bus = bus
         self.on_closed = on_closed
         self.jitter_prefetch = jitter_prefetch  # Settings.rtc_jitter_prefetch: the one default is there
@@ -57,6 +93,12 @@ class MediaPeer:
 
     async def answer(self, offer_sdp: str) -> str:
         check_offer(offer_sdp)
+        limits = self.limits
+        offer_sdp, self.candidates_dropped = filter_candidates(offer_sdp, limits.allow_loopback, limits.allow_private,
+                                                               limits.max_candidates)
+        if self.candidates_dropped:
+            log.info("refused %d ICE candidates of the offer (not allowed, or over %d)", self.candidates_dropped,
+                     limits.max_candidates, extra={"session_id": self.session.id})
         pc = self.pc
 
         @pc.on("track")
@@ -80,12 +122,13 @@ class MediaPeer:
         tune_jitter_buffers(pc, self.jitter_prefetch)
         if self.port_range is not None and not use_port_range(pc, *self.port_range):
             log.warning("aiortc internals changed: rtc_port_range not applied", extra={"session_id": self.session.id})
-        self.direct = receive_direct(pc, self._on_pcm)  # Opus, straight off the socket
+        self.direct = receive_direct(pc, self._on_pcm, limits=limits.receive)  # Opus, straight off the socket
         if not decode_inline(pc, self._on_pcm):  # anything else (PCMU), through aiortc's receiver
             log.warning("aiortc internals changed: audio decoded by its own thread",
                         extra={"session_id": self.session.id})
         self._spawn(self._publish())
         pc.addTrack(self.playout)  # reuses the offered audio m-line: sendrecv when offered
+        self._refuse_other_media()
         await pc.setLocalDescription(await pc.createAnswer())
         if first_audio_codec(pc.localDescription.sdp) == "opus":
             self.playout.encoder = OpusEncoder()
@@ -96,22 +139,45 @@ class MediaPeer:
         answer: str = pc.localDescription.sdp
         return announce_address(answer, self.announced_address) if self.announced_address else answer
 
+    def _refuse_other_media(self) -> None:
+        """Every m-line but the first audio one is answered inactive: nothing received or decoded.
+
+        aiortc would otherwise decode an offered video track into a queue nobody reads (a 720p
+        sender grew a server by 822 MB in 20 s). Data channels are refused earlier (400).
+        """
+        first = True
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "audio" and first:
+                first = False
+                continue
+            transceiver.direction = "inactive"
+
     async def close(self) -> None:
+        """Stop the call's tasks and the connection, within `close_timeout_s` whatever aiortc does."""
         if self._closed:
             return
         self._closed = True
         self.playout.stop()
         for task in list(self._tasks):
             task.cancel()
-        await self.pc.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.pc.close(), self.limits.close_timeout_s)
+        except Exception:  # noqa: BLE001 - a hung or failing close must not hang cleanup
+            log.warning("peer connection close did not finish cleanly", exc_info=True,
+                        extra={"session_id": self.session.id})
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.limits.close_timeout_s)
 
     def counts(self) -> dict[str, int]:
         """This call's media counters (summed over calls into /metrics' counters)."""
         direct = self.direct
         return {"frames_late": self.playout.frames_late, "audio_dropped": self.dropped_in,
                 "rtp_concealed": direct.concealed if direct else 0, "rtp_late": direct.late if direct else 0,
-                "rtp_errors": direct.errors if direct else 0}
+                "rtp_errors": direct.errors if direct else 0,
+                "rtp_limited": (direct.limited + direct.pre_dtls_dropped + direct.audio_dropped) if direct else 0,
+                "rtp_ssrc_dropped": direct.ssrc_dropped if direct else 0,
+                "rtp_empty": direct.empty if direct else 0,
+                "candidates_refused": self.candidates_dropped}
 
     def _on_pcm(self, pcm: bytes, rtp_time: int = 0) -> None:
         """A decoded 20 ms of caller audio (16 kHz mono), in the loop, as it arrives."""

@@ -16,23 +16,45 @@ concealment so media time stays whole. The receiver's RTCP statistics (reports t
 sender) are still kept. `DirectSender` builds and sends a packet the same way
 (`voxline.rtc.send`). Anything else (STUN, DTLS, RTCP, other codecs, packets before the DTLS
 handshake is done) goes the usual way.
+
+Every datagram of the connection passes here first, so this is also where a hostile caller
+is bounded (`ReceiveLimits`): a packet rate and a byte rate per connection, a smaller budget
+before DTLS completes (only a handshake's few datagrams are legitimate then), one inbound
+SSRC (another is taken only after the current one has been silent for a second), no
+zero-length payloads, and no more decoded audio than real time allows. What is dropped is
+counted, never queued.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pylibsrtp
 
 from voxline.audio.opus import OpusDecoder
+from voxline.bucket import TokenBucket
 
 log = logging.getLogger(__name__)
 MAX_CONCEAL = 5  # a gap up to 100 ms is concealed; a longer one is a jump in media time
 MAX_LATE_RUN = 25  # this many "old" packets in a row (0.5 s): the sender's sequence moved back
 RTP_HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
+SSRC_SILENT_S = 1.0  # another SSRC is taken only once the current one has sent nothing this long
+MAX_STATS = 4  # SSRCs whose RTCP statistics are kept (aiortc keeps one per SSRC it ever saw)
+
+
+@dataclass(frozen=True)
+class ReceiveLimits:
+    """Per-connection bounds on what a caller may send (settings `rtc_max_*`)."""
+
+    packets_per_s: float = 200.0  # Opus at 20 ms is 50 packets a second, RTCP a few more
+    bytes_per_s: float = 100_000.0  # 800 kbit/s; Opus tops out at 510
+    pre_dtls_datagrams: float = 50.0  # burst before DTLS completes (refilled at a fifth of that a second)
+    audio_speed: float = 1.1  # decoded audio at most this times real time (plus a second's burst)
 
 
 def _is_rtp(data: bytes) -> bool:
@@ -57,7 +79,7 @@ class DirectReceiver:
     """
 
     def __init__(self, dtls: Any, receiver: Any, payload_types: set[int], on_pcm: Callable[[bytes, int], None],
-                 rate: int, pass_on: Callable[[bytes, int], None]) -> None:
+                 rate: int, pass_on: Callable[[bytes, int], None], limits: ReceiveLimits | None = None) -> None:
         self.dtls = dtls
         self.pass_on = pass_on  # where everything else goes: aioice's own handler
         self._connection: Any = None  # the aioice connection whose handler this is, while it is
@@ -69,6 +91,17 @@ class DirectReceiver:
         self.concealed = 0  # frames made up for lost packets
         self.late = 0  # packets dropped: duplicates, or older than one already taken
         self.errors = 0
+        self.limited = 0  # datagrams dropped: over the packet or byte rate
+        self.pre_dtls_dropped = 0  # datagrams dropped before DTLS completed, over its budget
+        self.ssrc_dropped = 0  # packets of a second inbound stream
+        self.empty = 0  # packets with no payload (libopus would conceal a frame for each)
+        self.audio_dropped = 0  # decoded frames over real time
+        limits = limits or ReceiveLimits()
+        self._packets = TokenBucket(limits.packets_per_s, limits.packets_per_s)
+        self._bytes = TokenBucket(limits.bytes_per_s, limits.bytes_per_s)
+        self._pre_dtls = TokenBucket(limits.pre_dtls_datagrams / 5, limits.pre_dtls_datagrams)
+        self._audio = TokenBucket(limits.audio_speed * rate, rate)  # samples
+        self._ssrc_at = 0.0  # when the current SSRC last sent a packet
         self._stats: dict[int, Any] | None = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
         self._ssrc: int | None = None
         self._last_seq: int | None = None
@@ -90,8 +123,25 @@ class DirectReceiver:
 
     def datagram(self, data: bytes, component: int) -> None:
         """aioice's `Connection.data_received`: every non-STUN datagram of this connection."""
+        now = time.monotonic()
+        if not self._packets.take(1, now) or not self._bytes.take(len(data), now):
+            self.limited += 1
+            return
         srtp = self.dtls._rx_srtp
-        if srtp is None or not _is_rtp(data) or (data[1] & 0x7F) not in self.payload_types:
+        if srtp is None:
+            if not self._pre_dtls.take(1, now):
+                self.pre_dtls_dropped += 1
+                return
+            self.pass_on(data, component)
+            return
+        if not _is_rtp(data):
+            self.pass_on(data, component)
+            return
+        ssrc = int.from_bytes(data[8:12], "big")  # in the clear: checked before libsrtp makes a stream for it
+        if ssrc != self._ssrc and self._ssrc is not None and now - self._ssrc_at < SSRC_SILENT_S:
+            self.ssrc_dropped += 1
+            return
+        if (data[1] & 0x7F) not in self.payload_types:
             self.pass_on(data, component)
             return
         try:
@@ -112,6 +162,10 @@ class DirectReceiver:
         end = len(plain) - (plain[-1] if first & 0x20 else 0)  # padding
         if start > end:
             raise ValueError("RTP header longer than the packet")
+        if start == end:
+            self.empty += 1
+            return
+        self._ssrc_at = time.monotonic()
         if ssrc != self._ssrc or self._late_run > MAX_LATE_RUN:
             # A new stream (or the sender jumped back in sequence): go on from here, and
             # carry media time on from where it was.
@@ -129,6 +183,9 @@ class DirectReceiver:
             if 1 < step <= MAX_CONCEAL + 1:
                 for k in range(1, step):
                     self.concealed += 1
+                    if not self._audio.take(self._frame_ts * self.rate // 48_000):
+                        self.audio_dropped += 1
+                        continue
                     self.on_pcm(self.decoder.conceal(self._frame_ts * self.rate // 48_000),
                                 (self._last_ts + k * self._frame_ts - self._first_ts) & 0xFFFFFFFF)
         self._last_seq = seq
@@ -139,12 +196,17 @@ class DirectReceiver:
             if stream is None:
                 from aiortc.rtcrtpreceiver import StreamStatistics
 
+                for old in [k for k in self._stats if k != self._ssrc][:max(0, len(self._stats) - MAX_STATS + 1)]:
+                    del self._stats[old]
                 stream = self._stats[ssrc] = StreamStatistics(48_000)
             stream.add(_Seen(seq, ts))  # type: ignore[arg-type]  # reads these two fields only
         pcm = self.decoder.decode(plain[start:end])
         self._last_ts = ts
         if pcm:
             self._frame_ts = len(pcm) // 2 * 48_000 // self.rate
+            if not self._audio.take(len(pcm) // 2):
+                self.audio_dropped += 1
+                return
             self.on_pcm(pcm, (ts - self._first_ts) & 0xFFFFFFFF)
 
 

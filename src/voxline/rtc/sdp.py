@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 MAX_SDP_LINE = 4096  # the longest real lines (fingerprints, candidates) are a few hundred characters
 MAX_M_LINES = 16  # one audio m-line is all we use; browsers bundle a handful at most
 
@@ -24,6 +26,8 @@ def check_offer(sdp: str) -> None:
         raise SdpError(f"the offer has more than {MAX_M_LINES} m-lines")
     if "\x00" in sdp:
         raise SdpError("the offer contains a NUL character")
+    if any(line.startswith("m=application") for line in lines):
+        raise SdpError("data channels are not supported: offer audio only (events come over the WebSocket)")
     if not any(line.startswith("m=audio ") for line in lines):
         raise SdpError("the offer has no audio m-line")
     if not any(line.startswith(("a=ice-ufrag:", "a=ice-pwd:")) for line in lines):
@@ -65,3 +69,52 @@ def announce_address(sdp: str, address: str) -> str:
             parts[4] = address
             out.append(" ".join(parts))
     return "\r\n".join(out)
+
+
+MAX_CANDIDATES = 16  # a browser offers a handful per m-line; every one costs STUN checks we send
+
+
+def candidate_allowed(address: str, allow_loopback: bool, allow_private: bool) -> bool:
+    """Whether the server may send ICE checks to this remote address.
+
+    Never multicast, link-local, unspecified, broadcast or reserved addresses (a caller could
+    aim our checks at a LAN); loopback and private ranges only when allowed. Hostnames
+    (mDNS `.local` candidates of browsers) pass: aioice resolves them.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address.endswith(".local") and len(address) <= 255
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_multicast or ip.is_link_local or ip.is_unspecified or str(ip) == "255.255.255.255":
+        return False
+    if ip.is_loopback:
+        return allow_loopback
+    if ip.is_private:  # includes documentation and other reserved ranges: Python lists them here
+        return allow_private and not ip.is_reserved
+    return ip.is_global
+
+
+def filter_candidates(sdp: str, allow_loopback: bool, allow_private: bool,
+                      limit: int = MAX_CANDIDATES) -> tuple[str, int]:
+    """The offer with refused ICE candidates removed and at most `limit` kept; and how many went.
+
+    A candidate is `a=candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...`;
+    one that does not parse is dropped too.
+    """
+    kept: list[str] = []
+    count = dropped = 0
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            ok = len(parts) >= 8 and parts[5].isdigit() and 0 < int(parts[5]) < 65536 \
+                and candidate_allowed(parts[4], allow_loopback, allow_private)
+            if not ok or count >= limit:
+                dropped += 1
+                continue
+            count += 1
+        kept.append(line)
+    if not dropped:
+        return sdp, 0
+    return "\r\n".join(kept) + "\r\n", dropped
