@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import VideoStreamTrack
-from audio_helpers import tone, until
 
+from audio_helpers import tone, until
 from voxline.audio.opus import encode_frames
 from voxline.bench.system import free_port
 from voxline.rtc.connection import new_peer_connection
@@ -199,7 +199,7 @@ async def test_candidate_flood_reaches_at_most_the_cap_of_ports(media_proc) -> N
                                               + [("127.0.0.1", 20_000 + i) for i in range(356)])]
     own = pc.localDescription.sdp.splitlines()  # the caller's own candidates out: only ours are checked
     at = next(i for i, line in enumerate(own) if line.startswith("a=candidate:"))
-    sdp = "\r\n".join([line for line in own[:at]] + lines
+    sdp = "\r\n".join(own[:at] + lines
                        + [line for line in own[at:] if not line.startswith("a=candidate:")]) + "\r\n"
     async with aiohttp.ClientSession() as http:
         resp = await _offer(http, url, sdp)

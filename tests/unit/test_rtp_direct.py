@@ -162,7 +162,7 @@ def test_packet_byte_and_pre_dtls_rates_are_capped() -> None:
                          lambda data, component: None, ReceiveLimits(bytes_per_s=10_000, pre_dtls_datagrams=1e9))
     for _ in range(100):
         big.datagram(bytes(1200), 1)
-    assert 5 <= big.limited and big.limited >= 100 - 10
+    assert big.limited >= 90
 
 
 def test_decoded_audio_never_runs_faster_than_real_time() -> None:
