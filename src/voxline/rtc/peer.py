@@ -30,7 +30,14 @@ from voxline.rtc.connection import new_peer_connection
 from voxline.rtc.hooks import decode_inline, offered_host_addresses, receive_direct, tune_jitter_buffers, use_port_range
 from voxline.rtc.playout import PlayoutTrack
 from voxline.rtc.receive import DirectReceiver, ReceiveLimits
-from voxline.rtc.sdp import MAX_CANDIDATES, SdpError, announce_address, check_offer, filter_candidates, first_audio_codec
+from voxline.rtc.sdp import (
+    MAX_CANDIDATES,
+    SdpError,
+    announce_address,
+    check_offer,
+    filter_candidates,
+    first_audio_codec,
+)
 from voxline.rtc.send import DirectSender
 from voxline.sessions.registry import Session
 
