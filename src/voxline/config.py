@@ -248,6 +248,7 @@ class Settings(BaseSettings):
     session_store: Literal["sqlite", "redis", "memory"] = "sqlite"  # sqlite: a file in data_dir; redis: redis_url
     redis_url: OptionalRedisUrl = ""  # e.g. redis://127.0.0.1:6379/0, for session_store=redis
     resume_grace_s: Annotated[float, Field(ge=0)] = 60.0  # a dropped caller may resume its session this long
+    drain_timeout_s: Annotated[float, Field(ge=0)] = 25.0  # on SIGTERM, live calls go on this long, then resume elsewhere
     node_id: str = ""  # this media server's name in a shared store; empty = hostname:port
     otel: Flag = False  # OpenTelemetry spans per turn (needs opentelemetry-sdk; also OTEL_EXPORTER_OTLP_ENDPOINT)
 

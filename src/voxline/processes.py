@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 from aiohttp import web
 
@@ -72,12 +73,13 @@ async def _agent(stack: AsyncExitStack, settings: Settings, bus: Bus) -> Orchest
     return orchestrator
 
 
-async def _media(stack: AsyncExitStack, settings: Settings, bus: Bus) -> None:
+async def _media(stack: AsyncExitStack, settings: Settings, bus: Bus) -> MediaServer:
     use_host_addresses(settings.rtc_host_addresses)
     media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url))
     await media.start()
     stack.push_async_callback(media.stop)
     await _http(stack, create_app(media, settings), settings)
+    return media
 
 
 async def _http(stack: AsyncExitStack, app: web.Application, settings: Settings) -> None:
@@ -90,18 +92,20 @@ async def run_all(settings: Settings, stop: asyncio.Event | None = None,
     """Everything in one process: the media server, the agent and the embedded models."""
     async with AsyncExitStack() as stack:
         bus = await _bus(stack, settings)
-        await _agent(stack, settings, bus)
-        await _media(stack, settings, bus)
+        orchestrator = await _agent(stack, settings, bus)
+        media = await _media(stack, settings, bus)
         print(f"voxline is ready: open http://{settings.host}:{settings.port}/ and talk", flush=True)
         if on_ready is not None:
             await on_ready()
-        await _until_stopped(stop)
+        if await _until_stopped(stop) == signal.SIGTERM:
+            await _drain(media.drain(settings.drain_timeout_s), orchestrator.drain(settings.drain_timeout_s))
 
 
 async def run_media(settings: Settings, stop: asyncio.Event | None = None) -> None:
     async with AsyncExitStack() as stack:
-        await _media(stack, settings, await _bus(stack, settings))
-        await _until_stopped(stop)
+        media = await _media(stack, settings, await _bus(stack, settings))
+        if await _until_stopped(stop) == signal.SIGTERM:
+            await _drain(media.drain(settings.drain_timeout_s))
 
 
 async def run_agent(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -109,7 +113,8 @@ async def run_agent(settings: Settings, stop: asyncio.Event | None = None) -> No
     async with AsyncExitStack() as stack:
         orchestrator = await _agent(stack, settings, await _bus(stack, settings))
         await _http(stack, agent_health_app(orchestrator), settings)
-        await _until_stopped(stop)
+        if await _until_stopped(stop) == signal.SIGTERM:
+            await _drain(orchestrator.drain(settings.drain_timeout_s))
 
 
 def agent_health_app(orchestrator: Orchestrator) -> web.Application:
@@ -147,13 +152,39 @@ async def run_until_signal(coro: Awaitable[None]) -> None:
         log.info("stopped by signal")
 
 
-async def _until_stopped(stop: asyncio.Event | None) -> None:
+async def _until_stopped(stop: asyncio.Event | None) -> signal.Signals | None:
+    """Wait for SIGINT, SIGTERM or `stop`; says which signal (None: `stop` was set)."""
     stop = stop or asyncio.Event()
+    got: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        got.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         except (NotImplementedError, RuntimeError):
             pass
     await stop.wait()
-    log.info("shutting down")
+    log.info("shutting down (%s)", got[0].name if got else "stopped")
+    return got[0] if got else None
+
+
+async def _drain(*steps: Awaitable[Any]) -> None:
+    """SIGTERM (a rollout, `docker stop`): let calls finish, bounded; a second signal cuts it short.
+
+    Ctrl-C (SIGINT) skips this: a developer wants the prompt back, and calls stay resumable.
+    """
+    task = asyncio.ensure_future(asyncio.gather(*steps))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, task.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await task
+    except asyncio.CancelledError:
+        log.warning("drain cut short by a second signal")

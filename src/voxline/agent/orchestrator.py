@@ -52,6 +52,22 @@ class Orchestrator:
             await agent.close()
         self.sessions.clear()
 
+    async def drain(self, timeout_s: float) -> None:
+        """SIGTERM: finish the replies in flight (bounded), then leave the consumer group.
+
+        Leaving commits what was consumed and hands this agent's partitions to the others at
+        once (a rebalance, ~3 s on tansu); the agent that takes a session over asks the media
+        server for its history, so the conversation goes on there.
+        """
+        replies = [a.reply_task for a in self.sessions.values() if a.reply_task is not None and not a.reply_task.done()]
+        if replies:
+            log.info("draining: waiting up to %.0f s for %d replies in flight", timeout_s, len(replies))
+            await asyncio.wait(replies, timeout=timeout_s)
+        if self._task is not None:
+            self._task.cancel()  # _consume closes its subscription: the group rebalances now
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
     async def _consume(self, sub: Any) -> None:
         try:
             async for message in sub:

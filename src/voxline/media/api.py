@@ -76,6 +76,8 @@ async def readyz(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     if not server.ready:
         raise ApiError(503, "not_ready", "starting or stopping", {"Retry-After": "2"})
+    if server.draining:
+        raise ApiError(503, "draining", "shutting down: calls here are finishing", {"Retry-After": "5"})
     live = server.registry.live_count()
     if live >= server.settings.max_sessions:  # out of rotation while full: new callers go to another pod
         raise ApiError(503, "full", f"{live} of {server.settings.max_sessions} sessions live", {"Retry-After": "5"})

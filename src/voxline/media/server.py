@@ -52,6 +52,7 @@ class MediaServer:
         self.watchers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = collections.defaultdict(set)
         self.backlog: dict[str, collections.deque[dict[str, Any]]] = {}
         self.ready = False
+        self.draining = False  # SIGTERM: no new sessions, live calls go on until they end or the drain ends
         self.counters: collections.Counter[str] = collections.Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()  # control messages on their way (held, not lost)
@@ -68,10 +69,34 @@ class MediaServer:
                        asyncio.create_task(self._flusher(), name="media-store-writer")]
         self.ready = True
 
+    async def drain(self, timeout_s: float) -> int:
+        """Stop taking new sessions; let live calls go on for up to `timeout_s`; hand the rest over.
+
+        What a rollout needs: `/readyz` and `POST /whip` answer 503 from now on, so the load
+        balancer sends new callers elsewhere, while the calls here carry on. Calls still up when
+        the time is over are dropped resumable (`disconnected`, saved to the store): with a
+        shared store their callers resume on another media server with their history. Returns
+        how many calls were handed over that way.
+        """
+        self.draining = True
+        log.info("draining: %d calls live, waiting up to %.0f s", len(self.peers), timeout_s)
+        ended = [asyncio.ensure_future(peer.closed.wait()) for peer in self.peers.values()]
+        if ended:
+            await asyncio.wait(ended, timeout=timeout_s)
+            for waiter in ended:
+                waiter.cancel()
+        handed = 0
+        for peer in list(self.peers.values()):
+            handed += await self._disconnect(peer, "media server draining")
+        await self.flush()
+        if handed:
+            log.warning("drain over: %d calls handed over (resumable for %.0f s)", handed, self.settings.resume_grace_s)
+        return handed
+
     async def stop(self) -> None:
         self.ready = False
-        for sid in [s.id for s in self.registry.live()]:
-            await self.end_session(sid, "server shutdown")
+        for peer in list(self.peers.values()):  # resumable: a restarted or another server takes them
+            await self._disconnect(peer, "media server stopped")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._sends, return_exceptions=True)
@@ -266,12 +291,16 @@ class MediaServer:
 
     async def _peer_closed(self, peer: MediaPeer, reason: str) -> None:
         """The caller's connection failed or closed without DELETE: resumable until the grace ends."""
+        await self._disconnect(peer, reason)
+
+    async def _disconnect(self, peer: MediaPeer, reason: str) -> int:
+        """Drop this peer's call resumably (1), or end it when resuming is off (0)."""
         session = peer.session
         if self.peers.get(session.id) is not peer or session.ended:
-            return  # replaced by a resumed peer, or already ended
+            return 0  # replaced by a resumed peer, or already ended
         if self.settings.resume_grace_s <= 0:
             await self.end_session(session.id, reason)
-            return
+            return 0
         session_var.set(session.id)
         self.peers.pop(session.id, None)
         self._attached.pop(session.id, None)
@@ -284,6 +313,7 @@ class MediaServer:
         await self.publish_event(session.id, "log", stage="session", level="warning",
                                  message=f"caller disconnected ({reason}); resumable for {self.settings.resume_grace_s:.0f} s")
         await self._save(session)
+        return 1
 
     async def _expire(self, session: Session) -> None:
         """A disconnected session nobody resumed in time: end it, unless another node took it."""

@@ -54,6 +54,8 @@ async def post_whip(request: web.Request) -> web.Response:
                        {"Retry-After": str(max(1, int(wait)))})
     if not server.ready:
         raise ApiError(503, "not_ready", "the server is starting", {"Retry-After": "2"})
+    if server.draining:  # a rollout: this pod is going away, the next try reaches another
+        raise ApiError(503, "draining", "this media server is shutting down: retry", {"Retry-After": "1"})
     try:
         offer = await request.text()
     except UnicodeDecodeError:

@@ -97,6 +97,7 @@ class MediaPeer:
         self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.closed = asyncio.Event()  # set once close() has run: the call is over here
 
     async def answer(self, offer_sdp: str) -> str:
         check_offer(offer_sdp)
@@ -172,8 +173,11 @@ class MediaPeer:
         except Exception:  # noqa: BLE001 - a hung or failing close must not hang cleanup
             log.warning("peer connection close did not finish cleanly", exc_info=True,
                         extra={"session_id": self.session.id})
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=self.limits.close_timeout_s)
+        try:
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=self.limits.close_timeout_s)
+        finally:
+            self.closed.set()
 
     def counts(self) -> dict[str, int]:
         """This call's media counters (summed over calls into /metrics' counters)."""
