@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from fakes import BusTap, FakeModels, VirtualClock, silence
-
 from voxline.agent.conversation import Conversation
 from voxline.agent.session_agent import SessionAgent
 from voxline.agent.turns import TurnConfig, TurnDetector

@@ -231,7 +231,7 @@ class BusTap:
         self.ended: list[int] = []  # turns whose END was sent, in order (kept when `audio` is cleared)
         self._sub: object | None = None
 
-    async def start(self) -> "BusTap":
+    async def start(self) -> BusTap:
         self._sub = await self.bus.subscribe([Topic.AUDIO_OUT, Topic.EVENTS])
         return self
 

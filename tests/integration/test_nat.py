@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.mediastreams import AudioStreamTrack
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from tests.integration.conftest import Running, start_server, stop_server
 from voxline.bench.system import free_port

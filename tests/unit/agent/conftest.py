@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
+
 from agent_harness import Call
 from fakes import BusTap, VirtualClock, fake_models
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from agent_harness import Call
 from fakes import BusTap, FakeTurnModel, VirtualClock, fake_models, speech
-
 from voxline.agent.conversation import State
 from voxline.bus.codec import AudioKind
 
