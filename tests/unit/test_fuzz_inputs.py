@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from voxline.agent import session_agent
 from voxline.agent.models import Models
 from voxline.agent.orchestrator import Orchestrator
 from voxline.bus.base import Message
@@ -145,30 +148,93 @@ def _values(controls: Any) -> Any:
     )
 
 
+class _Errors(logging.Handler):
+    """Records logged at ERROR or above: the workers log what they swallow (`log.exception`),
+    so a handler that crashed on a message shows here even though nothing was raised."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> "_Errors":
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeHandler(self)
+
+    def lines(self) -> list[str]:
+        return [f"{r.name}: {r.getMessage()} {r.exc_text or ''}" for r in self.records]
+
+
+async def _settle(orch: Orchestrator) -> None:
+    """Let every session's worker take what is queued for it."""
+    for _ in range(200):
+        await asyncio.sleep(0.002)
+        if all(a.inbox.empty() for a in orch.sessions.values()):
+            break
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def _dispatch_then_serve(messages: list[tuple[Topic, str, bytes]]) -> None:
+    """Garbage through `_dispatch`, then a good session: no handler may have failed on the
+    garbage (nothing logged at ERROR), and the good session is served (its events come)."""
+    bus = _NullBus()
+    orch = _orchestrator(bus)
+    with _Errors() as errors, mock.patch.object(session_agent, "HISTORY_WAIT_S", 0.01):
+        try:
+            for topic, key, value in messages:
+                await orch._dispatch(Message(topic, key, value))
+            await _settle(orch)
+            good = new_session_id()
+            before = len(bus.published)
+            await orch._dispatch(Message(Topic.CONTROL, good, encode_json(
+                {"type": "session.start", "session_id": good, "listening": True})))
+            await _settle(orch)
+            served = [json.loads(v)["type"] for t, k, v in bus.published[before:] if k == good and t is Topic.EVENTS]
+            assert "listening" in served and "state" in served, served
+        finally:
+            await orch.stop()
+    assert not errors.records, errors.lines()
+
+
 @FAST
 @given(st.lists(st.tuples(st.sampled_from([Topic.AUDIO_IN, Topic.CONTROL]), KEYS, _values(WELL_TYPED_CONTROL)),
                 min_size=1, max_size=8))
-async def test_dispatch_never_raises_on_well_typed_garbage(messages: list[tuple[Topic, str, bytes]]) -> None:
-    orch = _orchestrator(_NullBus())
-    for topic, key, value in messages:
-        await orch._dispatch(Message(topic, key, value))
-    await orch.stop()
+async def test_dispatch_handles_well_typed_garbage_without_a_failure_and_serves_the_next(
+        messages: list[tuple[Topic, str, bytes]]) -> None:
+    await _dispatch_then_serve(messages)
 
 
 @FAST
 @given(st.lists(st.tuples(st.just(Topic.CONTROL), KEYS, _values(HOSTILE_CONTROL)), min_size=1, max_size=6))
 @example([(Topic.CONTROL, "session_1700000000000_" + "a" * 16, b'{"type":"playback.done","turn":null}')])
-async def test_dispatch_never_raises_on_any_control_values(messages: list[tuple[Topic, str, bytes]]) -> None:
-    orch = _orchestrator(_NullBus())
-    for topic, key, value in messages:
-        await orch._dispatch(Message(topic, key, value))
-    await orch.stop()
+@example([(Topic.CONTROL, "session_1700000000000_" + "a" * 16, b'{"type":"history","messages":[1,"x",null]}')])
+async def test_dispatch_handles_any_control_values_without_a_failure_and_serves_the_next(
+        messages: list[tuple[Topic, str, bytes]]) -> None:
+    await _dispatch_then_serve(messages)
+
+
+def test_a_handler_that_fails_is_seen_by_the_fuzz_check() -> None:
+    """The check above can fail: a control handler that raises is swallowed by the worker,
+    and only the logged failure shows it."""
+    async def run() -> None:
+        with mock.patch.object(session_agent.SessionAgent, "on_control", side_effect=RuntimeError("boom")):
+            await _dispatch_then_serve([(Topic.CONTROL, new_session_id(), b'{"type":"playback.done"}')])
+
+    with pytest.raises(AssertionError):
+        asyncio.run(run())
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(st.sampled_from([Topic.AUDIO_IN, Topic.CONTROL]), KEYS, _values(HOSTILE_CONTROL)),
                 min_size=1, max_size=10))
 async def test_agent_loop_survives_any_message_and_serves_the_next(messages: list[tuple[Topic, str, bytes]]) -> None:
+    errors = _Errors().__enter__()  # from the first message on
     bus = MemoryBus()
     await bus.start()
     orch = _orchestrator(bus)
@@ -185,7 +251,9 @@ async def test_agent_loop_survives_any_message_and_serves_the_next(messages: lis
                     return
         await asyncio.wait_for(until_good(), 5)
         assert good in orch.sessions and not orch._task.done()
+        assert not errors.records, errors.lines()  # no message made the loop or a worker fail
     finally:
+        errors.__exit__()
         await events.close()
         await orch.stop()
         await bus.close()
@@ -214,6 +282,7 @@ EVENT_OBJECTS = st.builds(
                 min_size=1, max_size=10))
 async def test_media_relay_survives_any_message_and_relays_the_next(
         messages: list[tuple[Topic, bool, Any]]) -> None:
+    errors = _Errors().__enter__()
     bus = MemoryBus()
     await bus.start()
     media = MediaServer(Settings(), bus)
@@ -233,9 +302,21 @@ async def test_media_relay_survives_any_message_and_relays_the_next(
             got = await asyncio.wait_for(queue.get(), 5)
             if got.get("message") == "still here":
                 break
+        # ... and the next good audio reaches the session's playout (a turn after any cleared one)
+        playout = media.peers[session.id].playout
+        turn = playout.min_turn + 1
+        await bus.publish(Topic.AUDIO_OUT, session.id,
+                          AudioMessage(session.id, 2**31, b"\x10\x00" * 3200, 16_000, 0.0, AudioKind.AUDIO, turn).encode())
+        for _ in range(500):
+            if playout.buffer:
+                break
+            await asyncio.sleep(0.002)
+        assert playout.buffer, "the next good audio message did not reach the playout"
         assert not any(t.done() for t in media._tasks)
         assert media.registry.get(session.id).state.value != "ended"
+        assert not errors.records, errors.lines()  # the relay handled every message; none failed
     finally:
+        errors.__exit__()
         media.peers.pop(session.id, None)
         await media.stop()
         await bus.close()

@@ -141,8 +141,9 @@ class SessionAgent(ReplyRunner):
             except TimeoutError:
                 log.warning("no history arrived for a taken-over session; going on without it")
             self._history_ready.set()
-            if self._history is not None:
-                await self._guarded(self.on_control(self._history))
+        if self._history is not None:  # also when it came before this worker first ran
+            history, self._history = self._history, None
+            await self._guarded(self.on_control(history))
         while True:
             pending = [await self.inbox.get(), *_drain(self.inbox)]
             if self._catching_up and self.inbox.empty():
