@@ -3,14 +3,25 @@ unguessable session IDs, and no secret in the logs."""
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import aiohttp
+import numpy as np
 import pytest
+from aiohttp import web
 
 from tests.integration.conftest import start_server, stop_server
 from tests.integration.test_http_api import make_offer, post_offer
+from audio_helpers import at48k
+from voxline.bench.system import free_port
+from voxline.client.caller import Caller
 from voxline.config import Settings
 from voxline.sessions.ids import ALPHABET, RANDOM_LEN, new_session_id
 
@@ -112,47 +123,114 @@ def test_session_ids_have_at_least_80_bits_of_randomness() -> None:
         assert len({t[pos] for t in tails}) == len(ALPHABET)
 
 
-class _Capture(logging.Handler):
+class FakeRemoteModels:
+    """An OpenAI-compatible STT/LLM/TTS vendor on loopback (fakes at the model boundary) that
+    notes the bearer key of every request; its first chat reply is an error that quotes the
+    key back, as vendors' "incorrect API key provided: sk-..." errors do."""
+
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
+        self.keys: list[tuple[str, str]] = []  # (path, Authorization header)
+        self.chats = 0
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/audio/transcriptions", self.stt)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/audio/speech", self.speech)
+        return app
+
+    def _seen(self, request: web.Request) -> None:
+        self.keys.append((request.path, request.headers.get("Authorization", "")))
+
+    async def stt(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        await request.read()
+        return web.json_response({"text": "What is the capital of France?"})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        await request.read()
+        self.chats += 1
+        if self.chats == 1:
+            return web.json_response({"error": {"message": f"Incorrect API key provided: {request.headers.get('Authorization', '')}"}},
+                                     status=401)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for piece in ("Paris is ", "the capital."):
+            await resp.write(f"data: {json.dumps({'choices': [{'delta': {'content': piece}}]})}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def speech(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        await request.read()
+        t = np.arange(24_000 // 2) / 24_000  # half a second of a tone at 24 kHz
+        return web.Response(body=(6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16).tobytes(),
+                            content_type="audio/pcm")
 
 
-async def test_no_secret_in_logs() -> None:
-    """Start-up (settings logged redacted), an authorised request, a refused one: no token, no key."""
-    from voxline.logs import JsonFormatter, TextFormatter
-
-    settings = Settings(auth_token=TOKEN, api_key=API_KEY, max_sessions=2)
-    capture, root = _Capture(), logging.getLogger()
-    old_level = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
-    sdp, pc = await make_offer()
+async def test_no_secret_in_the_logs_of_a_real_process_that_uses_them(speech, tmp_path) -> None:
+    """`voxline run` as its own process at DEBUG, on remote back-ends that get the API key (one
+    of them echoes it in an error), called with the auth token in headers and the WebSocket
+    URL: neither secret appears anywhere in what the process wrote."""
+    remote = FakeRemoteModels()
+    runner = web.AppRunner(remote.app(), access_log=None)
+    await runner.setup()
+    remote_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", remote_port).start()
+    port = free_port()
+    remote_url = f"http://127.0.0.1:{remote_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLINE_")}
+    env.update({"VOXLINE_AUTH_TOKEN": TOKEN, "VOXLINE_API_KEY": API_KEY, "VOXLINE_LOG_LEVEL": "DEBUG",
+                "VOXLINE_LOG_FORMAT": "json", "VOXLINE_SESSION_STORE": "memory", "VOXLINE_RTC_HOST_ADDRESSES": "127.0.0.1",
+                "VOXLINE_STT": "openai", "VOXLINE_LLM": "openai", "VOXLINE_TTS": "openai", "VOXLINE_STT_URL": remote_url,
+                "VOXLINE_LLM_URL": remote_url, "VOXLINE_TTS_URL": remote_url, "VOXLINE_MODEL_TIMEOUT_S": "5",
+                "PYTHONUNBUFFERED": "1"})
+    log_path = tmp_path / "voxline-run.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "voxline", "run", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
     try:
-        logging.getLogger("voxline").info("settings", extra={"settings": settings.redacted()})
-        running, cleanup = await start_server(settings, None)
-        try:
-            async with aiohttp.ClientSession() as http:
-                resp = await post_offer(http, running.url, sdp, **AUTH)
-                sid = resp.headers["X-Session-ID"]
-                await _status(http, "GET", f"{running.url}/sessions/{sid}?token={TOKEN}", headers=AUTH)
-                await _status(http, "GET", f"{running.url}/sessions", headers={"Authorization": f"Bearer x{TOKEN}"})
-                async with http.ws_connect(f"{running.url}/sessions/{sid}/events?token={TOKEN}") as ws:
-                    await ws.receive_json()
-                await _status(http, "DELETE", f"{running.url}/whip/{sid}", headers=AUTH)
-        finally:
-            await stop_server(cleanup)
+        async with aiohttp.ClientSession() as http:
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"{url}/readyz") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return proc.poll() is not None
+            deadline = time.monotonic() + 60
+            while not await ready():
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                await asyncio.sleep(0.2)
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            # refused with a wrong token that contains the right one
+            assert await _status(http, "GET", f"{url}/sessions", headers={"Authorization": f"Bearer x{TOKEN}"}) == 401
+        async with Caller(url, token=TOKEN) as caller:
+            question = at48k(speech("What is the capital of France?"))
+            await caller.say(question)  # turn 1: the LLM vendor refuses (and quotes the key)
+            assert await caller.wait_for(lambda e: e["type"] == "error", 30), caller.events
+            assert await caller.wait_reply_done(after=1, timeout=30)
+            await caller.say(question)  # turn 2: answered
+            assert await caller.wait_reply_done(after=2, timeout=30), caller.events
+            errors = " ".join(json.dumps(e) for e in caller.of_type("error"))
+            assert API_KEY not in errors, errors  # nor in what the caller is told
+        async with aiohttp.ClientSession() as http:
+            await _status(http, "GET", f"{url}/sessions/{caller.session_id}?token={TOKEN}", headers=AUTH)
     finally:
-        root.removeHandler(capture)
-        root.setLevel(old_level)
-        await pc.close()
-    lines = []
-    for record in capture.records:
-        lines += [JsonFormatter().format(record), TextFormatter().format(record), record.getMessage(),
-                  repr(record.__dict__)]
-    text = "\n".join(lines)
-    assert "session created" in text and "***" in text
-    assert TOKEN not in text and API_KEY not in text
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        await runner.cleanup()
+    # The key was really used: every request to the vendor carried it.
+    paths = {path for path, _ in remote.keys}
+    assert {"/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech"} <= paths, remote.keys
+    assert all(auth == f"Bearer {API_KEY}" for _, auth in remote.keys), remote.keys
+    text = log_path.read_text(errors="replace")
+    assert "session created" in text and "401" in text, text[-3000:]  # the logs saw the requests and the refusal
+    assert TOKEN not in text, [line for line in text.splitlines() if TOKEN in line][:3]
+    assert API_KEY not in text, [line for line in text.splitlines() if API_KEY in line][:3]

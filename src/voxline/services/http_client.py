@@ -70,6 +70,8 @@ class ServiceClient:
         with contextlib.suppress(Exception):
             err = json.loads(text)["error"]
             message = err["message"] if isinstance(err, dict) else str(err)
+        if self.api_key:  # vendors quote the key back ("incorrect API key provided: sk-..."): never pass it on
+            message = message.replace(self.api_key, "***")
         raise ServiceError(f"{self.what} service {resp.url} answered HTTP {resp.status}: {message or resp.reason}")
 
     @contextlib.asynccontextmanager
