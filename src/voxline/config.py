@@ -171,6 +171,7 @@ class Settings(BaseSettings):
     max_sessions: Positive = 20
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     session_idle_timeout_s: Seconds = 300.0
+    session_connect_timeout_s: Seconds = 30.0  # end a session whose peer has not connected by then
     session_create_rate_per_min: Positive = 60
     listen_on_connect: Flag = True
     rtc_jitter_prefetch: Annotated[int, Field(ge=0, le=16)] = 1  # packets aiortc buffers before decoding the caller (20 ms each)

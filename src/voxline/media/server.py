@@ -30,7 +30,6 @@ from voxline.sessions.store_memory import MemoryStore
 log = logging.getLogger(__name__)
 BACKLOG = 200
 HISTORY = 50
-CONNECT_TIMEOUT_S = 30.0
 FLUSH_EVERY_S = 0.5  # turn and history changes reach the store at most this late
 SWEEP_EVERY_S = 10.0
 
@@ -261,8 +260,9 @@ class MediaServer:
                 continue
             peer = self.peers.get(session.id)
             attached = self._attached.get(session.id, session.created_at)
-            if peer is not None and peer.pc.connectionState != "connected" and now - attached > CONNECT_TIMEOUT_S:
-                await self.end_session(session.id, f"peer not connected after {CONNECT_TIMEOUT_S:.0f} s")
+            limit = self.settings.session_connect_timeout_s
+            if peer is not None and peer.pc.connectionState != "connected" and now - attached > limit:
+                await self.end_session(session.id, f"peer not connected after {limit:g} s")
         if now - last_sweep > SWEEP_EVERY_S:
             last_sweep = now
             await self._sweep_store(now)
