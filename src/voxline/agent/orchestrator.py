@@ -16,6 +16,7 @@ from voxline.agent.conversation import Conversation
 from voxline.agent.models import Models
 from voxline.agent.session_agent import SessionAgent
 from voxline.agent.turns import TurnConfig, TurnDetector
+from voxline.audio.echo import EchoCanceller, EchoConfig
 from voxline.bus.base import Bus, Message
 from voxline.bus.codec import AudioMessage, CodecError, decode_json
 from voxline.bus.topics import Topic
@@ -144,6 +145,8 @@ class Orchestrator:
             agent = SessionAgent(session_id, self.models, self.bus, conversation, detector,
                                  timeout_s=s.model_timeout_s, max_tokens=s.llm_max_tokens,
                                  speculate=s.speculative_replies, resumed=resumed, greeting=s.greeting)
+            agent.echo = EchoCanceller(EchoConfig(enabled=s.echo_cancel, max_lag_ms=s.echo_max_lag_ms,
+                                                  suppress_r2=s.echo_suppress))
             # A session first seen through its audio (failover) was listening.
             agent.listening = True
             self.sessions[session_id] = agent

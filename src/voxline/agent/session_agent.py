@@ -46,6 +46,7 @@ from voxline.agent.turns import (
     TurnDetector,
     TurnEvent,
 )
+from voxline.audio.echo import EchoCanceller
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event
 from voxline.bus.topics import Topic
@@ -83,6 +84,7 @@ class SessionAgent(ReplyRunner):
         self.conv = conversation
         self.detector = detector
         self.vad = models.vad.stream()
+        self.echo = EchoCanceller()  # the orchestrator sets its configuration
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
         self.speculate = conversation.speculate = speculate
@@ -180,17 +182,18 @@ class SessionAgent(ReplyRunner):
         self.last_heard = self.clock()
         if not self.listening or not fresh:
             return
-        pcm = self.inbound(b"".join(m.pcm for m in fresh))
-        windows = await self.models.vad_batch.process(self.vad, pcm)
         chunk_end = fresh[-1].ts  # stamped when its last sample arrived
+        pcm = self.inbound(b"".join(m.pcm for m in fresh), chunk_end)
+        windows = await self.models.vad_batch.process(self.vad, pcm)
         for raw, prob in windows:
             for ev in self.detector.push(raw, prob):
                 await self._on_turn_event(ev, chunk_end)
         await self.perform(self.conv.tick(self.detector.position_ms))
 
-    def inbound(self, pcm: bytes) -> bytes:
-        """The caller's 16 kHz PCM on its way to the VAD: the one place a filter (echo) goes."""
-        return pcm
+    def inbound(self, pcm: bytes, t: float) -> bytes:
+        """The caller's 16 kHz PCM (its last sample captured at `t`) on its way to the VAD: the
+        agent's own voice, sent back by a caller without echo cancellation, is muted."""
+        return self.echo.process(pcm, t)
 
     async def on_control(self, obj: dict[str, Any]) -> None:
         self.last_heard = self.clock()
@@ -332,4 +335,5 @@ class SessionAgent(ReplyRunner):
     async def _send_audio(self, kind: AudioKind, turn: int, pcm: bytes = b"", rate: int = 16_000) -> None:
         self.out_seq += 1
         msg = AudioMessage(self.session_id, self.out_seq, pcm, rate, self.clock(), kind, turn)
+        self.echo.sent(kind, pcm, msg.ts, rate, turn)  # what the caller will hear: the echo's reference
         await self.bus.publish(Topic.AUDIO_OUT, self.session_id, msg.encode())

@@ -1,0 +1,156 @@
+"""Offline echo measurement: the agent's reply looped back, with and without a caller over it.
+
+No network: the reply goes through what a call does to it (Opus to the caller, their
+speaker-to-microphone path: delay, gain, a phone-line band-pass; Opus back), then through one
+of three front ends before Silero VAD and the turn detector:
+  none     the input as it came;
+  voxline  `voxline.audio.echo.EchoCanceller` (correlation-found lag, fitted FIR, mute);
+  speex    speexdsp's MDF echo canceller with its residual-echo suppressor (ctypes on
+           Debian's libspeexdsp1, if installed), fed the same playout-aligned reference.
+For each it counts false speech starts on echo alone, ERLE, and whether (and how late) a real
+interruption over the echo is still detected.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from voxline.agent.turns import SpeechStarted, TurnConfig, TurnDetector
+from voxline.audio.echo import BLOCK, RATE, EchoCanceller
+from voxline.audio.opus import OpusDecoder, encode_frames
+from voxline.audio.resample import resample_s16
+from voxline.services.vad import SileroModel
+
+Frontend = Callable[[np.ndarray, float], np.ndarray]
+
+
+def through_opus(pcm16k: np.ndarray) -> np.ndarray:
+    """16 kHz audio sent as 48 kHz Opus and decoded back to 16 kHz (one hop of a call)."""
+    at48 = np.frombuffer(resample_s16(pcm16k.astype(np.int16).tobytes(), RATE, 48_000), dtype=np.int16)
+    decoder = OpusDecoder(RATE)
+    return np.frombuffer(b"".join(decoder.decode(p) for p in encode_frames(at48)), dtype=np.int16)[: pcm16k.size]
+
+
+def band_pass(x: np.ndarray, low: float = 300.0, high: float = 3_400.0) -> np.ndarray:
+    """A phone line's band (FFT mask with soft edges)."""
+    spec = np.fft.rfft(x.astype(np.float64))
+    f = np.fft.rfftfreq(x.size, 1 / RATE)
+    mask = np.clip((f - low * 0.7) / (low * 0.3), 0, 1) * np.clip((high * 1.2 - f) / (high * 0.2), 0, 1)
+    return np.fft.irfft(spec * mask, x.size)
+
+
+def echo_of(reply: np.ndarray, delay_ms: float, gain_db: float, phone: bool = True) -> np.ndarray:
+    """What the caller's microphone sends back of `reply` (16 kHz), as the server receives it."""
+    heard = through_opus(reply).astype(np.float64)
+    if phone:
+        heard = band_pass(heard)
+    heard *= 10 ** (gain_db / 20)
+    delayed = np.concatenate([np.zeros(int(delay_ms * RATE / 1000)), heard])
+    return through_opus(np.clip(delayed, -32768, 32767).astype(np.int16))
+
+
+class SpeexAec:
+    """speexdsp's echo canceller and preprocessor, called through ctypes (for comparison only)."""
+
+    ECHO_STATE = 24  # SPEEX_PREPROCESS_SET_ECHO_STATE
+    SAMPLING_RATE = 24  # SPEEX_ECHO_SET_SAMPLING_RATE
+
+    def __init__(self, tail_ms: int = 500) -> None:
+        name = ctypes.util.find_library("speexdsp") or "libspeexdsp.so.1"
+        lib = ctypes.CDLL(name)
+        lib.speex_echo_state_init.restype = ctypes.c_void_p
+        lib.speex_echo_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.speex_echo_cancellation.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 3
+        lib.speex_echo_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        lib.speex_preprocess_state_init.restype = ctypes.c_void_p
+        lib.speex_preprocess_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.speex_preprocess_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        lib.speex_preprocess_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self.lib = lib
+        self.echo = lib.speex_echo_state_init(BLOCK, tail_ms * RATE // 1000)
+        rate = ctypes.c_int(RATE)
+        lib.speex_echo_ctl(self.echo, self.SAMPLING_RATE, ctypes.byref(rate))
+        self.pre = lib.speex_preprocess_state_init(BLOCK, RATE)
+        lib.speex_preprocess_ctl(self.pre, self.ECHO_STATE, ctypes.c_void_p(self.echo))
+
+    def block(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        m = np.ascontiguousarray(mic, dtype=np.int16)
+        r = np.ascontiguousarray(ref, dtype=np.int16)
+        out = np.zeros(BLOCK, dtype=np.int16)
+        self.lib.speex_echo_cancellation(self.echo, m.ctypes.data, r.ctypes.data, out.ctypes.data)
+        self.lib.speex_preprocess_run(self.pre, out.ctypes.data)
+        return out
+
+
+@dataclass
+class EchoCase:
+    delay_ms: float
+    gain_db: float
+    caller_at_s: float | None = None  # a real interruption starts here (seconds into the reply)
+
+
+@dataclass
+class EchoOutcome:
+    false_starts: int  # speech starts before the caller spoke (all of them, if none did)
+    detected_ms: float | None  # a real interruption: its start to the detector's speech start
+    erle_db: float  # input to output energy over the echo alone
+    cpu_ms_per_s: float  # front end's CPU per second of audio
+
+
+def run_case(vad: SileroModel, reply: np.ndarray, caller: np.ndarray, case: EchoCase, method: str) -> EchoOutcome:
+    echo = echo_of(reply, case.delay_ms, case.gain_db)
+    mic = echo.astype(np.float64)
+    start = None
+    if case.caller_at_s is not None:
+        start = int(case.caller_at_s * RATE)
+        mic = np.concatenate([mic, np.zeros(max(0, start + caller.size - mic.size))])
+        mic[start:start + caller.size] += caller
+    mic_i = np.clip(mic, -32768, 32767).astype(np.int16)
+    mic_i = np.concatenate([mic_i, np.zeros((-mic_i.size) % BLOCK, dtype=np.int16)])
+    t0 = 1_000.0  # the reply was sent at t0 and plays from there (sent faster than it plays)
+    canceller = EchoCanceller() if method == "voxline" else None
+    speex = SpeexAec() if method == "speex" else None
+    if canceller is not None:
+        canceller.feed_reference(reply.tobytes(), t0)
+    ref = np.concatenate([reply, np.zeros(max(0, mic_i.size - reply.size), dtype=np.int16)])[: mic_i.size]
+    stream, detector = vad.stream(), TurnDetector(TurnConfig(min_speech_ms=160))
+    starts: list[float] = []
+    cpu = 0.0
+    e_in = e_out = 0.0
+    for i in range(0, mic_i.size, BLOCK):
+        x = mic_i[i:i + BLOCK]
+        began = time.process_time()
+        if canceller is not None:
+            y = np.frombuffer(canceller.process(x.tobytes(), t0 + (i + BLOCK) / RATE), dtype=np.int16)
+        elif speex is not None:
+            y = speex.block(x, ref[i:i + BLOCK])
+        else:
+            y = x
+        cpu += time.process_time() - began
+        if start is None or i + BLOCK <= start:
+            e_in += float(x.astype(np.float64) @ x)
+            e_out += float(y.astype(np.float64) @ y)
+        for _, prob in stream.process(y.tobytes()):
+            for ev in detector.push(b"", prob):
+                if isinstance(ev, SpeechStarted):
+                    starts.append(ev.at_ms / 1000)
+    begin = None if start is None else start / RATE
+    false = [s for s in starts if begin is None or s < begin - 0.05]
+    after = [s for s in starts if begin is not None and s >= begin - 0.05]
+    detected = (after[0] - begin) * 1000 if after and begin is not None else None
+    return EchoOutcome(len(false), detected, 10 * np.log10((e_in + 1) / (e_out + 1)),
+                       cpu * 1000 / (mic_i.size / RATE))
+
+
+def speex_available() -> bool:
+    try:
+        SpeexAec()
+    except OSError:
+        return False
+    return True

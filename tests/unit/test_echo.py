@@ -1,0 +1,130 @@
+"""The echo canceller, sans-I/O: the agent's voice coming back is muted, the caller's is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voxline.audio.echo import BLOCK, RATE, EchoCanceller, EchoConfig
+from voxline.bus.codec import AudioKind
+
+T0 = 1_000.0
+
+
+def voice(seconds: float, seed: int, pitch: float = 120.0) -> np.ndarray:
+    """Speech-like s16: a buzz at `pitch` with harmonics, through syllable-rate bursts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    buzz = sum(np.sin(2 * np.pi * pitch * k * t + rng.uniform(0, 6)) / k for k in range(1, 25))
+    noise = rng.standard_normal(t.size) * 0.3
+    envelope = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t + rng.uniform(0, 6)), 0, None) ** 0.5
+    return (6_000 * (buzz + noise) * envelope).astype(np.int16)
+
+
+def through_line(x: np.ndarray, delay_ms: float, gain_db: float) -> np.ndarray:
+    """An echo path: delayed, attenuated, band-limited (300-3,400 Hz) and a little noise."""
+    n = np.arange(129) - 64
+    band = (2 * 3_400 / RATE * np.sinc(2 * 3_400 / RATE * n) - 2 * 300 / RATE * np.sinc(2 * 300 / RATE * n))
+    y = np.convolve(x.astype(np.float64), band * np.hamming(n.size))[: x.size] * 10 ** (gain_db / 20)
+    y = np.concatenate([np.zeros(int(delay_ms * RATE / 1000)), y])[: x.size]
+    return y + np.random.default_rng(9).standard_normal(x.size) * 3
+
+
+def run(canceller: EchoCanceller, mic: np.ndarray, start: float = T0) -> np.ndarray:
+    """Feed `mic` in 20 ms chunks stamped as captured from `start`; the output, concatenated."""
+    mic = np.clip(mic, -32768, 32767).astype(np.int16)
+    out = [np.frombuffer(canceller.process(mic[i:i + BLOCK].tobytes(), start + (i + BLOCK) / RATE), dtype=np.int16)
+           for i in range(0, mic.size - BLOCK + 1, BLOCK)]
+    return np.concatenate(out)
+
+
+def loud_blocks(x: np.ndarray, floor_db: float = -20.0) -> np.ndarray:
+    """Indexes of the 20 ms blocks within `floor_db` of the loudest."""
+    e = (x[: x.size // BLOCK * BLOCK].astype(np.float64).reshape(-1, BLOCK) ** 2).mean(axis=1)
+    return np.flatnonzero(10 * np.log10(e + 1) > 10 * np.log10(e.max() + 1) + floor_db)
+
+
+def muted(x: np.ndarray) -> np.ndarray:
+    return ~x[: x.size // BLOCK * BLOCK].reshape(-1, BLOCK).any(axis=1)
+
+
+@pytest.mark.parametrize(("delay_ms", "gain_db"), [(20, -6), (120, -10), (300, -20)])
+def test_the_agents_voice_coming_back_is_muted(delay_ms: float, gain_db: float) -> None:
+    reply = voice(4.0, seed=1)
+    canceller = EchoCanceller()
+    canceller.feed_reference(reply.tobytes(), T0)
+    echo = through_line(reply, delay_ms, gain_db)
+    out = run(canceller, echo)
+    loud = loud_blocks(echo)
+    assert muted(out)[loud].mean() > 0.9  # the first fraction of a second finds the lag
+    assert abs(canceller.stats.lag_ms - delay_ms) < 5
+
+
+def test_the_caller_talking_over_the_echo_passes() -> None:
+    reply, caller = voice(4.0, seed=1), voice(1.5, seed=2, pitch=200.0)
+    canceller = EchoCanceller()
+    canceller.feed_reference(reply.tobytes(), T0)
+    mic = through_line(reply, 120, -6)
+    at = 2 * RATE
+    mic[at:at + caller.size] += caller
+    out = run(canceller, mic)
+    theirs = loud_blocks(caller, -15) + at // BLOCK
+    assert not muted(out)[theirs].mean() > 0.1  # double talk: their words come through
+    assert muted(out)[: at // BLOCK][loud_blocks(mic[:at])].mean() > 0.8  # and the echo before is gone
+
+
+def test_a_caller_whose_client_cancels_echo_is_untouched() -> None:
+    reply, caller = voice(3.0, seed=1), voice(3.0, seed=3, pitch=180.0)
+    canceller = EchoCanceller()
+    canceller.feed_reference(reply.tobytes(), T0)
+    out = run(canceller, caller.astype(np.float64))
+    assert muted(out)[loud_blocks(caller)].mean() < 0.05
+
+
+def test_no_reference_means_no_work() -> None:
+    caller = voice(1.0, seed=3)
+    canceller = EchoCanceller()
+    out = run(canceller, caller.astype(np.float64))
+    assert np.array_equal(out, caller[: out.size]) and canceller.stats.blocks == 0
+
+
+def test_reference_plays_back_to_back_and_a_clear_cuts_it() -> None:
+    """Pieces sent at once play one after the other; after a clear, the rest never plays."""
+    first, second = voice(1.5, seed=1), voice(1.5, seed=4, pitch=150.0)
+    canceller = EchoCanceller()
+    canceller.sent(AudioKind.AUDIO, first.tobytes(), T0, RATE)
+    canceller.sent(AudioKind.AUDIO, second.tobytes(), T0 + 0.01, RATE)  # queued behind the first
+    both = np.concatenate([first, second])
+    echo = through_line(both, 100, -10)
+    out = run(canceller, echo)
+    loud = loud_blocks(echo)
+    assert muted(out)[loud[loud > 1.6 * RATE // BLOCK]].mean() > 0.9  # the second piece's echo too
+
+    canceller = EchoCanceller()
+    canceller.sent(AudioKind.AUDIO, both.tobytes(), T0, RATE)
+    canceller.sent(AudioKind.CLEAR, b"", T0 + 1.0, RATE)
+    assert canceller._ref_start + canceller._ref.size == round((T0 + 1.0) * RATE)
+
+
+def test_a_paused_reply_echoes_after_the_resume() -> None:
+    """Playout held for a second (a backchannel over the reply) goes on where it was: so does the echo."""
+    reply = voice(3.0, seed=1)
+    canceller = EchoCanceller()
+    canceller.sent(AudioKind.AUDIO, reply.tobytes(), T0, RATE, turn=1)
+    canceller.sent(AudioKind.PAUSE, b"", T0 + 1.0, RATE, turn=1)
+    canceller.sent(AudioKind.RESUME, b"", T0 + 2.0, RATE, turn=1)
+    played = np.concatenate([reply[:RATE], np.zeros(RATE, dtype=np.int16), reply[RATE:]])
+    echo = through_line(played, 120, -10)
+    out = run(canceller, echo)
+    loud = loud_blocks(echo)
+    assert muted(out)[loud[loud > 2.2 * RATE // BLOCK]].mean() > 0.9
+
+
+def test_disabled_and_bounded() -> None:
+    off = EchoCanceller(EchoConfig(enabled=False))
+    off.feed_reference(voice(1.0, seed=1).tobytes(), T0)
+    assert off._ref.size == 0
+    canceller = EchoCanceller()
+    for i in range(40):  # 80 s of reply sent at once: the timeline keeps at most a minute
+        canceller.feed_reference(voice(2.0, seed=i % 3).tobytes(), T0)
+    assert canceller._ref.size <= 60 * RATE
