@@ -17,7 +17,6 @@ import ctypes
 import ctypes.util
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -26,8 +25,6 @@ from voxline.audio.echo import BLOCK, RATE, EchoCanceller
 from voxline.audio.opus import OpusDecoder, encode_frames
 from voxline.audio.resample import resample_s16
 from voxline.services.vad import SileroModel
-
-Frontend = Callable[[np.ndarray, float], np.ndarray]
 
 
 def through_opus(pcm16k: np.ndarray) -> np.ndarray:
