@@ -34,6 +34,8 @@ RATE = 16_000
 BLOCK = 320  # 20 ms: one decision per block
 FRAME, HOP = 320, 160  # the spectral fit's frames (20 ms, half overlapping)
 _HANN = np.hanning(FRAME).astype(np.float32)
+LOW_BIN = 2  # bins below 100 Hz (DC, hum, a microphone's offset) are left out of the fit
+QUIET_FRAME_ENERGY = 0.5 * FRAME * float((_HANN ** 2).sum()) * 10.0 ** 2  # a frame at ~10 rms
 PATH_MEMORY_S = 1.0  # the echo path's estimate forgets at this time constant
 PATH_DECAY = float(np.exp(-HOP / RATE / PATH_MEMORY_S))
 LEARNING_FRAMES = 20  # frames (200 ms of echo) before the learnt path alone decides
@@ -86,10 +88,11 @@ class EchoCanceller:
         self._next_frame = FRAME  # input count at which the next spectral frame ends
         # The echo path per frequency, H = <X Y*> / <|Y|^2>, averaged with a forgetting time of
         # `PATH_MEMORY_S` over every frame since the lag was found (the path is steady).
-        self._sxy = np.zeros(FRAME // 2 + 1, dtype=np.complex128)
-        self._syy = np.zeros(FRAME // 2 + 1, dtype=np.float64)
+        self._sxy = np.zeros(FRAME // 2 + 1 - LOW_BIN, dtype=np.complex128)
+        self._syy = np.zeros(FRAME // 2 + 1 - LOW_BIN, dtype=np.float64)
         self._residual = 0.0  # this block's frames: energy the path does not explain, and all of it
         self._total = 0.0
+        self._frames = 0
         self._lag: int | None = None  # the echo's lag in samples, from the last confident search
         self._searched = -SEARCH_EVERY  # input count at the last lag search
         self._confirmed = False  # two searches in a row found this lag
@@ -194,16 +197,20 @@ class EchoCanceller:
                 self._sxy[:] = 0
                 self._syy[:] = 0
         self._residual = self._total = 0.0
+        self._frames = 0
         while self._next_frame <= self._count:
             self._add_frame(self._next_frame)
             self._next_frame += HOP
-        if self._total > 0:  # else a short block inside the last frame: as the block before
+        if self._frames:  # else a short block inside the last frame: as the block before
             self.explained = 1.0 - self._residual / (self._total + 1e-3)
             self.echo = self.explained >= self.config.suppress_r2
-        if self._learnt < LEARNING_FRAMES and self._lag is not None:
-            # The path is not learnt yet (the first words of the first reply): the search's own
-            # correlation decides. A caller talking over the echo keeps it low.
-            self.echo = self.echo or self._ncc >= ONSET_NCC
+            if self._learnt < LEARNING_FRAMES:
+                # The path is not learnt yet (the first words of the first reply): the search's
+                # own correlation decides too. A caller talking over the echo keeps it low.
+                self.echo = self.echo or self._ncc >= ONSET_NCC
+            # Near silence in the voice band (below ~-70 dBFS: a pause, a DC offset) is
+            # nobody's voice: passed as it is.
+            self.echo = self.echo and self._total >= self._frames * QUIET_FRAME_ENERGY
         if self.echo:
             self.stats.muted += 1
         else:
@@ -217,14 +224,15 @@ class EchoCanceller:
         if self._lag is None:
             return
         back = self._count - end
-        x = np.fft.rfft(self._in[self._in.size - back - FRAME: self._in.size - back] * _HANN)
+        x = _spectrum(self._in[self._in.size - back - FRAME: self._in.size - back])
         start = self._abs(end) - self._lag - FRAME
-        y = np.fft.rfft(self._ref_slice(start, start + FRAME) * _HANN)
+        y = _spectrum(self._ref_slice(start, start + FRAME))
         yy = np.abs(y) ** 2
         if self._syy.any():
             path = self._sxy / (self._syy + 1e-3)
             self._residual += float((np.abs(x - path * y) ** 2).sum())
             self._total += float((np.abs(x) ** 2).sum())
+            self._frames += 1
         self._sxy = PATH_DECAY * self._sxy + x * np.conj(y)
         self._syy = PATH_DECAY * self._syy + yy
         self._learnt += 1
@@ -297,6 +305,11 @@ class EchoCanceller:
         if drop > 0:
             self._ref = self._ref[drop:]
             self._ref_start += drop
+
+
+def _spectrum(frame: np.ndarray) -> np.ndarray:
+    """A frame's spectrum from 100 Hz up (its mean removed first: DC leaks through the window)."""
+    return np.fft.rfft((frame - frame.mean()) * _HANN)[LOW_BIN:]
 
 
 def _float16k(pcm: bytes, rate: int) -> np.ndarray:
