@@ -196,6 +196,8 @@ def test_k8s_directory_has_the_expected_resources():
         assert ("PodDisruptionBudget", role) in kinds
     assert ("StatefulSet", "redpanda") in kinds
     assert ("Service", "redpanda") in kinds
+    assert ("StatefulSet", "redis") in kinds and ("Service", "redis") in kinds  # the shared session store
+    assert ("PodDisruptionBudget", "media") in kinds
     assert ("Namespace", "voxline") in kinds
     assert any(kind == "ConfigMap" for kind, _ in kinds)
 
@@ -385,8 +387,6 @@ def test_media_is_reachable_for_webrtc():
     pod = media["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet", "hostNetwork pods must still resolve Services"
-    # Two media pods on one node would both bind :8001; a surge pod would too.
-    assert media["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
     anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
     services = {s["metadata"]["name"]: s for s in by_kind("Service")}
@@ -396,7 +396,7 @@ def test_media_is_reachable_for_webrtc():
 
 
 def test_redpanda_statefulset_is_wired_to_its_headless_service():
-    (sts,) = by_kind("StatefulSet")
+    (sts,) = [s for s in by_kind("StatefulSet") if s["metadata"]["name"] == "redpanda"]
     services = {s["metadata"]["name"]: s for s in by_kind("Service")}
     headless = services[sts["spec"]["serviceName"]]
     assert headless["spec"]["clusterIP"] == "None"
@@ -425,14 +425,23 @@ def test_every_voxline_env_var_in_k8s_is_a_settings_field_with_a_valid_value():
 
 def test_envfrom_and_secret_references_resolve():
     cms = config_maps()
+    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    generated = {}  # Secret name -> keys, from the kustomization's generator and its example file
+    for gen in kust["secretGenerator"]:
+        (env_file,) = gen["envs"]
+        assert env_file in (ROOT / ".gitignore").read_text(), "the filled-in secrets file must never be committed"
+        example = (K8S / f"{env_file}.example").read_text().splitlines()
+        generated[gen["name"]] = {line.split("=", 1)[0] for line in example if "=" in line and not line.startswith("#")}
+    assert kust["generatorOptions"]["disableNameSuffixHash"] is True  # the workloads name it as it is
     for _wl, c in voxline_containers():
         for src in c.get("envFrom", []):
             assert src["configMapRef"]["name"] in cms
         for item in c.get("env", []):
             ref = item.get("valueFrom", {}).get("secretKeyRef")
             if ref:
-                # No Secret is committed: it is created by the operator, so it must be optional.
-                assert ref.get("optional") is True, item["name"]
+                # Fail closed: a missing Secret or key keeps the pod from starting, never starts it open.
+                assert not ref.get("optional"), item["name"]
+                assert ref["name"] in generated and ref["key"] in generated[ref["name"]], item["name"]
 
 
 def _svc_port(name: str) -> set[int]:
@@ -773,3 +782,62 @@ def test_docs_cover_the_deployment_paths():
         assert needed in text, needed
     for name in set(VOXLINE_VAR.findall(text)):
         assert name in SETTINGS_ENV, f"docs/deploy.md mentions {name}, which is no Settings field"
+
+
+# ----------------------------------------------------------------------------- rollouts and operations
+
+
+def _media() -> dict[str, Any]:
+    (media,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "media"]
+    return media
+
+
+def test_media_rollouts_keep_calls():
+    media = _media()
+    pod = media["spec"]["template"]["spec"]
+    assert media["spec"]["replicas"] >= 2, "one media pod: a rollout drops every call"
+    rolling = media["spec"]["strategy"]["rollingUpdate"]
+    assert rolling["maxSurge"] >= 1 and rolling["maxUnavailable"] <= 1
+    (c,) = containers(media)
+    env = container_env(c)
+    settings = Settings.from_env(env)
+    assert settings.session_store == "redis" and settings.redis_url.startswith("redis://redis:")
+    pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+    sleep_s = float(pre_stop[-1].split("sleep(")[1].rstrip(")"))
+    assert pod["terminationGracePeriodSeconds"] >= sleep_s + settings.drain_timeout_s + 5, \
+        "the kubelet would kill the pod before its drain ends"
+    assert settings.resume_grace_s >= settings.drain_timeout_s
+    (agent,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "agent"]
+    agent_settings = Settings.from_env(container_env(containers(agent)[0]))
+    assert agent["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= agent_settings.drain_timeout_s + 5
+
+
+def test_first_install_probes_outwait_the_broker():
+    """Media and agent wait for Redpanda (60 s per connect try): their startup probes must allow more."""
+    for wl in by_kind("Deployment"):
+        if wl["metadata"]["name"] in ("media", "agent"):
+            probe = containers(wl)[0]["startupProbe"]
+            assert probe["periodSeconds"] * probe["failureThreshold"] >= 180, wl["metadata"]["name"]
+
+
+def _metric_names() -> set[str]:
+    text = "".join(p.read_text() for p in (ROOT / "src" / "voxline").rglob("*.py"))
+    return set(re.findall(r"voxline_[a-z_]+", text))
+
+
+def test_monitoring_and_autoscaling_use_metrics_voxline_exports():
+    known = _metric_names()
+    for folder in ("monitoring", "autoscaling"):
+        kust = yaml.safe_load((K8S / folder / "kustomization.yaml").read_text())
+        for name in kust["resources"]:
+            for doc in yaml.safe_load_all((K8S / folder / name).read_text()):
+                used = set(re.findall(r"voxline_[a-z_]+", yaml.safe_dump(doc)))
+                used = {u.removesuffix("_bucket") for u in used} - {"voxline_secrets"}
+                assert used <= known, f"{folder}/{name}: {sorted(used - known)} are exported by nothing"
+    (monitor,) = yaml.safe_load_all((K8S / "monitoring" / "servicemonitor.yaml").read_text())
+    services = [s for s in by_kind("Service") if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+    assert {s["metadata"]["name"] for s in services} >= {"media", "agent"}
+    assert all(any(p["name"] == "http" for p in s["spec"]["ports"]) for s in services)
+    rules = yaml.safe_load((K8S / "monitoring" / "alerts.yaml").read_text())["spec"]["groups"][0]["rules"]
+    assert {"VoxlineBrokerDiskFilling", "VoxlineLateFrames", "VoxlineErrorRate", "VoxlineVoiceToVoiceSlow"} <= \
+        {r["alert"] for r in rules}
