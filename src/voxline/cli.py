@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-procs", type=int, default=0, help="capacity mode: client processes (0: 1 up to 20 sessions, else 2)")
     p.add_argument("--server-procs", type=int, default=1,
                    help="capacity mode: server processes (one per core), callers spread over them")
-    p.add_argument("--capacity-server", default=None, help="capacity mode: server script (default benchmarks/capacity_server.py)")
+    p.add_argument("--capacity-server", default=None,
+                   help="capacity mode: server script (default: python -m voxline.bench.capacity_server)")
     return parser
 
 

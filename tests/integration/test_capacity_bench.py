@@ -4,6 +4,7 @@ bus, VAD and agent; fixed-response models) and a client process, then the JSON r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,11 @@ from pathlib import Path
 
 def test_capacity_bench_reports_frames_cpu_and_memory(tmp_path: Path) -> None:
     out = tmp_path / "capacity.json"
+    # From a directory outside the checkout: the capacity server comes from the package, as installed.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     run = subprocess.run([sys.executable, "-m", "voxline", "bench", "--sessions", "2", "--duration", "8",
-                          "--out", str(out)], capture_output=True, text=True, timeout=240, check=False)
+                          "--out", str(out)], capture_output=True, text=True, timeout=240, check=False,
+                         cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "frames late (srv)" in run.stdout  # the table
     report = json.loads(out.read_text())

@@ -5,6 +5,8 @@
 - `latency`: latency mode (default): one call at a time against `voxline run` or `--server`.
 - `capacity`: capacity mode (`--sessions N`): the conductor, its samples and summary.
 - `capacity_worker`: a capacity-mode client process driving its share of the N callers.
+- `capacity_server`, `fixed_backends`: the capacity mode's server (everything real but the models).
+- `children`: the benchmark's child processes end when it does (SIGTERM, SIGKILL, exit).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import sys
 
 from voxline.bench.capacity import capacity_main
+from voxline.bench.children import stop_children_on_exit
 from voxline.bench.latency import latency_main
 
 
@@ -22,6 +25,7 @@ async def bench_main(args: argparse.Namespace) -> int:
                           ("client_procs", 0), ("capacity_server", None)):
         if not hasattr(args, name):
             setattr(args, name, default)
+    stop_children_on_exit()
     try:
         if args.sessions and args.sessions > 0:
             return await capacity_main(args)

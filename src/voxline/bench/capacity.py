@@ -1,5 +1,5 @@
 """Capacity mode of `voxline bench --sessions N`: the conductor. Starts
-`benchmarks/capacity_server.py` (real WebRTC, bus, VAD and agent; FIXED-RESPONSE model back-ends
+`voxline.bench.capacity_server` (real WebRTC, bus, VAD and agent; FIXED-RESPONSE model back-ends
 that exist only for the benchmark) as its own process, drives N concurrent callers from client
 subprocesses (`voxline.bench.capacity_worker`), and reports sessions connected, turns answered,
 late and lost frames, and the server's and clients' CPU and RSS read from /proc once a second."""
@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from voxline.bench.children import spawn
 from voxline.bench.latency import QUESTIONS, make_questions
 from voxline.bench.stats import capacity_report_text, emit_report, summarize
-from voxline.bench.system import REPO, Sampler, ServerProcess, free_port, machine_busy_pct, machine_info
+from voxline.bench.system import Sampler, ServerProcess, free_port, machine_busy_pct, machine_info
 
 
 def cpu_pct(rows: list[dict[str, Any]], key: str, index: int | None = None) -> float | None:
@@ -132,22 +133,23 @@ async def capacity_main(args: argparse.Namespace) -> int:
     procs: list[ServerProcess] = []
     servers = [args.server] if args.server else []
     if not servers:
-        script = Path(args.capacity_server or REPO / "benchmarks" / "capacity_server.py")
-        if not script.exists():
-            print(f"voxline bench: {script} not found (run from the repository, or --capacity-server)",
-                  file=sys.stderr)
+        # The capacity server ships in the package; --capacity-server runs another script instead.
+        script = Path(args.capacity_server) if args.capacity_server else None
+        if script is not None and not script.exists():
+            print(f"voxline bench: {script} not found", file=sys.stderr)
             return 2
+        program = [str(script)] if script else ["-m", "voxline.bench.capacity_server"]
         cmd: list[str] = []
         for k in range(max(1, args.server_procs)):
             port = free_port()
             servers.append(f"http://127.0.0.1:{port}")
-            cmd = [sys.executable, str(script), "--port", str(port), "--max-sessions", str(n + 20),
+            cmd = [sys.executable, *program, "--port", str(port), "--max-sessions", str(n + 20),
                    "--session-create-rate-per-min", "100000"]
             procs.append(ServerProcess(cmd, work / f"server{k}.log", servers[-1]))
-        print(f"starting {len(procs)} x {script.name} (FIXED-RESPONSE BACK-ENDS, BENCHMARK ONLY; logs in {work})",
-              file=sys.stderr, flush=True)
+        print(f"starting {len(procs)} x {' '.join(program)} (FIXED-RESPONSE BACK-ENDS, BENCHMARK ONLY; "
+              f"logs in {work})", file=sys.stderr, flush=True)
         await asyncio.gather(*(p.start(timeout=60) for p in procs))
-        settings.update(server_kind=f"{len(procs)} x benchmarks/capacity_server.py (callers spread over them, "
+        settings.update(server_kind=f"{len(procs)} x voxline.bench.capacity_server (callers spread over them, "
                         "as a load balancer with session affinity would): real WebRTC, bus, Silero VAD and agent; "
                         "FIXED-RESPONSE STT/LLM/TTS back-ends (benchmark only)", server_cmd=" ".join(cmd[1:]),
                         server_processes=len(procs))
@@ -174,13 +176,9 @@ async def capacity_main(args: argparse.Namespace) -> int:
             cfg = {"servers": servers, "questions": q_paths, "indices": idx, "start_at": start_at,
                    "ramp_interval_s": args.ramp_interval, "talk_from": talk_from, "end_at": end_at,
                    "gap_s": args.turn_gap, "spread_s": args.spread, "sessions": n}
-            out = open(work / f"client{k}.json", "wb")
-            err = open(work / f"client{k}.log", "wb")
-            workers.append(subprocess.Popen([sys.executable, "-m", "voxline.bench.capacity_worker", "--worker",
-                                             json.dumps(cfg)],
-                                            stdout=out, stderr=err, cwd=str(REPO), start_new_session=True))
-            out.close()
-            err.close()
+            with open(work / f"client{k}.json", "wb") as out, open(work / f"client{k}.log", "wb") as err:
+                workers.append(spawn([sys.executable, "-m", "voxline.bench.capacity_worker", "--worker",
+                                      json.dumps(cfg)], stdout=out, stderr=err))
         sampler.client_pids = [w.pid for w in workers]
         stop = asyncio.Event()
         sampler_task = asyncio.create_task(sampler.run(end_at + 60, stop))

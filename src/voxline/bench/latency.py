@@ -114,14 +114,15 @@ async def latency_main(args: argparse.Namespace) -> int:
         cmd = [sys.executable, "-m", "voxline", "run", "--port", str(port), "--log-format", "text",
                "--session-create-rate-per-min", "10000"]
         proc = ServerProcess(cmd, work / "server.log", server)
-        print(f"starting {' '.join(cmd[1:])} (log: {proc.log_path})", file=sys.stderr, flush=True)
-        await proc.start()
         settings.update(server_kind="voxline run (embedded default models), started by the benchmark",
                         server_cmd=" ".join(cmd[1:]), server_log=str(proc.log_path))
     else:
         settings["server_kind"] = "external (--server)"
     settings["server"] = server
     try:
+        if proc is not None:
+            print(f"starting {' '.join(proc.cmd[1:])} (log: {proc.log_path})", file=sys.stderr, flush=True)
+            await proc.start()
         turns = await run_latency(server, questions, args.repeats, args.timeout)
     finally:
         if proc is not None:

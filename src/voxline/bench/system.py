@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxline.bench.children import spawn
+
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-REPO = Path(__file__).resolve().parents[3]
 
 
 def machine_info() -> dict[str, Any]:
@@ -83,7 +84,7 @@ def free_port() -> int:
 
 @dataclass
 class ServerProcess:
-    """A server run as a subprocess with its output in a log file; stopped with SIGTERM."""
+    """A server run as a subprocess with its output in a log file; stopped with SIGTERM (and with the benchmark)."""
 
     cmd: list[str]
     log_path: Path
@@ -93,10 +94,8 @@ class ServerProcess:
     async def start(self, timeout: float = 180.0) -> None:
         import aiohttp
 
-        log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
-                                     start_new_session=True)
-        log.close()
+        with open(self.log_path, "wb") as log:
+            self.proc = spawn(self.cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             while time.time() < deadline:

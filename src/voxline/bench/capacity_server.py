@@ -2,10 +2,11 @@
 
 Builds the same parts as `voxline run` (MemoryBus, MediaServer, Orchestrator, real Silero
 VAD, real WebRTC, real agent), but the STT, LLM and TTS are the FIXED-RESPONSE BACK-ENDS of
-`fixed_backends.py`, which exist only for this benchmark. Run as its own process so that its
-CPU and memory can be measured apart from the callers':
+`voxline.bench.fixed_backends`, which exist only for this benchmark. Run as its own process
+so that its CPU and memory can be measured apart from the callers' (`voxline bench --sessions
+N` starts it):
 
-    .venv/bin/python benchmarks/capacity_server.py --port 8101 --max-sessions 120
+    .venv/bin/python -m voxline.bench.capacity_server --port 8101 --max-sessions 120
 """
 
 from __future__ import annotations
@@ -13,21 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fixed_backends import LABEL, FixedLLM, FixedSTT, FixedTTS  # noqa: E402
-from voxline.agent.models import Models  # noqa: E402
-from voxline.bus.memory import MemoryBus  # noqa: E402
-from voxline.config import Settings  # noqa: E402
-from voxline.logs import setup_logging  # noqa: E402
-from voxline.media.app import create_app  # noqa: E402
-from voxline.media.server import MediaServer  # noqa: E402
-from voxline.processes import serve_http, start_agent  # noqa: E402
-from voxline.services.threads import ModelThread  # noqa: E402
-from voxline.services.vad import SileroModel  # noqa: E402
+from voxline.agent.models import Models
+from voxline.bench.fixed_backends import LABEL, FixedLLM, FixedSTT, FixedTTS
+from voxline.bus.memory import MemoryBus
+from voxline.config import Settings
+from voxline.logs import setup_logging
+from voxline.media.app import create_app
+from voxline.media.server import MediaServer
+from voxline.processes import serve_http, start_agent
+from voxline.services.threads import ModelThread
+from voxline.services.vad import SileroModel
 
 
 async def serve(settings: Settings, stt_delay_s: float) -> None:
