@@ -13,7 +13,7 @@ run: setup
 	.venv/bin/voxline run
 
 lint: setup-test
-	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff check src
 	PYTHONPATH=src .venv/bin/mypy src
 
 test: lint

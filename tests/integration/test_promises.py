@@ -9,7 +9,6 @@ connect or that receive no media are ended by their timeouts.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
@@ -140,7 +139,7 @@ async def test_an_unhandled_error_is_a_json_500_without_a_traceback(media_server
 
     monkeypatch.setattr(media_server.media.registry, "get", broken)
     resp = await http.post(f"{media_server.url}/listening/stop", json={"session_id": sid})
-    body = await expect_error(resp, 500, "internal")
+    await expect_error(resp, 500, "internal")
     text = await resp.text()
     assert "Traceback" not in text and "internal detail" not in text and "RuntimeError" not in text, text
     monkeypatch.undo()

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from audio_helpers import at48k
 from tests.integration.conftest import start_server, stop_server
 from tests.integration.test_http_api import make_offer, post_offer
-from audio_helpers import at48k
 from voxline.bench.system import free_port
 from voxline.client.caller import Caller
 from voxline.config import Settings
@@ -152,8 +152,8 @@ class FakeRemoteModels:
         await request.read()
         self.chats += 1
         if self.chats == 1:
-            return web.json_response({"error": {"message": f"Incorrect API key provided: {request.headers.get('Authorization', '')}"}},
-                                     status=401)
+            shown = request.headers.get("Authorization", "")
+            return web.json_response({"error": {"message": f"Incorrect API key provided: {shown}"}}, status=401)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for piece in ("Paris is ", "the capital."):

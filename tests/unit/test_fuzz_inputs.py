@@ -159,7 +159,7 @@ class _Errors(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
-    def __enter__(self) -> "_Errors":
+    def __enter__(self) -> _Errors:
         logging.getLogger().addHandler(self)
         return self
 
