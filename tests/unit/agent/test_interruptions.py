@@ -1,0 +1,135 @@
+"""Sound over the agent's speech, and the other decisions the core now makes: sans-I/O, no models."""
+
+from __future__ import annotations
+
+import pytest
+
+from voxline.agent.backchannel import Overlap, classify
+from voxline.agent.conversation import (
+    CancelReply,
+    Classify,
+    ClearPlayback,
+    Conversation,
+    DropSpeculation,
+    Emit,
+    ForgetSpeech,
+    PausePlayout,
+    ResumePlayout,
+    Speak,
+    Speculate,
+    State,
+    Transcribe,
+)
+
+
+@pytest.mark.parametrize("text", ["Mm-hmm.", "mhm", "Yeah.", "yeah yeah", "Okay.", "OK, right.", "Uh-huh", "Right.",
+                                  "I see.", "Got it", "Sure."])
+def test_backchannels(text: str) -> None:
+    assert classify(text) is Overlap.BACKCHANNEL
+
+
+@pytest.mark.parametrize("text", ["", "  ", "(coughs)", "[laughs]", "*sigh*", "...", "♪", "you"])
+def test_sounds_without_words(text: str) -> None:
+    assert classify(text) is Overlap.NOISE
+
+
+@pytest.mark.parametrize("text", ["Stop.", "Wait, what about London?", "No, I meant Tuesday", "Yeah but what about me",
+                                  "Okay stop talking"])
+def test_words_that_interrupt(text: str) -> None:
+    assert classify(text) is Overlap.WORDS
+
+
+def speaking(**kwargs: int) -> Conversation:
+    """A conversation whose reply to turn 1 is playing."""
+    conv = Conversation("test", **kwargs)
+    conv.set_listening(True)
+    conv.speech_started()
+    conv.speech_ended(b"q")
+    conv.transcribed(1, "Tell me a story.")
+    conv.reply_audio_started(1)
+    assert conv.state is State.AGENT_SPEAKING
+    return conv
+
+
+def kinds(actions: list[object]) -> list[type]:
+    return [type(a) for a in actions if not isinstance(a, Emit)]
+
+
+def test_a_sound_pauses_then_a_backchannel_resumes_and_is_forgotten() -> None:
+    conv = speaking()
+    assert kinds(conv.speech_started()) == [PausePlayout]
+    [classify_] = conv.speech_paused(b"mm")
+    assert isinstance(classify_, Classify) and classify_.pcm == b"mm"
+    actions = conv.overlap_heard(classify_.overlap, "Mm-hmm.")
+    assert kinds(actions) == [ResumePlayout, ForgetSpeech]
+    assert conv.state is State.AGENT_SPEAKING and conv.interruptions == 0 and conv.false_interruptions == 1
+    assert conv.speech_ended(b"mm") == []  # its end is not a turn either
+
+
+def test_words_interrupt_and_a_turn_that_already_ended_is_answered() -> None:
+    conv = speaking()
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"stop")
+    assert conv.speech_ended(b"stop") == []  # held until the sound is judged
+    actions = conv.overlap_heard(classify_.overlap, "Stop, tell me about dragons.")
+    assert kinds(actions)[:2] == [CancelReply, ClearPlayback]
+    assert Transcribe(2, b"stop") in actions and conv.state is State.THINKING
+    assert conv.interruptions == 1
+
+
+def test_sustained_speech_interrupts_and_a_late_verdict_changes_nothing() -> None:
+    conv = speaking()
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"x")
+    assert kinds(conv.speech_sustained()) == [CancelReply, ClearPlayback]
+    assert conv.overlap_heard(classify_.overlap, "Mm-hmm.") == []  # stale: no resume after a clear
+
+
+def test_an_unjudged_sound_resumes_after_the_timeout_by_the_audio_clock() -> None:
+    conv = speaking(overlap_timeout_ms=2000)
+    conv.tick(10_000)
+    conv.speech_started()
+    assert conv.tick(11_900) == []
+    assert kinds(conv.tick(12_000)) == [ResumePlayout, ForgetSpeech]
+    assert conv.tick(20_000) == []
+
+
+def test_listening_off_during_a_sound_resumes_the_reply() -> None:
+    conv = speaking()
+    conv.speech_started()
+    assert ResumePlayout(1) in conv.set_listening(False)
+
+
+def test_the_core_decides_whether_the_speculative_reply_is_reused() -> None:
+    conv = Conversation("test")
+    conv.set_listening(True)
+    conv.speech_started()
+    assert conv.speech_paused(b"ab") == [Speculate(b"ab")]
+    assert conv.speech_resumed() == [DropSpeculation()]
+    assert conv.speech_paused(b"abcd") == [Speculate(b"abcd")]
+    assert [a for a in conv.speech_ended(b"abcd") if isinstance(a, Transcribe)] == [Transcribe(1, b"abcd", speculative=True)]
+    conv2 = Conversation("test")
+    conv2.set_listening(True)
+    conv2.speech_started()
+    conv2.speech_paused(b"ab")
+    actions = conv2.speech_ended(b"abc")  # other audio than the speculation's: dropped, transcribed anew
+    assert DropSpeculation() in actions and Transcribe(1, b"abc", speculative=False) in actions
+
+
+def test_no_speculation_when_switched_off() -> None:
+    conv = Conversation("test", speculate=False)
+    conv.set_listening(True)
+    conv.speech_started()
+    assert conv.speech_paused(b"ab") == []
+
+
+def test_greeting_once_in_history_and_its_failure_is_not_apologised_for() -> None:
+    conv = Conversation("test")
+    conv.set_listening(True)
+    actions = conv.greet("Hello! How can I help?")
+    assert Speak(1, "Hello! How can I help?") in actions
+    assert conv.history_json() == [{"turn": 1, "role": "assistant", "content": "Hello! How can I help?"}]
+    assert conv.greet("Hello! How can I help?") == []
+    failed = conv.failed(1, "tts", "tts failed")
+    assert not any(isinstance(a, Speak) for a in failed) and conv.state is State.LISTENING
+    assert Conversation("test").greet("   ") == []

@@ -1,0 +1,85 @@
+"""ReplyPipeline on fake models and a virtual clock: outputs in order, early words, faults, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fakes import VirtualClock, fake_models, settle, speech
+
+from voxline.agent.pipeline import Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript
+
+HISTORY = [{"role": "system", "content": "test"}]
+
+
+async def collect(pipeline: ReplyPipeline, clock: VirtualClock, seconds: float = 3.0) -> list[object]:
+    out: list[object] = []
+
+    async def read() -> None:
+        async for item in pipeline.outputs():
+            out.append(item)
+
+    reader = asyncio.create_task(read())
+    await clock.advance(seconds)
+    await asyncio.wait_for(reader, 1.0)
+    return out
+
+
+async def test_outputs_come_in_order_and_the_words_are_told_before_the_reply() -> None:
+    clock = VirtualClock()
+    models = fake_models(clock)
+    models.stt.texts = ["What time is it?"]
+    heard: list[tuple[str, int]] = []
+    pipeline = ReplyPipeline(models, speech(500), HISTORY, 5.0,  # type: ignore[arg-type]
+                             on_transcript=lambda text: heard.append((text, len(models.llm.calls))), clock=clock.time)
+    pipeline.start()
+    out = await collect(pipeline, clock)
+    assert isinstance(out[0], Transcript) and out[0].text == "What time is it?"
+    assert heard == [("What time is it?", 0)]  # the end-of-turn cue comes before any LLM work
+    assert "".join(o.text for o in out if isinstance(o, Delta)) == "It is noon. Anything else?"
+    assert [o.text for o in out if isinstance(o, ReplyText)] == ["It is noon. Anything else?"]
+    assert any(isinstance(o, Audio) for o in out)
+    assert models.llm.calls[0][-1] == {"role": "user", "content": "What time is it?"}
+    metrics = pipeline.times.metrics()
+    assert metrics["stt_ms"] == 100.0  # the virtual clock's own delays, exactly
+
+
+async def test_no_words_means_no_reply() -> None:
+    clock = VirtualClock()
+    models = fake_models(clock)
+    models.stt.texts = [" "]
+    pipeline = ReplyPipeline(models, speech(300), HISTORY, 5.0, clock=clock.time)  # type: ignore[arg-type]
+    pipeline.start()
+    assert [type(o) for o in await collect(pipeline, clock)] == [Transcript]
+    assert models.llm.calls == []
+
+
+async def test_each_stage_failure_is_reported_with_its_stage() -> None:
+    for stage in ("stt", "llm", "tts"):
+        clock = VirtualClock()
+        models = fake_models(clock)
+        if stage == "stt":
+            models.stt.texts = [RuntimeError("down")]
+        elif stage == "llm":
+            models.llm.fail = RuntimeError("down")
+        else:
+            models.tts.fail = RuntimeError("down")
+        pipeline = ReplyPipeline(models, speech(300), HISTORY, 5.0, clock=clock.time)  # type: ignore[arg-type]
+        pipeline.start()
+        failed = [o for o in await collect(pipeline, clock) if isinstance(o, Failed)]
+        assert [f.stage for f in failed] == [stage]
+
+
+async def test_cancel_stops_the_work_before_anything_more_is_made() -> None:
+    clock = VirtualClock()
+    models = fake_models(clock)
+    models.llm.token_s = 0.5  # a slow reply
+    pipeline = ReplyPipeline(models, speech(300), HISTORY, 5.0, clock=clock.time)  # type: ignore[arg-type]
+    pipeline.start()
+    await clock.advance(0.2)  # STT done, the LLM has begun
+    assert len(models.llm.calls) == 1
+    pipeline.cancel()
+    await settle()
+    tts_before = len(models.tts.calls)
+    await clock.advance(5.0)
+    assert len(models.tts.calls) == tts_before  # nothing more is synthesized
+    assert pipeline._task is not None and pipeline._task.cancelled()
