@@ -22,12 +22,12 @@ def _wordset(text: str) -> frozenset[str]:
 _OPEN_WORDS = _wordset("""
 a an the these those my your his her its our their some any every each and or but
 because cause since although though if unless until while when whereas whether nor yet
-than as like to of in on at for with from by about into onto under after before between
+than as to of in on at for with from by about into onto under after before between
 through during without within across against toward towards upon via per is are was
 were be been am i we they he she um uh er erm very let's
 """)
 # Two-word endings that leave it open ("I want to", "going to" end in "to" already).
-_OPEN_ENDINGS = ("i want", "i need", "i would like", "i'd like", "i think", "let me", "i mean",
+_OPEN_ENDINGS = ("i want", "i need", "would like", "i'd like", "it's like", "is like", "i think", "let me", "i mean",
                  "wait a", "hold on", "it's", "that's", "there's", "what's", "i'm")
 _NUMBER_WORDS = _wordset("""
 zero oh one two three four five six seven eight nine ten eleven twelve thirteen
@@ -53,13 +53,14 @@ def transcript_complete(text: str) -> bool | None:
     words = _WORD.findall(stripped.lower())
     if not words:
         return None
-    if stripped.endswith("?"):
-        return True
     if _HESITATION.search(stripped):
         return False
-    body = stripped.rstrip(" .!").lower()
+    body = stripped.rstrip(" .!?").lower()
+    # Before the question mark: Whisper puts one on "Can you tell me why the sky is?" too.
     if words[-1] in _OPEN_WORDS or any(body.endswith(e) for e in _OPEN_ENDINGS):
         return False
+    if stripped.endswith("?"):
+        return True
     digits = 0
     for w in reversed(words):
         if w in _NUMBER_WORDS or w.isdigit():
@@ -104,12 +105,14 @@ class EndOfTurn:
     def __init__(self, config: EndOfTurnConfig | None = None) -> None:
         self.config = config or EndOfTurnConfig()
         self.score: float | None = None
-        self.text: str | None = None
+        self.text: str | None = None  # "" when no words will come (the transcription failed)
+        self.words_coming = False  # a transcript of the pause is on its way: it decides
 
     def reset(self) -> None:
         """A new turn, or speech resumed: the cues were about audio that has grown since."""
         self.score = None
         self.text = None
+        self.words_coming = False
 
     def decide(self) -> Decision:
         cfg = self.config
@@ -121,7 +124,10 @@ class EndOfTurn:
             if model is not False or is_question(self.text or ""):
                 return Decision(cfg.min_ms, "complete", self.score, words)
             return Decision(cfg.base_ms, "words complete, model unsure", self.score, words)
+        if self.text is None and self.words_coming:
+            # The words are the strongest cue and are on their way (the speculative transcript,
+            # slower on a busy machine than base_ms): wait for them, never past max_ms.
+            return Decision(cfg.max_ms, "waiting for words", self.score, words)
         if model is False:
-            # Words may still come (the speculative transcript): they can end it sooner.
             return Decision(cfg.max_ms, "model says unfinished", self.score, words)
         return Decision(cfg.base_ms, "silence", self.score, words)

@@ -99,7 +99,7 @@ class ReplyPipeline:
                  on_transcript: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.models = models
-        self.on_transcript = on_transcript  # told the words as soon as they exist (an end-of-turn cue)
+        self.on_transcript = on_transcript  # told the words as soon as they exist (an end-of-turn cue); "" if none
         self.clock = clock
         self.pcm = pcm
         self.history = history  # system prompt + earlier turns, without this turn's words
@@ -159,6 +159,8 @@ class ReplyPipeline:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a back-end fault, reported to the turn
+            if stage == "stt" and self.on_transcript is not None:
+                self.on_transcript("")  # no words will come: the end of the turn need not wait for them
             self._queue.put_nowait(Failed(stage, exc))
         finally:
             self._queue.put_nowait(None)

@@ -256,9 +256,10 @@ class SessionAgent(ReplyRunner):
                 await self._log("turn", f"end of turn after {ev.at_ms - ev.speech_end_ms} ms of silence: {why}")
             await self.perform(self.conv.speech_ended(ev.pcm))
 
-    async def _cue(self, pause: int, score: float | None = None, text: str | None = None) -> None:
+    async def _cue(self, pause: int, score: float | None = None, text: str | None = None,
+                   words_coming: bool = False) -> None:
         """Give the detector what is now known about a pause; it may end the turn at once."""
-        for ev in self.detector.cue(pause, score=score, text=text):
+        for ev in self.detector.cue(pause, score=score, text=text, words_coming=words_coming):
             await self._on_turn_event(ev, None)
 
     async def _score(self, pause: int, pcm: bytes) -> None:
@@ -275,8 +276,7 @@ class SessionAgent(ReplyRunner):
             log.warning("could not transcribe a sound over the reply: %s", exc)
             text = ""
         await self.perform(self.conv.overlap_heard(overlap, text))
-        if self.conv.state is State.USER_SPEAKING:  # it interrupted: its words are a cue to its end
-            await self._cue(pause, text=text)
+        await self._cue(pause, text=text)  # if it interrupted, its words are a cue to its end
 
     def _on_transcript(self, pause: int, text: str) -> None:
         self._spawn(self._cue(pause, text=text))
@@ -295,6 +295,7 @@ class SessionAgent(ReplyRunner):
                 self._drop_speculation()
                 self._speculation = self._pipeline(action.pcm, functools.partial(self._on_transcript, self._pause))
                 self._speculation.start()
+                await self._cue(self._pause, words_coming=True)
             elif isinstance(action, DropSpeculation):
                 self._drop_speculation()
             elif isinstance(action, Transcribe):
@@ -310,6 +311,7 @@ class SessionAgent(ReplyRunner):
                 await self._send_audio(AudioKind.RESUME, action.turn)
             elif isinstance(action, Classify):
                 self._spawn(self._classify(action.overlap, self._pause, action.pcm))
+                await self._cue(self._pause, words_coming=True)
             elif isinstance(action, ForgetSpeech):
                 self.detector.reset()
             elif isinstance(action, Speak):

@@ -104,9 +104,12 @@ class TurnDetector:
             return self._in_speech(window, prob)
         return self._in_quiet(window, prob)
 
-    def cue(self, pause: int, score: float | None = None, text: str | None = None) -> list[TurnEvent]:
+    def cue(self, pause: int, score: float | None = None, text: str | None = None,
+            words_coming: bool = False) -> list[TurnEvent]:
         """What is known about pause `pause`'s audio: the model's score, or its transcript.
 
+        `words_coming`: a transcript of it is on its way (then the turn waits for it, up to
+        `max_end_silence_ms`); `text=""`: no words will come after all.
         Returns the end of the turn when the cue makes the silence already waited enough.
         """
         if not (self.speaking and self._paused and pause == self._pause):
@@ -115,6 +118,7 @@ class TurnDetector:
             self.endpoint.score = score
         if text is not None:
             self.endpoint.text = text
+        self.endpoint.words_coming = self.endpoint.words_coming or words_coming
         return self._maybe_end()
 
     @property

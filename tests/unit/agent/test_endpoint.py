@@ -21,7 +21,7 @@ def test_complete_utterances(text: str) -> None:
 @pytest.mark.parametrize("text", [
     "I want to", "I want to...", "Book a table for two and", "because", "the code is four two",
     "My number is five five five", "I was thinking about the", "It's in", "Can you tell me,",
-    "So, um", "I'd like", "Let me", "It is",
+    "So, um", "I'd like", "Let me", "It is", "Can you tell me why the sky is?", "What about the?",
 ])
 def test_incomplete_utterances(text: str) -> None:
     assert transcript_complete(text) is False
@@ -151,3 +151,24 @@ def test_a_cue_after_the_turn_ended_is_ignored() -> None:
     silence_until_end(f)
     assert f.detector.cue(f.pause().pause, text="Hello.") == []
     assert f.detector.cue(f.pause().pause + 5, score=1.0) == []
+
+
+def test_words_on_their_way_are_waited_for_and_no_words_fall_back_to_silence() -> None:
+    e = EndOfTurn(EndOfTurnConfig(min_ms=200, base_ms=500, max_ms=2500))
+    e.words_coming = True
+    assert (e.decide().wait_ms, e.decide().reason) == (2500, "waiting for words")
+    e.score = 0.95
+    assert e.decide().wait_ms == 2500  # the words decide, not the audio alone
+    e.text = ""  # the transcription failed: no words will come
+    assert e.decide().wait_ms == 500
+
+
+def test_a_slow_transcript_is_waited_for_then_ends_the_turn_at_once() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    f.feed(0.0, 100)
+    f.detector.cue(f.pause().pause, words_coming=True)
+    f.feed(0.0, 900)  # the STT is slow on a busy machine: past the old 500 ms, nothing ends
+    assert not any(isinstance(e, SpeechEnded) for e in f.events)
+    [ended] = f.detector.cue(f.pause().pause, text="What time is it?")
+    assert isinstance(ended, SpeechEnded)

@@ -207,3 +207,22 @@ async def test_a_tts_failure_plays_the_recorded_apology(call: Call) -> None:
     assert call.reply_audio_ms() > 1000  # the recording, about 3 s
     await call.finish_playback()
     assert call.conv.state is State.LISTENING
+
+
+async def test_a_slow_transcript_of_an_unfinished_sentence_is_waited_for(call: Call) -> None:
+    call.models.stt.delay_s = 0.8  # a busy machine: the words come after the old 500 ms end of turn
+    call.models.stt.texts = ["I would like to book a table for", "two people."]
+    await call.say(speech(600))
+    await call.quiet(1200)
+    assert call.tap.kinds() == [] and call.conv.state is State.USER_SPEAKING  # not cut off at 500 ms
+    await call.say(speech(500))
+    await call.quiet(2000)
+    assert len(call.tap.of("transcript.final")) == 1
+
+
+async def test_a_failed_speculative_transcript_does_not_hold_the_turn(call: Call) -> None:
+    call.models.stt.texts = [RuntimeError("stt down"), "Hello."]
+    await call.say(speech(600))
+    await call.quiet(700)
+    assert call.conv.state is not State.USER_SPEAKING  # ended at the base silence, not the maximum
+    assert any("end of turn after" in line and "waits 500 ms" in line for line in call.tap.logs())
