@@ -23,7 +23,7 @@ from voxline.bus.base import Bus
 from voxline.config import Settings
 from voxline.media.app import create_app
 from voxline.media.server import MediaServer
-from voxline.rtc.hooks import use_host_addresses
+from voxline.rtc.hooks import check_fast_paths, use_host_addresses
 from voxline.sessions.store import create_store
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ async def _agent(stack: AsyncExitStack, settings: Settings, bus: Bus) -> Orchest
 
 async def _media(stack: AsyncExitStack, settings: Settings, bus: Bus) -> MediaServer:
     use_host_addresses(settings.rtc_host_addresses)
+    await check_fast_paths()  # once per process: a hook that cannot install is one warning line
     media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url))
     await media.start()
     stack.push_async_callback(media.stop)

@@ -13,16 +13,20 @@ is called directly. A failure names the installed versions next to the tested on
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 from pathlib import Path
 
+import aiohttp
 import numpy as np
+import pytest
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from audio_helpers import until
 from voxline.audio.opus import OpusDecoder, OpusEncoder
 from voxline.bus.codec import AudioMessage
 from voxline.client.audio import WavSource
 from voxline.client.whip import WhipClient
-from voxline.rtc.hooks import audio_transceiver
+from voxline.rtc.hooks import audio_transceiver, check_fast_paths, probe_fast_paths
 from voxline.rtc.inline import InlineDecoderQueue
 
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
@@ -67,5 +71,32 @@ async def test_a_call_takes_every_fast_path(media_server) -> None:
         assert await until(lambda: client.direct.received >= 25 and len(heard) >= 25, 15), \
             f"the agent's voice did not come by the direct paths ({versions()})"
         assert peer.direct.errors == 0 and client.direct.errors == 0
+        # /metrics says which path each live call takes.
+        async with aiohttp.ClientSession() as http, http.get(f"{media_server.url}/metrics") as resp:
+            text = await resp.text()
+        assert 'voxline_peer_paths{direction="receive",path="direct"} 1' in text
+        assert 'voxline_peer_paths{direction="receive",path="aiortc"} 0' in text
+        assert 'voxline_peer_paths{direction="send",path="direct"} 1' in text
     finally:
         await client.close()
+
+
+async def test_the_start_up_probe_finds_every_fast_path() -> None:
+    assert await probe_fast_paths() == {}, versions()
+
+
+async def test_a_fast_path_that_cannot_install_is_one_warning_line(monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """As if an aiortc release renamed the DTLS transport's SRTP session: the probe names the path."""
+    original = RTCDtlsTransport.__init__
+
+    def renamed(self: RTCDtlsTransport, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        self._rx_srtp_renamed = self.__dict__.pop("_rx_srtp")
+
+    monkeypatch.setattr(RTCDtlsTransport, "__init__", renamed)
+    with caplog.at_level(logging.WARNING, logger="voxline.rtc.hooks"):
+        failed = await check_fast_paths()
+    assert set(failed) == {"receive_direct"}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith("fast path receive_direct unavailable: ") and "aiortc 1." in warned[0]

@@ -90,9 +90,11 @@ async def metrics(request: web.Request) -> web.Response:
     disconnected = sum(1 for s in live if s.state.value == "disconnected")
     peers = list(server.peers.values())
     media = Counter(server.metrics.retired)
+    paths: Counter[tuple[str, str]] = Counter()
     for peer in peers:
         media.update(peer.counts())
-    return web.Response(text=server.metrics.render(len(live), disconnected, media), content_type="text/plain")
+        paths.update(peer.paths().items())
+    return web.Response(text=server.metrics.render(len(live), disconnected, media, paths), content_type="text/plain")
 
 
 async def ice_servers(request: web.Request) -> web.Response:

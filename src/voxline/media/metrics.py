@@ -103,9 +103,12 @@ class MediaMetrics:
         elif kind == "error":
             self.errors[str(obj.get("stage") or "unknown")] += 1
 
-    def render(self, active: int, disconnected: int, media: Mapping[str, int] | None = None) -> str:
-        """The text exposition; `media` is every call's `MediaPeer.counts`, summed."""
+    def render(self, active: int, disconnected: int, media: Mapping[str, int] | None = None,
+               paths: Mapping[tuple[str, str], int] | None = None) -> str:
+        """The text exposition; `media` is every call's `MediaPeer.counts`, summed; `paths` counts
+        live calls by (direction, path) from `MediaPeer.paths`."""
         media = media or {}
+        paths = paths or {}
         out = [
             "# HELP voxline_sessions_active Sessions with a live or resumable peer.",
             "# TYPE voxline_sessions_active gauge",
@@ -136,6 +139,12 @@ class MediaMetrics:
                 "# TYPE voxline_session_store_errors_total counter",
                 f"voxline_session_store_errors_total {self.store_errors}",
                 ]
+        out += ["# HELP voxline_peer_paths Live calls by the path their audio takes: direct (voxline.rtc), "
+                "inline (decoded in the loop), aiortc (its own, slower path: a fast path did not install).",
+                "# TYPE voxline_peer_paths gauge"]
+        for direction, kinds in (("receive", ("direct", "inline", "aiortc")), ("send", ("direct", "aiortc"))):
+            out += [f'voxline_peer_paths{{direction="{direction}",path="{k}"}} {paths.get((direction, k), 0)}'
+                    for k in kinds]
         for key, (name, text) in MEDIA_COUNTERS.items():
             out += [f"# HELP {name} {text}", f"# TYPE {name} counter", f"{name} {media.get(key, 0)}"]
         return "\n".join(out) + "\n"

@@ -33,7 +33,15 @@ def use_host_addresses(addresses: Sequence[str]) -> None:
 
     aioice offers every interface's address and never loopback; a server that should only be
     reached on one interface (or tests that must stay on 127.0.0.1) names its addresses here.
-    It applies to every peer connection of this process.
+
+    This is voxline's one process-wide patch: it replaces `aioice.ice.get_host_addresses`,
+    which every aioice connection calls when it gathers candidates, and so applies to every
+    peer connection of this process (servers, test and benchmark callers, raw connections in
+    tests alike). aioice 0.13 and aiortc 1.16 take no per-connection address list; a
+    per-connection version would wrap each connection's `get_component_candidates` at every
+    place a connection is made, and could be missed at one. Every voxline process has one
+    setting for this (`rtc_host_addresses`), so one process-wide value is what is meant.
+    Remove when aioice's Connection takes host addresses.
     """
     chosen = [a.strip() for a in addresses if a.strip()]
     if not chosen:
@@ -167,3 +175,63 @@ def use_port_range(pc: RTCPeerConnection, low: int, high: int) -> bool:
 
     connection.get_component_candidates = ranged
     return True
+
+
+FAST_PATHS = ("receive_direct", "decode_inline", "send_direct")
+
+
+async def probe_fast_paths() -> dict[str, str]:
+    """{path: why not} for each fast path the installed aiortc/aioice cannot take; {} when all can.
+
+    Run once when a media process starts: an offer and an answer between two connections in
+    this process (no media, no ICE checks), with each hook installed as a call would install
+    it. A call whose hook does not install still works, on aiortc's own path; this says so once,
+    at start-up, rather than in lost capacity later.
+    """
+    from aiortc.mediastreams import AudioStreamTrack
+
+    from voxline.rtc.connection import new_peer_connection
+    from voxline.rtc.send import DirectSender
+
+    failed: dict[str, str] = {}
+    offerer, answerer = new_peer_connection(), new_peer_connection()
+    try:
+        offerer.addTransceiver("audio", direction="sendrecv")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        if not decode_inline(answerer, _ignore_pcm):
+            failed["decode_inline"] = "aiortc's audio receiver has no decoder queue to replace"
+        if receive_direct(answerer, _ignore_pcm) is None:
+            failed["receive_direct"] = "no DTLS transport with an aioice connection and SRTP session on the receiver"
+        answerer.addTrack(AudioStreamTrack())
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        connection = getattr(getattr(getattr(audio_transceiver(answerer), "sender", None), "transport", None),
+                             "transport", None)
+        if DirectSender.for_connection(answerer) is None:
+            failed["send_direct"] = "no Opus sender with an SSRC and an SRTP session"
+        elif not hasattr(getattr(connection, "_connection", None), "_nominated"):
+            failed["send_direct"] = "aioice's connection keeps no nominated pair (_nominated)"
+    except Exception as exc:  # noqa: BLE001 - any failure here means: do not count on the fast paths
+        failed = dict.fromkeys(FAST_PATHS, f"the probe failed: {exc!r}")
+    finally:
+        await offerer.close()
+        await answerer.close()
+    return failed
+
+
+async def check_fast_paths() -> dict[str, str]:
+    """Probe the fast paths and log one warning line for each that cannot install (with versions)."""
+    import importlib.metadata
+
+    failed = await probe_fast_paths()
+    versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("aiortc", "aioice", "pylibsrtp", "av"))
+    for path, why in failed.items():
+        log.warning("fast path %s unavailable: %s; calls take aiortc's own path (%s; tested versions are in "
+                    "constraints.txt)", path, why, versions)
+    if not failed:
+        log.info("fast paths in use: %s (%s)", ", ".join(FAST_PATHS), versions)
+    return failed
+
+
+def _ignore_pcm(pcm: bytes, rtp_time: int) -> None:
+    return None

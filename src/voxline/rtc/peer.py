@@ -93,6 +93,7 @@ class MediaPeer:
         self.frames_in = 0
         self.dropped_in = 0  # caller audio dropped because the bus did not take it in time
         self.direct: DirectReceiver | None = None
+        self.inline = False  # received audio that is not taken directly is decoded in the loop
         self._pending = bytearray()
         self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -131,7 +132,8 @@ class MediaPeer:
         if self.port_range is not None and not use_port_range(pc, *self.port_range):
             log.warning("aiortc internals changed: rtc_port_range not applied", extra={"session_id": self.session.id})
         self.direct = receive_direct(pc, self._on_pcm, limits=limits.receive)  # Opus, straight off the socket
-        if not decode_inline(pc, self._on_pcm):  # anything else (PCMU), through aiortc's receiver
+        self.inline = decode_inline(pc, self._on_pcm)
+        if not self.inline:  # anything else (PCMU), through aiortc's receiver
             log.warning("aiortc internals changed: audio decoded by its own thread",
                         extra={"session_id": self.session.id})
         self._spawn(self._publish())
@@ -178,6 +180,11 @@ class MediaPeer:
                 await asyncio.wait(list(self._tasks), timeout=self.limits.close_timeout_s)
         finally:
             self.closed.set()
+
+    def paths(self) -> dict[str, str]:
+        """Which path this call's audio takes each way, for /metrics (see voxline.rtc.hooks)."""
+        receive = "direct" if self.direct is not None else "inline" if self.inline else "aiortc"
+        return {"receive": receive, "send": "direct" if self.playout.direct else "aiortc"}
 
     def counts(self) -> dict[str, int]:
         """This call's media counters (summed over calls into /metrics' counters)."""
