@@ -17,8 +17,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from voxline.bus import TOPICS, Message, Subscription, Topic, create_bus
-from voxline.bus.codec import AudioMessage, decode_json, encode_json, event
+from voxline.bus.codec import AudioMessage, decode_json, encode_json
 from voxline.bus.kafka import KafkaBus, KafkaBusError, topic_configs
+from voxline.bus.messages import TranscriptFinal, to_dict
 from voxline.config import Settings
 
 pytestmark = pytest.mark.distributed
@@ -138,7 +139,7 @@ async def test_round_trip_binary_audio_and_json(bus: KafkaBus) -> None:
     reader = Reader(await bus.subscribe([Topic.AUDIO_IN, Topic.EVENTS]))
     sid = "session_1700000000000_abc"
     audio = AudioMessage(sid, seq=7, pcm=bytes(range(256)) * 2 + b"\x00\xff" * 480, ts=12.5, turn=2)
-    ev = event(sid, "transcript.final", text="héllo wörld")
+    ev = to_dict(TranscriptFinal(session_id=sid, text="héllo wörld", turn=1))
     await bus.publish(Topic.AUDIO_IN, sid, audio.encode())
     await bus.publish(Topic.EVENTS, sid, encode_json(ev))
     await wait_until(lambda: len(reader.got) >= 2, 15, "two messages")
@@ -165,7 +166,7 @@ async def test_per_key_order_of_200_messages(bus: KafkaBus) -> None:
 
 async def test_broadcast_subscribers_each_get_everything(bus: KafkaBus) -> None:
     readers = [Reader(await bus.subscribe([Topic.EVENTS])) for _ in range(2)]
-    sent = [(f"session_1_{i % 7}", encode_json(event(f"session_1_{i % 7}", "log", n=i))) for i in range(40)]
+    sent = [(f"session_1_{i % 7}", encode_json({"session_id": f"session_1_{i % 7}", "type": "log", "n": i})) for i in range(40)]
     for key, value in sent:
         await bus.publish(Topic.EVENTS, key, value)
     for r in readers:

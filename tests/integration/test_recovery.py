@@ -162,9 +162,9 @@ async def test_a_restarted_server_lets_callers_resume_with_history(tmp_path: Pat
     await media.flush()
     # Crash: no session ends, nothing more is written; only sockets and files go away.
     runner_cleanup, _, bus_close = cleanup
-    for task in media._tasks:
+    for task in media.tasks:
         task.cancel()
-    await asyncio.gather(*media._tasks, return_exceptions=True)
+    await asyncio.gather(*media.tasks, return_exceptions=True)
     await media.store.close()  # before the peers, so their close cannot be written either
     for peer in list(media.peers.values()):
         await peer.close()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxline.bus.codec import MAX_JSON_BYTES, AudioKind, AudioMessage, CodecError, decode_json, encode_json, event
+from voxline.bus.codec import MAX_JSON_BYTES, AudioKind, AudioMessage, CodecError, decode_json, encode_json
 from voxline.bus.memory import MemoryBus
 from voxline.bus.topics import Topic
 
@@ -124,13 +124,6 @@ def test_oversized_json_gives_codec_error() -> None:
     big = encode_json({"type": "log", "message": "x" * MAX_JSON_BYTES})
     with pytest.raises(CodecError, match="too large"):
         decode_json(big)
-
-
-def test_event_has_session_id_type_and_ts() -> None:
-    obj = event("session_1_a", "state", state="listening")
-    assert obj["session_id"] == "session_1_a" and obj["type"] == "state" and obj["state"] == "listening"
-    assert isinstance(obj["ts"], float)
-    assert json.loads(encode_json(obj)) == obj
 
 
 # -- memory bus ---------------------------------------------------------------------------------

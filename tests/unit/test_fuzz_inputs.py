@@ -21,7 +21,8 @@ from voxline.agent import session_agent
 from voxline.agent.models import Models
 from voxline.agent.orchestrator import Orchestrator
 from voxline.bus.base import Message
-from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event
+from voxline.bus.codec import AudioKind, AudioMessage, encode_json
+from voxline.bus.messages import LogLine, encode
 from voxline.bus.memory import MemoryBus
 from voxline.bus.topics import Topic
 from voxline.config import Settings
@@ -224,7 +225,7 @@ def test_a_handler_that_fails_is_seen_by_the_fuzz_check() -> None:
     and only the logged failure shows it."""
     async def run() -> None:
         with mock.patch.object(session_agent.SessionAgent, "on_control", side_effect=RuntimeError("boom")):
-            await _dispatch_then_serve([(Topic.CONTROL, new_session_id(), b'{"type":"playback.done"}')])
+            await _dispatch_then_serve([(Topic.CONTROL, new_session_id(), b'{"type":"playback.done","turn":1}')])
 
     with pytest.raises(AssertionError):
         asyncio.run(run())
@@ -297,7 +298,7 @@ async def test_media_relay_survives_any_message_and_relays_the_next(
                 value = json.dumps({**value, "session_id": session.id if value["session_id"] == "SID" else value["session_id"]},
                                    allow_nan=True).encode()
             await bus.publish(topic, session.id if mine else "other", value)
-        await bus.publish(Topic.EVENTS, session.id, encode_json(event(session.id, "log", message="still here")))
+        await bus.publish(Topic.EVENTS, session.id, encode(LogLine(session_id=session.id, message="still here")))
         while True:
             got = await asyncio.wait_for(queue.get(), 5)
             if got.get("message") == "still here":
@@ -312,7 +313,7 @@ async def test_media_relay_survives_any_message_and_relays_the_next(
                 break
             await asyncio.sleep(0.002)
         assert playout.buffer, "the next good audio message did not reach the playout"
-        assert not any(t.done() for t in media._tasks)
+        assert not any(t.done() for t in media.tasks)
         assert media.registry.get(session.id).state.value != "ended"
         assert not errors.records, errors.lines()  # the relay handled every message; none failed
     finally:

@@ -18,7 +18,8 @@ from voxline.agent.session_agent import SessionAgent
 from voxline.agent.turns import TurnConfig, TurnDetector
 from voxline.audio.echo import EchoCanceller, EchoConfig
 from voxline.bus.base import Bus, Message
-from voxline.bus.codec import AudioMessage, CodecError, decode_json
+from voxline.bus.codec import AudioMessage, CodecError
+from voxline.bus.messages import AgentResumed, Greet, SessionEnd, SessionStart, SetListening, decode_control, publish
 from voxline.bus.topics import Topic
 from voxline.config import Settings
 from voxline.logs import session_var
@@ -94,18 +95,16 @@ class Orchestrator:
                 return
             (await self._session(message.key, resumed=True)).deliver(audio)
             return
-        try:
-            control = decode_json(message.value)
-        except CodecError as exc:
-            log.warning("dropped bad control message: %s", exc)
-            return
-        if control["type"] == "session.end":
+        control = decode_control(message.value, message.key)
+        if control is None:
+            return  # counted and logged by the decoder
+        if isinstance(control, SessionEnd):
             await self._close(message.key, "session ended")
             return
-        agent = await self._session(message.key, resumed=control["type"] != "session.start")
-        if control["type"] == "session.start":
-            agent.deliver({"type": "listening", "listening": control.get("listening") is True})
-            agent.deliver({"type": "greeting"})  # the agent speaks first, if a greeting is set
+        agent = await self._session(message.key, resumed=not isinstance(control, SessionStart))
+        if isinstance(control, SessionStart):
+            agent.deliver(SetListening(session_id=message.key, listening=control.listening))
+            agent.deliver(Greet(session_id=message.key))  # the agent speaks first, if a greeting is set
         else:
             agent.deliver(control)
 
@@ -152,5 +151,5 @@ class Orchestrator:
             self.sessions[session_id] = agent
             log.info("session %s on this agent", "taken over" if resumed else "opened")
             if resumed:  # ask the media server for the conversation so far
-                await agent.emit("agent.resumed")
+                await publish(self.bus, AgentResumed(session_id=session_id))
         return agent

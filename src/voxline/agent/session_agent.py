@@ -48,7 +48,8 @@ from voxline.agent.turns import (
 )
 from voxline.audio.echo import EchoCanceller
 from voxline.bus.base import Bus
-from voxline.bus.codec import AudioKind, AudioMessage, encode_json, event
+from voxline.bus.codec import AudioKind, AudioMessage
+from voxline.bus.messages import Control, Greet, History, PlaybackDone, SetListening, make_event, publish
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
 from voxline.services.base import ChatMessage
@@ -57,11 +58,6 @@ log = logging.getLogger(__name__)
 MAX_INBOX = 250  # messages (5 s of audio) a session may queue before it sheds the oldest
 MAX_TAKEOVER_INBOX = 1500  # a taken-over session replays up to 30 s of backlog (the rebalance gap)
 HISTORY_WAIT_S = 3.0
-
-
-def _int(value: Any, default: int) -> int:
-    """An integer field of a control message, or `default` when it is not one."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
@@ -100,17 +96,17 @@ class SessionAgent(ReplyRunner):
         self._pause = 0  # the detector's number of the pause being handled
         self._speculation: ReplyPipeline | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # cue and classification tasks, held until done
-        self.inbox: asyncio.Queue[AudioMessage | dict[str, Any]] = asyncio.Queue()
+        self.inbox: asyncio.Queue[AudioMessage | Control] = asyncio.Queue()
         self.dropped = 0
         self._worker: asyncio.Task[None] | None = None
-        self._history: dict[str, Any] | None = None
+        self._history: History | None = None
         self._history_ready = asyncio.Event()
         self._catching_up = resumed  # replaying a failed agent's backlog: a larger inbox
         if not resumed:
             self._history_ready.set()
 
     # -- inputs ---------------------------------------------------------------------------
-    def deliver(self, item: AudioMessage | dict[str, Any]) -> None:
+    def deliver(self, item: AudioMessage | Control) -> None:
         """Queue a bus message for this session's worker; never blocks the consumer loop.
 
         A session that falls behind (CPU starved) sheds its oldest audio rather than delaying
@@ -118,7 +114,7 @@ class SessionAgent(ReplyRunner):
         """
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"agent-{self.session_id}")
-        if isinstance(item, dict) and item.get("type") == "history" and not self._history_ready.is_set():
+        if isinstance(item, History) and not self._history_ready.is_set():
             # A taken-over session's history goes before the audio backlog that preceded it.
             self._history = item
             self._history_ready.set()
@@ -195,29 +191,25 @@ class SessionAgent(ReplyRunner):
         agent's own voice, sent back by a caller without echo cancellation, is muted."""
         return self.echo.process(pcm, t)
 
-    async def on_control(self, obj: dict[str, Any]) -> None:
+    async def on_control(self, msg: Control) -> None:
         self.last_heard = self.clock()
-        kind = obj.get("type")
-        if kind == "listening":
-            on = obj.get("listening") is True
-            self.listening = on
-            if not on:
+        if isinstance(msg, SetListening):
+            self.listening = msg.listening
+            if not msg.listening:
                 self.detector.reset()
                 self.vad.reset()
                 self._drop_speculation()
-            await self.perform(self.conv.set_listening(on))
-        elif kind == "history":
-            messages = obj.get("messages")
-            if isinstance(messages, list):
-                valid = [ChatMessage(role=m["role"], content=m["content"]) for m in messages
-                         if isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)]
-                self.conv.restore(valid, _int(obj.get("turn"), 0))
-                await self._log("session", f"resumed with {len(self.conv.history)} messages of history")
-            if isinstance(obj.get("listening"), bool):
-                await self.on_control({"type": "listening", "listening": obj["listening"]})
-        elif kind == "playback.done":
-            await self.perform(self.conv.playback_done(_int(obj.get("turn"), -1)))
-        elif kind == "greeting":
+            await self.perform(self.conv.set_listening(msg.listening))
+        elif isinstance(msg, History):
+            valid = [ChatMessage(role=m["role"], content=m["content"]) for m in msg.messages
+                     if isinstance(m.get("role"), str) and isinstance(m.get("content"), str)]
+            self.conv.restore(valid, msg.turn)
+            await self._log("session", f"resumed with {len(self.conv.history)} messages of history")
+            if msg.listening is not None:
+                await self.on_control(SetListening(session_id=self.session_id, listening=msg.listening))
+        elif isinstance(msg, PlaybackDone):
+            await self.perform(self.conv.playback_done(msg.turn))
+        elif isinstance(msg, Greet):
             await self.perform(self.conv.greet(self.greeting))
 
     async def close(self) -> None:
@@ -323,12 +315,8 @@ class SessionAgent(ReplyRunner):
                     self.reply_task = asyncio.create_task(self._speak(action.turn, action.text))
 
     async def emit(self, type_: str, **fields: Any) -> None:
-        obj = event(self.session_id, type_, **fields)
-        await self.bus.publish(Topic.EVENTS, self.session_id, encode_json(obj))
-        if type_ == "log":
-            await self.bus.publish(Topic.LOGS, self.session_id, encode_json(obj))
-        elif type_ == "turn.metrics":
-            await self.bus.publish(Topic.METRICS, self.session_id, encode_json(obj))
+        """Publish the typed event `type_` (bus.messages) on its topics."""
+        await publish(self.bus, make_event(self.session_id, type_, **fields))
 
     async def _log(self, stage: str, message: str, level: str = "info") -> None:
         log.log(logging.INFO if level == "info" else logging.WARNING, message, extra={"stage": stage})

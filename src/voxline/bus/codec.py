@@ -1,5 +1,8 @@
 """Wire formats: a compact binary frame for audio, JSON objects for everything else.
 
+The JSON messages themselves (types, fields, version) are defined in `bus.messages`;
+this module only frames them.
+
 Audio frame (network byte order):
 
     magic "VX" | version u8 | kind u8 | seq u32 | turn u32 | ts f64 | rate u32 | sid_len u16
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -90,8 +92,3 @@ def decode_json(data: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise CodecError("JSON message must be an object with a string 'type'")
     return obj
-
-
-def event(session_id: str, type_: str, **fields: Any) -> dict[str, Any]:
-    """An event as ARCHITECTURE.md defines them: always `session_id`, `type` and `ts`."""
-    return {"session_id": session_id, "type": type_, "ts": round(time.time(), 3), **fields}

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from voxline.bucket import TokenBucket
-from voxline.bus.codec import event
+from voxline.bus.messages import Pong, StateChanged, to_dict
 from voxline.media.errors import ApiError
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 
@@ -30,8 +30,8 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for obj in list(server.backlog.get(sid, ())):
         queue.put_nowait(obj)
-    queue.put_nowait(event(sid, "state", state=session.conversation_state, listening=session.listening,
-                           session_state=session.state.value))
+    queue.put_nowait(to_dict(StateChanged(session_id=sid, state=session.conversation_state,
+                                          listening=session.listening, session_state=session.state.value)))
     server.watchers[sid].add(queue)
     sender = asyncio.create_task(_send(ws, queue))
     bucket = TokenBucket(MAX_CLIENT_RATE, MAX_CLIENT_BURST)
@@ -42,7 +42,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                 await ws.close(code=1008, message=b"too many messages")
                 break
             if msg.type == WSMsgType.TEXT and msg.data.strip() == '{"type":"ping"}' and queue.qsize() < 1000:
-                await queue.put(event(sid, "pong"))
+                await queue.put(to_dict(Pong(session_id=sid)))
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:

@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from voxline.bus.messages import DROPPED, ErrorEvent, Event, Interruption, TurnMetrics
+
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
@@ -85,23 +87,21 @@ class MediaMetrics:
         self.store_errors = 0
         self.retired: Counter[str] = Counter()  # media counts of calls already closed (`MediaPeer.counts`)
 
-    def on_event(self, obj: dict[str, Any], now: float | None = None) -> None:
+    def on_event(self, ev: Event, now: float | None = None) -> None:
         """Count one relayed agent event; bus lag is now minus the event's own `ts`."""
         now = time.time() if now is None else now
-        ts = obj.get("ts")
-        if isinstance(ts, (int, float)) and math.isfinite(ts):
-            self.bus_lag.observe(max(0.0, now - ts))
-        kind = obj.get("type")
-        if kind == "turn.metrics":
+        if math.isfinite(ev.ts):
+            self.bus_lag.observe(max(0.0, now - ev.ts))
+        if isinstance(ev, TurnMetrics):
             self.turns += 1
-            for key, value in (obj.get("metrics") or {}).items():
+            for key, value in ev.metrics.items():
                 stage = stage_of(key)
                 if stage and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self.stage.setdefault(stage, Histogram(LATENCY_BUCKETS)).observe(value / 1000)
-        elif kind == "interruption":
+        elif isinstance(ev, Interruption):
             self.interruptions += 1
-        elif kind == "error":
-            self.errors[str(obj.get("stage") or "unknown")] += 1
+        elif isinstance(ev, ErrorEvent):
+            self.errors[ev.stage or "unknown"] += 1
 
     def render(self, active: int, disconnected: int, media: Mapping[str, int] | None = None,
                paths: Mapping[tuple[str, str], int] | None = None) -> str:
@@ -136,6 +136,10 @@ class MediaMetrics:
         out += ["# HELP voxline_bus_lag_seconds Time from an agent event's ts to its relay here.",
                 "# TYPE voxline_bus_lag_seconds histogram",
                 *self.bus_lag.lines("voxline_bus_lag_seconds"),
+                "# HELP voxline_bus_messages_dropped_total Bus messages dropped on decode: malformed, unknown type or version, bad fields.",
+                "# TYPE voxline_bus_messages_dropped_total counter",
+                *(f'voxline_bus_messages_dropped_total{{topic="{_label(t)}",reason="{_label(r)}"}} {n}'
+                  for (t, r), n in sorted(DROPPED.items())),
                 "# TYPE voxline_session_store_errors_total counter",
                 f"voxline_session_store_errors_total {self.store_errors}",
                 ]

@@ -22,7 +22,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voxline.audio.opus import OpusEncoder
 from voxline.bus.base import Bus
-from voxline.bus.codec import AudioMessage, encode_json
+from voxline.bus.codec import AudioMessage
+from voxline.bus.messages import PlaybackDone, publish
 from voxline.bus.topics import Topic
 from voxline.config import Settings
 from voxline.logs import session_var
@@ -255,8 +256,7 @@ class MediaPeer:
                                     exc_info=True, extra={"session_id": self.session.id})
 
     def _on_drained(self, turn: int) -> None:
-        payload = encode_json({"type": "playback.done", "session_id": self.session.id, "turn": turn})
-        self._spawn(self.bus.publish(Topic.CONTROL, self.session.id, payload))
+        self._spawn(publish(self.bus, PlaybackDone(session_id=self.session.id, turn=turn)))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -221,13 +221,6 @@ function bubble(role, text, { partial = false, turn } = {}) {
   return wrap;
 }
 
-function onPartial(ev) {
-  const text = ev.text || "";
-  if (!app.pendingUser) app.pendingUser = bubble("user", text, { partial: true });
-  else app.pendingUser.querySelector(".text").textContent = text;
-  ui.transcript.scrollTop = ui.transcript.scrollHeight;
-}
-
 function onFinal(ev) {
   const text = (ev.text || "").trim();
   if (ev.turn != null) app.lastTurn = ev.turn;
@@ -439,9 +432,6 @@ function handleEvent(ev) {
       break;
     case "listening":
       setListening(ev.listening); // the server logs the change itself
-      break;
-    case "transcript.partial":
-      onPartial(ev);
       break;
     case "transcript.final":
       onFinal(ev);
