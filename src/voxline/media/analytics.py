@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from voxline.media.errors import ApiError
+from voxline.http_errors import ApiError
 from voxline.media.metrics import stage_of
 from voxline.sessions.ids import is_valid_session_id
 from voxline.sessions.registry import Session, SessionState

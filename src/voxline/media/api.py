@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from voxline.http_errors import ApiError
 from voxline.media import analytics, ice
-from voxline.media.errors import ApiError
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 from voxline.sessions.ids import is_valid_session_id
 from voxline.sessions.registry import Session

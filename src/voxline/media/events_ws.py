@@ -10,7 +10,7 @@ from aiohttp import WSMsgType, web
 
 from voxline.bucket import TokenBucket
 from voxline.bus.messages import Pong, StateChanged, to_dict
-from voxline.media.errors import ApiError
+from voxline.http_errors import ApiError
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from voxline.config import Settings
-from voxline.media.errors import HTTP_CODES, ApiError, error_response
+from voxline.http_errors import HTTP_CODES, ApiError, error_response
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

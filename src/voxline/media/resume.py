@@ -12,18 +12,14 @@ import hmac
 import re
 import secrets
 
+from voxline.http_errors import ApiError
+
 TOKEN_BYTES = 16  # 128 bits
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
-class ResumeError(Exception):
-    """A resume that cannot happen; maps to a JSON HTTP error."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
+class ResumeError(ApiError):
+    """A resume that cannot happen: the API error the WHIP route answers with."""
 
 
 def new_resume_token() -> tuple[str, str]:

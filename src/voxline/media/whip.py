@@ -9,7 +9,7 @@ from collections import defaultdict, deque
 
 from aiohttp import web
 
-from voxline.media.errors import ApiError
+from voxline.http_errors import ApiError
 from voxline.media.resume import ResumeError
 from voxline.media.server import MediaServer
 from voxline.rtc.sdp import SdpError

@@ -35,7 +35,8 @@ from voxline.config import Settings
 from voxline.modelserver import llm as server_llm
 from voxline.modelserver import stt as server_stt
 from voxline.modelserver import tts as server_tts
-from voxline.modelserver.http import STATE, ApiError, ServiceState, error_response, new_id
+from voxline.http_errors import ApiError, openai_error_response
+from voxline.modelserver.http import STATE, ServiceState, new_id
 from voxline.services.base import ServiceError
 
 log = logging.getLogger("voxline.modelserver")
@@ -56,22 +57,22 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message, exc.code, exc.param)
+        return openai_error_response(exc.status, exc.code, exc.detail, exc.param)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
         message = f"no route for {request.method} {request.path}" if exc.status in (404, 405) else exc.reason
-        return error_response(exc.status, message, code, headers={k: v for k, v in exc.headers.items()
+        return openai_error_response(exc.status, code, message, headers={k: v for k, v in exc.headers.items()
                                                                   if k.lower() == "allow"})
     except ServiceError as exc:
         log.warning("model failed", extra={"error": str(exc), "path": request.path})
-        return error_response(500, f"model failed: {exc}", "model_error")
+        return openai_error_response(500, "model_error", f"model failed: {exc}")
     except (ConnectionError, asyncio.CancelledError):
         raise
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
-        return error_response(500, "internal server error", "internal_error")
+        return openai_error_response(500, "internal_error", "internal server error")
 
 
 @web.middleware
@@ -103,11 +104,11 @@ def _gate(settings: Settings) -> Any:
             header = request.headers.get("Authorization", "")
             token = header[7:] if header[:7].lower() == "bearer " else ""
             if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
-                return error_response(401, "missing or invalid bearer token", "invalid_api_key",
-                                      headers={"WWW-Authenticate": "Bearer"})
+                return openai_error_response(401, "invalid_api_key",
+                                             "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         state = request.app[STATE]
         if not state.ready and request.path.startswith("/v1/"):
-            return error_response(503, "the model is not ready yet", "not_ready", headers={"Retry-After": "1"})
+            return openai_error_response(503, "not_ready", "the model is not ready yet", headers={"Retry-After": "1"})
         return await handler(request)
 
     return gate
@@ -121,7 +122,7 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not state.ready:
-        return error_response(503, "not ready", "not_ready")
+        return openai_error_response(503, "not_ready", "not ready")
     return web.json_response({"status": "ready", "kind": state.kind, "model": state.backend.name})
 
 

@@ -1,4 +1,6 @@
-"""Shared pieces of the model services' HTTP layer: app state keys and OpenAI-shaped errors.
+"""Shared pieces of the model services' HTTP layer: app state keys and request body checks.
+
+Errors are `voxline.http_errors.ApiError`, rendered OpenAI-shaped by the app's middleware.
 
 Kept apart from `server.py` so the per-kind handler modules can import them without a cycle.
 """
@@ -14,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from voxline.config import Settings
+from voxline.http_errors import ApiError
 
 # Body limits per endpoint: OpenAI accepts 25 MB audio files; chat and speech bodies are small.
 MAX_AUDIO_BYTES = 25 * 1024 * 1024
@@ -34,39 +37,6 @@ class ServiceState:
 
 STATE: web.AppKey[ServiceState] = web.AppKey("voxline_service_state", ServiceState)
 
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    500: "server_error",
-    503: "service_unavailable",
-}
-
-
-class ApiError(Exception):
-    """Raised by handlers; the error middleware turns it into an OpenAI-shaped JSON reply."""
-
-    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
-
-
-def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": _TYPES.get(status, "invalid_request_error"),
-                      "param": param, "code": code}}
-
-
-def error_response(status: int, message: str, code: str | None = None, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(error_body(status, message, code, param), status=status, headers=headers)
-
-
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
@@ -74,24 +44,24 @@ def new_id(prefix: str) -> str:
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, or an ApiError with the precise reason (415/413/400)."""
     if request.content_type != "application/json":
-        raise ApiError(415, f"expected Content-Type application/json, got {request.content_type or 'none'}",
-                       "unsupported_media_type")
+        raise ApiError(415, "unsupported_media_type",
+                       f"expected Content-Type application/json, got {request.content_type or 'none'}")
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise ApiError(413, f"request body over {MAX_JSON_BYTES} bytes", "request_too_large")
+        raise ApiError(413, "request_too_large", f"request body over {MAX_JSON_BYTES} bytes")
     chunks: list[bytes] = []
     total = 0
     while chunk := await request.content.read(64 * 1024):  # read(n) may return less than n
         total += len(chunk)
         if total > MAX_JSON_BYTES:  # chunked bodies carry no Content-Length to check up front
-            raise ApiError(413, f"request body over {MAX_JSON_BYTES} bytes", "request_too_large")
+            raise ApiError(413, "request_too_large", f"request body over {MAX_JSON_BYTES} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "request body must be a JSON object", "invalid_json")
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
     return body
 
 
@@ -104,7 +74,7 @@ def number(body: dict[str, Any], key: str, lo: float, hi: float, default: float 
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if not ok or isinstance(value, bool) or not lo <= value <= hi:
         kind = "an integer" if integer else "a number"
-        raise ApiError(400, f"'{key}' must be {kind} between {lo:g} and {hi:g}", "invalid_value", key)
+        raise ApiError(400, "invalid_value", f"'{key}' must be {kind} between {lo:g} and {hi:g}", param=key)
     return value
 
 
@@ -112,8 +82,8 @@ def string(body: dict[str, Any], key: str, default: str | None = None, required:
     value = body.get(key)
     if value is None:
         if required:
-            raise ApiError(400, f"missing required field '{key}'", "missing_field", key)
+            raise ApiError(400, "missing_field", f"missing required field '{key}'", param=key)
         return default
     if not isinstance(value, str):
-        raise ApiError(400, f"'{key}' must be a string", "invalid_type", key)
+        raise ApiError(400, "invalid_type", f"'{key}' must be a string", param=key)
     return value

@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from voxline.modelserver.http import STATE, ApiError, error_body, new_id, number, read_json
+from voxline.http_errors import ApiError, openai_error_body
+from voxline.modelserver.http import STATE, new_id, number, read_json
 from voxline.services.base import ChatMessage, ServiceError
 
 log = logging.getLogger("voxline.modelserver")
@@ -23,31 +24,31 @@ def parse_messages(body: dict[str, Any]) -> list[ChatMessage]:
     """`messages` as plain ChatMessages; text content parts are joined, other parts refused."""
     raw = body.get("messages")
     if raw is None:
-        raise ApiError(400, "missing required field 'messages'", "missing_field", "messages")
+        raise ApiError(400, "missing_field", "missing required field 'messages'", param="messages")
     if not isinstance(raw, list) or not raw:
-        raise ApiError(400, "'messages' must be a non-empty array", "invalid_value", "messages")
+        raise ApiError(400, "invalid_value", "'messages' must be a non-empty array", param="messages")
     out: list[ChatMessage] = []
     for i, msg in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            raise ApiError(400, f"{where} must be an object", "invalid_type", where)
+            raise ApiError(400, "invalid_type", f"{where} must be an object", param=where)
         role, content = msg.get("role"), msg.get("content")
         if role not in ROLES:
-            raise ApiError(400, f"{where}.role must be one of system, user, assistant (got {role!r})",
-                           "invalid_value", f"{where}.role")
+            raise ApiError(400, "invalid_value",
+                           f"{where}.role must be one of system, user, assistant (got {role!r})", param=f"{where}.role")
         if isinstance(content, list):
             texts = []
             for part in content:
                 if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                    raise ApiError(400, f"{where}.content: only text parts are supported", "invalid_value",
-                                   f"{where}.content")
+                    raise ApiError(400, "invalid_value",
+                                   f"{where}.content: only text parts are supported", param=f"{where}.content")
                 texts.append(part["text"])
             content = "".join(texts)
         if content is None:
             content = ""
         if not isinstance(content, str):
-            raise ApiError(400, f"{where}.content must be a string or an array of text parts", "invalid_type",
-                           f"{where}.content")
+            raise ApiError(400, "invalid_type",
+                           f"{where}.content must be a string or an array of text parts", param=f"{where}.content")
         out.append({"role": "system" if role == "developer" else role, "content": content})
     return out
 
@@ -60,10 +61,10 @@ def parse_request(body: dict[str, Any], default_max: int) -> tuple[list[ChatMess
     number(body, "temperature", 0, 2)  # validated; the back-end's configured temperature is used
     number(body, "top_p", 0, 1)
     if number(body, "n", 1, 128, default=1, integer=True) != 1:
-        raise ApiError(400, "only n=1 is supported", "invalid_value", "n")
+        raise ApiError(400, "invalid_value", "only n=1 is supported", param="n")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise ApiError(400, "'stream' must be a boolean", "invalid_type", "stream")
+        raise ApiError(400, "invalid_type", "'stream' must be a boolean", param="stream")
     opts = body.get("stream_options") or {}
     include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
     return messages, int(max_tokens), stream, include_usage
@@ -103,7 +104,7 @@ async def _complete(request: web.Request, deltas: AsyncIterator[str], messages: 
             if request.transport is None or request.transport.is_closing():
                 break  # nobody is waiting for the answer any more
     except ServiceError as exc:
-        raise ApiError(500, f"model failed: {exc}", "model_error") from None
+        raise ApiError(500, "model_error", f"model failed: {exc}") from None
     finally:
         await deltas.aclose()  # type: ignore[attr-defined]
     finish = "length" if len(parts) >= max_tokens else "stop"
@@ -149,7 +150,7 @@ async def _stream(request: web.Request, deltas: AsyncIterator[str], messages: li
         outcome = "model_error"
         log.warning("chat stream failed", extra={"error": repr(exc)})
         try:
-            await resp.write(_sse(error_body(500, f"model failed: {exc}", "model_error")))
+            await resp.write(_sse(openai_error_body(500, "model_error", f"model failed: {exc}")))
             await resp.write_eof()
         except (ConnectionError, OSError):
             pass

@@ -11,7 +11,8 @@ import numpy as np
 from aiohttp import BodyPartReader, web
 
 from voxline.audio.resample import resample_s16, to_mono_s16
-from voxline.modelserver.http import MAX_AUDIO_BYTES, STATE, ApiError
+from voxline.http_errors import ApiError
+from voxline.modelserver.http import MAX_AUDIO_BYTES, STATE
 
 log = logging.getLogger("voxline.modelserver")
 
@@ -26,10 +27,11 @@ def decode_wav(data: bytes) -> tuple[bytes, float]:
             rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
             frames = w.readframes(w.getnframes())
     except (wave.Error, EOFError, ValueError) as exc:
-        raise ApiError(400, f"'file' is not a PCM WAV file the server can read ({exc}); send 8/16/24/32-bit "
-                            "integer PCM WAV", "invalid_audio", "file") from None
+        raise ApiError(400, "invalid_audio",
+                       f"'file' is not a PCM WAV file the server can read ({exc}); send 8/16/24/32-bit "
+                       "integer PCM WAV", param="file") from None
     if rate <= 0 or channels <= 0:
-        raise ApiError(400, "'file' has an invalid WAV header", "invalid_audio", "file")
+        raise ApiError(400, "invalid_audio", "'file' has an invalid WAV header", param="file")
     usable = len(frames) - len(frames) % (width * channels)
     raw = frames[:usable]
     if width == 1:  # unsigned 8-bit
@@ -41,7 +43,7 @@ def decode_wav(data: bytes) -> tuple[bytes, float]:
     elif width == 4:
         samples = (np.frombuffer(raw, "<i4") >> 16).astype(np.int16)
     else:
-        raise ApiError(400, f"unsupported WAV sample width {width}", "invalid_audio", "file")
+        raise ApiError(400, "invalid_audio", f"unsupported WAV sample width {width}", param="file")
     mono = to_mono_s16(samples, channels)
     duration = mono.size / rate
     return resample_s16(mono.tobytes(), rate, TARGET_RATE), duration
@@ -50,14 +52,14 @@ def decode_wav(data: bytes) -> tuple[bytes, float]:
 async def _read_form(request: web.Request) -> tuple[bytes, dict[str, str]]:
     """The uploaded file and the text fields of a multipart form, with a size limit."""
     if request.content_type != "multipart/form-data":
-        raise ApiError(415, f"expected Content-Type multipart/form-data, got {request.content_type or 'none'}",
-                       "unsupported_media_type")
+        raise ApiError(415, "unsupported_media_type",
+                       f"expected Content-Type multipart/form-data, got {request.content_type or 'none'}")
     if request.content_length is not None and request.content_length > MAX_AUDIO_BYTES + 64 * 1024:
-        raise ApiError(413, f"upload over {MAX_AUDIO_BYTES} bytes", "request_too_large")
+        raise ApiError(413, "request_too_large", f"upload over {MAX_AUDIO_BYTES} bytes")
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError) as exc:
-        raise ApiError(400, f"malformed multipart body: {exc}", "invalid_multipart") from None
+        raise ApiError(400, "invalid_multipart", f"malformed multipart body: {exc}") from None
     audio: bytes | None = None
     fields: dict[str, str] = {}
     total = 0
@@ -69,7 +71,7 @@ async def _read_form(request: web.Request) -> tuple[bytes, dict[str, str]]:
             while chunk := await part.read_chunk(64 * 1024):
                 total += len(chunk)
                 if total > MAX_AUDIO_BYTES:
-                    raise ApiError(413, f"upload over {MAX_AUDIO_BYTES} bytes", "request_too_large")
+                    raise ApiError(413, "request_too_large", f"upload over {MAX_AUDIO_BYTES} bytes")
                 chunks.append(chunk)
             if part.name == "file":
                 audio = b"".join(chunks)
@@ -78,17 +80,17 @@ async def _read_form(request: web.Request) -> tuple[bytes, dict[str, str]]:
     except ApiError:
         raise
     except (ValueError, AssertionError, RuntimeError) as exc:
-        raise ApiError(400, f"malformed multipart body: {exc}", "invalid_multipart") from None
+        raise ApiError(400, "invalid_multipart", f"malformed multipart body: {exc}") from None
     if audio is None:
-        raise ApiError(400, "missing required field 'file'", "missing_field", "file")
+        raise ApiError(400, "missing_field", "missing required field 'file'", param="file")
     return audio, fields
 
 
 def _check_language(language: str) -> None:
     lang = language.strip().lower()
     if lang and lang not in ("en", "english") and not lang.startswith("en-") and not lang.startswith("en_"):
-        raise ApiError(400, f"language {language!r} is not supported: this model transcribes English only",
-                       "unsupported_language", "language")
+        raise ApiError(400, "unsupported_language",
+                       f"language {language!r} is not supported: this model transcribes English only", param="language")
 
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
@@ -96,8 +98,8 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     audio, fields = await _read_form(request)
     fmt = fields.get("response_format", "json") or "json"
     if fmt not in FORMATS:
-        raise ApiError(400, f"response_format {fmt!r} is not supported (use one of {', '.join(FORMATS)})",
-                       "unsupported_response_format", "response_format")
+        raise ApiError(400, "unsupported_response_format",
+                       f"response_format {fmt!r} is not supported (use one of {', '.join(FORMATS)})", param="response_format")
     _check_language(fields.get("language", ""))
     pcm, duration = decode_wav(audio)
     started = time.perf_counter()

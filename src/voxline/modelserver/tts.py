@@ -18,7 +18,8 @@ import numpy as np
 from aiohttp import web
 
 from voxline.audio.resample import StreamResampler
-from voxline.modelserver.http import MAX_SPEECH_INPUT_CHARS, STATE, ApiError, number, read_json, string
+from voxline.http_errors import ApiError
+from voxline.modelserver.http import MAX_SPEECH_INPUT_CHARS, STATE, number, read_json, string
 
 log = logging.getLogger("voxline.modelserver")
 
@@ -38,16 +39,18 @@ def voice_names(backend: Any) -> set[str]:
 def parse_request(body: dict[str, Any], backend: Any) -> tuple[str, str]:
     text = string(body, "input", required=True) or ""
     if not text.strip():
-        raise ApiError(400, "'input' must not be empty", "invalid_value", "input")
+        raise ApiError(400, "invalid_value", "'input' must not be empty", param="input")
     if len(text) > MAX_SPEECH_INPUT_CHARS:
-        raise ApiError(400, f"'input' is longer than {MAX_SPEECH_INPUT_CHARS} characters", "invalid_value", "input")
+        raise ApiError(400, "invalid_value",
+                       f"'input' is longer than {MAX_SPEECH_INPUT_CHARS} characters", param="input")
     voice = string(body, "voice")
     if voice is not None and voice not in voice_names(backend):
-        raise ApiError(400, f"unknown voice {voice!r}; this server speaks {backend.name!r}", "invalid_value", "voice")
+        raise ApiError(400, "invalid_value",
+                       f"unknown voice {voice!r}; this server speaks {backend.name!r}", param="voice")
     fmt = string(body, "response_format", "wav") or "wav"
     if fmt not in FORMATS:
-        raise ApiError(400, f"response_format {fmt!r} is not supported (use pcm or wav)",
-                       "unsupported_response_format", "response_format")
+        raise ApiError(400, "unsupported_response_format",
+                       f"response_format {fmt!r} is not supported (use pcm or wav)", param="response_format")
     number(body, "speed", 0.25, 4.0)  # validated; the embedded voice speaks at its natural rate
     string(body, "model")
     return text, fmt
