@@ -10,6 +10,7 @@ from voxline.agent.conversation import Conversation
 from voxline.agent.session_agent import SessionAgent
 from voxline.agent.turns import TurnConfig, TurnDetector
 from voxline.bus.codec import AudioKind, AudioMessage
+from voxline.bus.messages import PlaybackDone, SetListening
 
 SID = "session_1760000000000_abcdefghijklmnop"
 CHUNK_MS = 20
@@ -30,7 +31,7 @@ class Call:
         self.done: set[int] = set()
 
     async def listen(self) -> None:
-        await self.agent.on_control({"type": "listening", "listening": True})
+        await self.agent.on_control(SetListening(session_id=self.agent.session_id, listening=True))
 
     async def say(self, pcm: bytes) -> None:
         """Send `pcm` as the caller's 20 ms chunks, in (virtual) real time."""
@@ -50,7 +51,7 @@ class Call:
         for turn in self.tap.ended:
             if turn not in self.done:
                 self.done.add(turn)
-                await self.agent.on_control({"type": "playback.done", "turn": turn})
+                await self.agent.on_control(PlaybackDone(session_id=self.agent.session_id, turn=turn))
 
     def reply_audio_ms(self) -> float:
         self.tap.drain()

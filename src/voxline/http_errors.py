@@ -11,7 +11,8 @@ JSON with that status, never a traceback:
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 

@@ -22,8 +22,8 @@ from voxline.agent.models import Models
 from voxline.agent.orchestrator import Orchestrator
 from voxline.bus.base import Message
 from voxline.bus.codec import AudioKind, AudioMessage, encode_json
-from voxline.bus.messages import LogLine, encode
 from voxline.bus.memory import MemoryBus
+from voxline.bus.messages import LogLine, encode
 from voxline.bus.topics import Topic
 from voxline.config import Settings
 from voxline.media.server import MediaServer

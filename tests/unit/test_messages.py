@@ -29,6 +29,7 @@ SAMPLES: dict[str, dict[str, Any]] = {  # a value for every field of every messa
     "listening": {"listening": False},
     "history": {"messages": [{"role": "user", "content": "hi"}], "turn": 3, "listening": True},
     "playback.done": {"turn": 2},
+    "greeting": {},
     "state": {"state": "thinking", "turn": 1, "listening": True, "session_state": "connected"},
     "transcript.final": {"text": "héllo", "turn": 1, "continued": True},
     "agent.text": {"text": "Paris.", "turn": 1, "final": True},

@@ -20,7 +20,6 @@ fields are ignored, so a newer producer may add optional fields without a versio
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import time
@@ -39,6 +38,10 @@ SCHEMA_VERSION = 1
 DROPPED: Counter[tuple[str, str]] = Counter()  # (topic, reason) -> messages dropped on decode
 
 
+CONTROLS: dict[str, type[Control]] = {}  # filled by subclassing: every Control below
+EVENTS: dict[str, type[Event]] = {}  # and every Event
+
+
 def _now() -> float:
     return round(time.time(), 3)
 
@@ -49,12 +52,11 @@ class Control:
 
     type: ClassVar[str]
     topics: ClassVar[tuple[Topic, ...]] = (Topic.CONTROL,)
-    registry: ClassVar[dict[str, type[Control]]] = {}
     session_id: str
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.registry[cls.type] = cls
+        CONTROLS[cls.type] = cls
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,13 +66,12 @@ class Event:
     type: ClassVar[str]
     topics: ClassVar[tuple[Topic, ...]] = (Topic.EVENTS,)
     page: ClassVar[bool] = True  # relayed to the page's WebSocket, so the page handles it
-    registry: ClassVar[dict[str, type[Event]]] = {}
     session_id: str
     ts: float = field(default_factory=_now)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.registry[cls.type] = cls
+        EVENTS[cls.type] = cls
 
 
 # -- control ----------------------------------------------------------------------------------
@@ -203,8 +204,6 @@ class Pong(Event):
     page: ClassVar[bool] = False
 
 
-CONTROLS: dict[str, type[Control]] = Control.registry
-EVENTS: dict[str, type[Event]] = Event.registry
 PAGE_EVENTS: tuple[str, ...] = tuple(name for name, cls in EVENTS.items() if cls.page)
 
 
@@ -258,41 +257,51 @@ def _decode(data: bytes, registry: dict[str, type[M]], topic: Topic, session_id:
     try:
         obj = decode_json(data)
     except CodecError as exc:
-        return _drop(topic, "malformed", str(exc))
+        _drop(topic, "malformed", str(exc))
+        return None
     kind = obj["type"]
     cls = registry.get(kind)
     if cls is None:
-        return _drop(topic, "unknown_type", f"type {kind[:40]!r}")
+        _drop(topic, "unknown_type", f"type {kind[:40]!r}")
+        return None
     version = obj.get("v", 1)
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
-        return _drop(topic, "unknown_version", f"{kind} version {str(version)[:20]}")
+        _drop(topic, "unknown_version", f"{kind} version {str(version)[:20]}")
+        return None
     if session_id is not None:
         obj["session_id"] = session_id
     values: dict[str, Any] = {}
     for name, hint, required in _schema(cls):
         if name not in obj:
             if required:
-                return _drop(topic, "bad_fields", f"{kind} without {name!r}")
+                _drop(topic, "bad_fields", f"{kind} without {name!r}")
+                return None
             continue
         if not _fits(obj[name], hint):
-            return _drop(topic, "bad_fields", f"{kind}.{name} is not {hint}")
+            _drop(topic, "bad_fields", f"{kind}.{name} is not {hint}")
+            return None
         values[name] = obj[name]
     return cls(**values)
 
 
 def _drop(topic: Topic, reason: str, detail: str) -> None:
+    """Count and (now and then) log a message that cannot be used."""
     DROPPED[(topic.value, reason)] += 1
     n = DROPPED[(topic.value, reason)]
     if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th ...: a flood does not flood the log
         log.warning("dropped a %s message (%s, %d so far): %s", topic.value, reason, n, detail)
-    return None
 
 
-@functools.cache
+_SCHEMAS: dict[type[Control | Event], tuple[tuple[str, Any, bool], ...]] = {}
+
+
 def _schema(cls: type[Control | Event]) -> tuple[tuple[str, Any, bool], ...]:
-    hints = typing.get_type_hints(cls)
-    return tuple((f.name, hints[f.name], f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-                 for f in dataclasses.fields(cls))
+    """Each field's name, annotated type and whether it is required (computed once per class)."""
+    if cls not in _SCHEMAS:
+        hints = typing.get_type_hints(cls)
+        _SCHEMAS[cls] = tuple((f.name, hints[f.name], f.default is dataclasses.MISSING
+                               and f.default_factory is dataclasses.MISSING) for f in dataclasses.fields(cls))
+    return _SCHEMAS[cls]
 
 
 def _fits(value: Any, hint: Any) -> bool:

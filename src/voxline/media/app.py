@@ -7,8 +7,8 @@ from pathlib import Path
 from aiohttp import web
 
 from voxline.config import Settings
-from voxline.media import api, events_ws, openapi, whip
 from voxline.http_errors import ApiError
+from voxline.media import api, events_ws, openapi, whip
 from voxline.media.middleware import auth, cors, errors
 from voxline.media.server import MediaServer
 

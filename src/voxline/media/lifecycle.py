@@ -12,8 +12,17 @@ import logging
 import time
 
 from voxline.bus.base import Bus
-from voxline.bus.messages import (Control, Event, History, LogLine, SessionEnd, SessionEnded, SessionStart,
-                                  SetListening, publish)
+from voxline.bus.messages import (
+    Control,
+    Event,
+    History,
+    LogLine,
+    SessionEnd,
+    SessionEnded,
+    SessionStart,
+    SetListening,
+    publish,
+)
 from voxline.config import Settings, parse_port_range
 from voxline.logs import session_var
 from voxline.media.metrics import MediaMetrics

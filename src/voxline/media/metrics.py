@@ -136,7 +136,8 @@ class MediaMetrics:
         out += ["# HELP voxline_bus_lag_seconds Time from an agent event's ts to its relay here.",
                 "# TYPE voxline_bus_lag_seconds histogram",
                 *self.bus_lag.lines("voxline_bus_lag_seconds"),
-                "# HELP voxline_bus_messages_dropped_total Bus messages dropped on decode: malformed, unknown type or version, bad fields.",
+                "# HELP voxline_bus_messages_dropped_total Bus messages dropped on decode (malformed, unknown type"
+                " or version, bad fields).",
                 "# TYPE voxline_bus_messages_dropped_total counter",
                 *(f'voxline_bus_messages_dropped_total{{topic="{_label(t)}",reason="{_label(r)}"}} {n}'
                   for (t, r), n in sorted(DROPPED.items())),

@@ -11,12 +11,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from voxline.bus.base import Subscription
 from voxline.bus.codec import AudioMessage, CodecError
-from voxline.bus.messages import (AgentResumed, AgentText, ErrorEvent, Event, Interruption, StateChanged,
-                                  TranscriptFinal, TurnMetrics, decode_event, to_dict)
+from voxline.bus.messages import (
+    AgentResumed,
+    AgentText,
+    ErrorEvent,
+    Event,
+    Interruption,
+    StateChanged,
+    TranscriptFinal,
+    TurnMetrics,
+    decode_event,
+    to_dict,
+)
 from voxline.bus.topics import Topic
 from voxline.media.metrics import MediaMetrics, TurnTracer
 from voxline.rtc.peer import MediaPeer

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from voxline.bus.base import Bus, Subscription
 from voxline.bus.messages import make_event, publish
@@ -39,7 +40,8 @@ class MediaServer:
         self.metrics = MediaMetrics()
         self.registry = SessionRegistry(settings.max_sessions)
         self.peers: dict[str, MediaPeer] = {}
-        self.persistence = Persistence(store if store is not None else MemoryStore(), self.registry, self.metrics, self.node, settings.resume_grace_s)
+        self.persistence = Persistence(store if store is not None else MemoryStore(), self.registry, self.metrics,
+                                       self.node, settings.resume_grace_s)
         self.lifecycle = SessionLifecycle(settings, bus, self.registry, self.peers, self.metrics, self.persistence,
                                           self.node)
         self.relay = EventRelay(self.registry, self.peers, self.metrics,

@@ -32,10 +32,10 @@ from typing import Any
 from aiohttp import web
 
 from voxline.config import Settings
+from voxline.http_errors import ApiError, openai_error_response
 from voxline.modelserver import llm as server_llm
 from voxline.modelserver import stt as server_stt
 from voxline.modelserver import tts as server_tts
-from voxline.http_errors import ApiError, openai_error_response
 from voxline.modelserver.http import STATE, ServiceState, new_id
 from voxline.services.base import ServiceError
 

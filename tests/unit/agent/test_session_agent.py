@@ -7,6 +7,7 @@ from agent_harness import Call
 from fakes import BusTap, FakeTurnModel, VirtualClock, fake_models, speech
 from voxline.agent.conversation import State
 from voxline.bus.codec import AudioKind
+from voxline.bus.messages import Greet
 
 
 async def test_a_complete_question_is_answered_after_the_minimum_silence(call: Call) -> None:
@@ -167,7 +168,7 @@ async def test_the_reply_ending_under_a_sound_leaves_the_agent_listening(call: C
 async def test_the_greeting_is_spoken_first_is_in_history_and_can_be_interrupted(clock: VirtualClock, tap: BusTap) -> None:
     call = Call(clock, fake_models(clock), tap, greeting="Hi, how can I help?")
     await call.listen()
-    await call.agent.on_control({"type": "greeting"})
+    await call.agent.on_control(Greet(session_id=call.agent.session_id))
     await call.quiet(200)
     assert call.models.tts.calls == ["Hi, how can I help?"]
     assert call.conv.history_json() == [{"turn": 1, "role": "assistant", "content": "Hi, how can I help?"}]
@@ -178,13 +179,13 @@ async def test_the_greeting_is_spoken_first_is_in_history_and_can_be_interrupted
     await call.quiet(600)
     assert call.models.llm.calls[-1][1:] == [{"role": "assistant", "content": "Hi, how can I help?"},
                                              {"role": "user", "content": "Book me a table."}]
-    await call.agent.on_control({"type": "greeting"})  # once only
+    await call.agent.on_control(Greet(session_id=call.agent.session_id))  # once only
     assert call.models.tts.calls.count("Hi, how can I help?") == 1
     await call.agent.close()
 
 
 async def test_no_greeting_by_default(call: Call) -> None:
-    await call.agent.on_control({"type": "greeting"})
+    await call.agent.on_control(Greet(session_id=call.agent.session_id))
     await call.quiet(200)
     assert call.models.tts.calls == [] and call.conv.state is State.LISTENING
 
