@@ -39,7 +39,7 @@ SECRETS_DIR_VAR = ENV_PREFIX + "SECRETS_DIR"
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_SECRETS_DIR = "/run/secrets/voxline"
 SOURCE_VARS = frozenset({ENV_FILE_VAR, SECRETS_DIR_VAR})
-SECRETS = ("auth_token", "api_key", "redis_url", "turn_secret")  # redis_url may hold a password
+SECRETS = ("auth_token", "api_key", "redis_url", "turn_secret", "kafka_sasl_password")  # redis_url may hold a password
 
 log = logging.getLogger("voxline.config")
 
@@ -194,6 +194,11 @@ class Settings(BaseSettings):
     kafka_bootstrap: HostPorts = "127.0.0.1:9092"
     topic_prefix: str = "voxline."
     topic_partitions: Positive = 4
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-256"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""  # a secret: VOXLINE_KAFKA_SASL_PASSWORD or a file in the secrets directory
+    kafka_ssl_cafile: str = ""  # CA bundle for SSL/SASL_SSL; empty = the system's
     topic_replication: NonNegative = 0  # replication factor of created topics; 0 = min(3, brokers in the cluster)
     # Audio topics carry ~32 KB/s per listening call: keep minutes, never an ever-growing log.
     audio_retention_ms: Positive = 600_000  # audio.in / audio.out: 10 minutes

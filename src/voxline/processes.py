@@ -123,8 +123,9 @@ def agent_health_app(orchestrator: Orchestrator) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        ready = orchestrator.ready.is_set()
-        return web.json_response({"status": "ready" if ready else "starting", "sessions": len(orchestrator.sessions)},
+        ready = orchestrator.ready.is_set() and orchestrator.bus.healthy
+        status = "ready" if ready else ("bus_unavailable" if orchestrator.ready.is_set() else "starting")
+        return web.json_response({"status": status, "sessions": len(orchestrator.sessions)},
                                  status=200 if ready else 503)
 
     async def metrics(_: web.Request) -> web.Response:

@@ -6,7 +6,10 @@ Semantics every back-end keeps (the Kafka ones are the reference):
 - subscribers sharing a group split the keys between them, and one key maps to the same
   member for every topic of the subscription (the agent relies on audio.in and control of
   a session reaching the same agent);
-- a quiet topic is normal: iteration simply waits.
+- a quiet topic is normal: iteration simply waits;
+- a broker outage never ends a caller's task: `publish` does not raise (a message that cannot
+  be sent is counted and logged), iteration waits and resumes, and `healthy` says whether the
+  broker answers (readiness probes report it).
 """
 
 from __future__ import annotations
@@ -47,7 +50,13 @@ class Bus(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def publish(self, topic: Topic, key: str, value: bytes) -> None: ...
+    async def publish(self, topic: Topic, key: str, value: bytes) -> None:
+        """Send, or count and log the failure: never raises for a broker that is down."""
+
+    @property
+    def healthy(self) -> bool:
+        """The broker answers (always true in one process)."""
+        return True
 
     @abc.abstractmethod
     async def subscribe(self, topics: Sequence[Topic], group: str | None = None) -> Subscription:

@@ -51,6 +51,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from voxline.bus.base import Bus, Message, Subscription
 from voxline.bus.topics import TOPICS, Topic
@@ -120,11 +121,9 @@ class _KafkaSubscription(Subscription):
                 record = await self._consumer.getone()
             except ConsumerStoppedError:
                 break
-            except KafkaError as exc:
-                if not exc.retriable or self._closed:
-                    raise
+            except KafkaError as exc:  # retriable or not: a consumer outlives a broker outage
                 log.warning("kafka consumer: %s; retrying", exc)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1.0 if exc.retriable else 2.0)
                 continue
             key = record.key.decode("utf-8", "replace") if record.key else ""
             return Message(self._bus.logical(record.topic), key, record.value or b"")
@@ -193,6 +192,22 @@ class KafkaBus(Bus):
         self._producer: AIOKafkaProducer | None = None
         self._subs: set[_KafkaSubscription] = set()
         self.publish_errors = 0
+        self._broker_ok = True  # the last probe or delivery went through
+        self._probe: asyncio.Task[None] | None = None
+
+    def connection(self) -> dict[str, Any]:
+        """How every client of this bus reaches the brokers: address, TLS and SASL from settings."""
+        s = self.settings
+        out: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "client_id": self.client_id,
+                               "security_protocol": s.kafka_security_protocol}
+        if s.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            out["ssl_context"] = create_ssl_context(cafile=s.kafka_ssl_cafile or None)
+        if s.kafka_security_protocol.startswith("SASL"):
+            out.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_sasl_username,
+                       sasl_plain_password=s.kafka_sasl_password)
+        return out
 
     def name(self, topic: Topic) -> str:
         return self.prefix + Topic(topic).value
@@ -228,16 +243,17 @@ class KafkaBus(Bus):
                     delay = min(delay * 2, 4.0)
         finally:
             logging.getLogger("aiokafka").removeFilter(quiet)
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+        producer = AIOKafkaProducer(**self.connection(),
                                     linger_ms=0, acks=1, request_timeout_ms=10_000)
         await producer.start()
         self._producer = producer
+        self._probe = asyncio.create_task(self._watch_broker(), name="kafka-broker-probe")
         log.info("kafka bus connected to %s: %d topics under %r, %d partitions",
                  self.bootstrap, len(TOPICS), self.prefix, self.partitions)
 
     async def ensure_topics(self) -> dict[Topic, int]:
         """Creates missing topics, then checks every one; returns each topic's partition count."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+        admin = AIOKafkaAdminClient(**self.connection(),
                                     request_timeout_ms=10_000)
         try:
             await admin.start()
@@ -287,32 +303,84 @@ class KafkaBus(Bus):
                     log.warning("kafka topic retention: %s; the broker's disk can fill and block every "
                                 "call. Fix it on the broker (e.g. rpk topic alter-config)", problem)
 
+    @property
+    def healthy(self) -> bool:
+        return self._producer is not None and self._broker_ok
+
+    async def _watch_broker(self) -> None:
+        """Asks a broker for metadata every 2 s: `healthy` follows the broker, even when idle."""
+        while self._producer is not None:
+            try:
+                await asyncio.wait_for(self._ask_metadata(self._producer.client), 3.0)
+                if not self._broker_ok:
+                    log.warning("kafka broker %s answers again", self.bootstrap)
+                self._broker_ok = True
+            except (KafkaError, OSError, TimeoutError) as exc:
+                if self._broker_ok:
+                    log.warning("kafka broker %s does not answer (%s): not ready until it does", self.bootstrap,
+                                exc or type(exc).__name__)
+                self._broker_ok = False
+            await asyncio.sleep(2.0)
+
+    @staticmethod
+    async def _ask_metadata(client: Any) -> None:
+        """One Metadata request to a known broker; raises if none answers.
+
+        (`fetch_all_metadata()` is no probe: with the broker gone it answered from its cache.)
+        """
+        error: BaseException = KafkaError("no broker known")
+        for node in [b.nodeId for b in client.cluster.brokers()]:
+            try:
+                await client.send(node, MetadataRequest([]))
+                return
+            except KafkaError as exc:
+                error = exc
+        raise error
+
     async def close(self) -> None:
+        """Bounded even with the broker gone: aiokafka's own stop can wait on it for minutes."""
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
         for sub in list(self._subs):
-            await sub.close()
+            try:
+                await asyncio.wait_for(sub.close(), 10.0)
+            except (TimeoutError, KafkaError):
+                log.warning("kafka consumer did not close in 10 s (broker gone?): left behind")
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            await producer.stop()  # flushes what is queued
+            try:
+                await asyncio.wait_for(producer.stop(), 10.0)  # flushes what is queued
+            except (TimeoutError, KafkaError):
+                log.warning("kafka producer did not flush in 10 s (broker gone?): queued messages dropped")
 
     async def publish(self, topic: Topic, key: str, value: bytes) -> None:
-        """Queues the message (waits only when the producer's buffer is full); errors are logged."""
+        """Queues the message (waits only when the producer's buffer is full, at most its request
+        timeout); a message that cannot be queued or delivered is counted and logged, never raised."""
         if self._producer is None:
             raise KafkaBusError("KafkaBus.publish() before start()")
-        future = await self._producer.send(self.name(topic), value, key=key.encode())
+        try:
+            future = await self._producer.send(self.name(topic), value, key=key.encode())
+        except (KafkaError, TimeoutError) as exc:
+            self._failed(exc)
+            return
         future.add_done_callback(self._delivered)
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is None:
-            return
+        if not future.cancelled() and future.exception() is not None:
+            self._failed(future.exception())  # type: ignore[arg-type]  # not None: checked
+
+    def _failed(self, exc: BaseException) -> None:
         self.publish_errors += 1
+        self._broker_ok = False  # until the next probe answers
         if self.publish_errors in (1, 10, 100) or self.publish_errors % 1000 == 0:
-            log.warning("kafka publish failed (%d so far): %s", self.publish_errors, future.exception())
+            log.warning("kafka publish failed (%d so far): %s", self.publish_errors, exc or type(exc).__name__)
 
     async def subscribe(self, topics: Sequence[Topic], group: str | None = None) -> Subscription:
         """No group: every partition, from the end. A group: Range-assigned, committed offsets."""
         names = [self.name(t) for t in topics]
         common: dict[str, Any] = dict(
-            bootstrap_servers=self.bootstrap, client_id=self.client_id,
+            **self.connection(),
             fetch_max_wait_ms=self.fetch_max_wait_ms, auto_offset_reset="latest")
         if group is None:
             consumer = AIOKafkaConsumer(*names, group_id=None, enable_auto_commit=False, **common)

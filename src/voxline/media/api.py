@@ -76,6 +76,8 @@ async def readyz(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     if not server.ready:
         raise ApiError(503, "not_ready", "starting or stopping", {"Retry-After": "2"})
+    if not server.bus.healthy:
+        raise ApiError(503, "bus_unavailable", "the message broker does not answer", {"Retry-After": "2"})
     if server.draining:
         raise ApiError(503, "draining", "shutting down: calls here are finishing", {"Retry-After": "5"})
     live = server.registry.live_count()
