@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 PY=${PYTHON:-python3}
+if ! $PY -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "setup: voxline needs Python 3.11 or newer; $PY is $($PY -V 2>&1 || echo missing). Set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
 WHEELS=${VOXLINE_WHEEL_CACHE:-$HOME/.cache/voxline/wheels}
 mkdir -p "$WHEELS"
 

@@ -143,3 +143,13 @@ async def test_sigterm_drains_a_real_media_process_and_it_exits_when_the_last_ca
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("media_server", [{"public_url": "https://voice.example.com/base/"}], indirect=True)
+async def test_public_url_makes_the_whip_location_absolute(media_server, http) -> None:
+    sdp, pc = await make_offer()
+    resp = await post_offer(http, media_server.url, sdp)
+    assert resp.status == 201
+    sid = resp.headers["X-Session-ID"]
+    assert resp.headers["Location"] == f"https://voice.example.com/base/whip/{sid}"
+    await pc.close()

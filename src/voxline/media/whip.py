@@ -78,7 +78,8 @@ async def post_whip(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_sdp", str(exc)) from None
     except ResumeError as exc:
         raise ApiError(exc.status, exc.code, exc.detail) from None
-    location = f"/whip/{session.id}"
+    # Absolute behind a proxy that rewrites paths or hosts (VOXLINE_PUBLIC_URL); relative otherwise.
+    location = f"{server.settings.public_url.rstrip('/')}/whip/{session.id}"
     headers = {
         "Location": location,
         "X-Session-ID": session.id,
