@@ -254,3 +254,10 @@ def test_the_cli_refuses_bad_settings_before_it_loads_anything(args: list[str], 
     assert done.stderr.splitlines() == [shown] or (len(done.stderr.splitlines()) == 1
                                                    and done.stderr.startswith(shown)), done.stderr
     assert done.stdout.strip() == "[]", done.stdout  # nothing heavy was imported, let alone loaded
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in Settings.model_fields if f"`{name}`" not in table]
+    assert not missing, f"settings without a row in README's Configuration table: {missing}"

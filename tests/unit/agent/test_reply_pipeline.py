@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from fakes import VirtualClock, fake_models, settle, speech
-
 from voxline.agent.pipeline import Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript
 
 HISTORY = [{"role": "system", "content": "test"}]
