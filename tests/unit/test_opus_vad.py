@@ -353,3 +353,36 @@ async def test_when_many_callers_talk_the_loop_batcher_waits_a_little_to_batch_m
     # The rate is known after the first second; from then on batches hold several callers.
     assert calls / requests < 0.75 * eager / eager_requests, (calls, requests, eager, eager_requests)
     assert longest < 0.1  # nobody waits much beyond the 10 ms gathering (plus model time)
+
+
+def test_whisper_window_is_padded_as_silence_not_zeros() -> None:
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from voxline.services.stt.whisper import window_features
+
+    extractor = FeatureExtractor()
+    t = np.arange(32_000) / 16_000
+    speech = (0.3 * np.sin(2 * np.pi * 300 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    window = window_features(extractor, speech, 1000)
+    # The same as the features of the audio padded with 8 s of silence (away from the seam).
+    padded = extractor(np.concatenate([speech, np.zeros(128_000, dtype=np.float32)]))[:, :1000]
+    assert window.shape == (80, 1000)
+    assert np.allclose(window[:, :190], padded[:, :190], atol=1e-4)
+    assert np.allclose(window[:, 210:], padded[:, 210:], atol=1e-4)
+    assert window[:, 300:].max() < -0.1  # silence, not the 0.0 a noise floor would give
+
+
+def test_the_microphone_is_coded_like_a_browsers_and_the_agents_voice_as_celt() -> None:
+    from voxline.client.audio import MIC_APPLICATION
+
+    speech_like = tone(freq=220, seconds=0.4)
+    # The TOC byte's top five bits: configs 0-15 are SILK or hybrid, 16-31 CELT only (RFC 6716).
+    mic = {p[0] >> 3 for p in encode_frames(speech_like, application=MIC_APPLICATION)[2:]}
+    agent = {p[0] >> 3 for p in encode_frames(speech_like)[2:]}
+    assert MIC_APPLICATION == "voip" and max(mic) < 16, mic
+    assert min(agent) >= 16, agent
+    decoder = OpusDecoder(16_000)
+    pcm = b"".join(decoder.decode(p) for p in encode_frames(speech_like, application="voip"))
+    assert abs(dominant_hz(np.frombuffer(pcm, dtype=np.int16)[1600:], 16_000) - 220) < 10
+    with pytest.raises(ValueError, match="unknown Opus application"):
+        OpusEncoder(application="karaoke")
