@@ -141,19 +141,25 @@ class OpusEncoder:
     """
 
     APPLICATION_RESTRICTED_LOWDELAY = 2051
+    # libopus application -> (its constant, PyAV's name). "voip" is what browsers' WebRTC uses
+    # for a microphone: SILK or hybrid at voice bitrates, tuned for speech.
+    APPLICATIONS = {"restricted-lowdelay": (2051, "lowdelay"), "voip": (2048, "voip"), "audio": (2049, "audio")}
     SET_BITRATE = 4002
     SET_COMPLEXITY = 4010
     COMPLEXITY = 9
     MAX_PACKET = 1500
 
-    def __init__(self, bitrate: int = VOICE_BITRATE, native: bool = True) -> None:
+    def __init__(self, bitrate: int = VOICE_BITRATE, native: bool = True,
+                 application: str = "restricted-lowdelay") -> None:
+        if application not in self.APPLICATIONS:
+            raise ValueError(f"unknown Opus application {application!r} (one of {', '.join(self.APPLICATIONS)})")
+        code, av_name = self.APPLICATIONS[application]
         lib = libopus() if native else None
         self._lib = lib
         self._state: int | None = None
         if lib is not None:
             error = ctypes.c_int(0)
-            self._state = lib.opus_encoder_create(RTP_RATE, 1, self.APPLICATION_RESTRICTED_LOWDELAY,
-                                                  ctypes.byref(error))
+            self._state = lib.opus_encoder_create(RTP_RATE, 1, code, ctypes.byref(error))
             if error.value != 0 or not self._state:
                 self._lib, self._state = None, None
             else:
@@ -167,7 +173,7 @@ class OpusEncoder:
             self.codec.layout = "mono"
             self.codec.sample_rate = RTP_RATE
             self.codec.time_base = TIME_BASE
-            self.codec.options = {"application": "lowdelay", "compression_level": str(self.COMPLEXITY)}
+            self.codec.options = {"application": av_name, "compression_level": str(self.COMPLEXITY)}
 
     @property
     def native(self) -> bool:
@@ -201,7 +207,8 @@ class OpusEncoder:
             self._state = None
 
 
-def encode_frames(samples: np.ndarray, bitrate: int = VOICE_BITRATE) -> list[bytes]:
+def encode_frames(samples: np.ndarray, bitrate: int = VOICE_BITRATE,
+                  application: str = "restricted-lowdelay") -> list[bytes]:
     """Mono s16 48 kHz audio -> one Opus payload per 20 ms (the last frame padded with silence).
 
     For callers that send the same recording many times (the capacity benchmark): encode once,
@@ -209,7 +216,7 @@ def encode_frames(samples: np.ndarray, bitrate: int = VOICE_BITRATE) -> list[byt
     """
     pad = (-samples.size) % FRAME_SAMPLES
     pcm = np.concatenate([samples.astype(np.int16), np.zeros(pad, dtype=np.int16)]).tobytes()
-    encoder = OpusEncoder(bitrate)
+    encoder = OpusEncoder(bitrate, application=application)
     step = FRAME_SAMPLES * 2
     out = []
     for i in range(0, len(pcm), step):
@@ -218,11 +225,12 @@ def encode_frames(samples: np.ndarray, bitrate: int = VOICE_BITRATE) -> list[byt
     return out
 
 
-_SILENCE: list[bytes] = []
+_SILENCE: dict[str, bytes] = {}
 
 
-def silence_frame() -> bytes:
-    """The Opus payload of 20 ms of silence (computed once)."""
-    if not _SILENCE:
-        _SILENCE.append(encode_frames(np.zeros(FRAME_SAMPLES * 5, dtype=np.int16))[-1])
-    return _SILENCE[0]
+def silence_frame(application: str = "restricted-lowdelay") -> bytes:
+    """The Opus payload of 20 ms of silence in that application's mode (computed once)."""
+    if application not in _SILENCE:
+        _SILENCE[application] = encode_frames(np.zeros(FRAME_SAMPLES * 5, dtype=np.int16),
+                                              application=application)[-1]
+    return _SILENCE[application]

@@ -26,6 +26,10 @@ RATE = 48_000
 FRAME = 960  # 20 ms
 TIME_BASE = fractions.Fraction(1, RATE)
 SPEECH_THRESHOLD = 500  # |s16| above this counts as sound (about -36 dBFS)
+# The microphone is encoded as browsers' WebRTC encodes one: Opus "voip" (SILK or hybrid for
+# speech) at 32 kbit/s. The CELT-only low-delay mode the agent's voice uses is cheaper, but it
+# is not what a server hears from real callers, and what it hears is what the benchmarks test.
+MIC_APPLICATION = "voip"
 
 
 def read_wav_mono(path: str | Path, rate: int = RATE) -> np.ndarray:
@@ -89,7 +93,7 @@ class WavSource(MediaStreamTrack):
         """The Opus payload of the frame leaving at `now` (time.time()), and its pts."""
         index = self._step(now) // FRAME
         packets = self._packets if self._packets is not None else []
-        return (packets[index] if 0 <= index < len(packets) else silence_frame()), self._pts
+        return (packets[index] if 0 <= index < len(packets) else silence_frame(MIC_APPLICATION)), self._pts
 
     async def recv(self) -> av.AudioFrame | av.Packet[Any]:
         if self.readyState != "live":
@@ -140,7 +144,7 @@ def _encoded(samples: np.ndarray) -> list[bytes]:
         return hit[1]
     if len(_ENCODED) > 64:
         _ENCODED.clear()
-    packets = encode_frames(samples)
+    packets = encode_frames(samples, application=MIC_APPLICATION)
     _ENCODED[id(samples)] = (samples, packets)
     return packets
 
