@@ -127,11 +127,12 @@ def test_speech_resuming_while_thinking_cancels_the_early_reply_and_extends_the_
     assert not events(actions, "interruption")
     assert conv.state is State.USER_SPEAKING
     assert conv.interruptions == 0
-    # The first part is words already: only the new audio is transcribed, and appended.
-    assert conv.turn_audio(b"BBBB") == b"BBBB"
+    # The first part is words already, but its audio is transcribed again with the rest: two
+    # halves transcribed apart lose words at the cut. The new transcript replaces the old.
+    assert conv.turn_audio(b"BBBB") == b"AAAABBBB"
     [transcribe] = only(conv.speech_ended(b"BBBB"), Transcribe)
-    assert transcribe == Transcribe(2, b"BBBB")
-    actions = conv.transcribed(2, "a coffee")
+    assert transcribe == Transcribe(2, b"AAAABBBB")
+    actions = conv.transcribed(2, "I would like a coffee")
     assert events(actions, "transcript.final")[0].fields == {"text": "I would like a coffee", "turn": 2, "continued": True}
     [respond] = only(actions, Respond)
     assert respond.messages[1:] == [{"role": "user", "content": "I would like a coffee"}]
@@ -176,7 +177,7 @@ def test_cancelled_early_reply_leaves_no_trace_in_history() -> None:
     # The orchestrator cancels the reply task, which reports what it had generated so far.
     conv.reply_finished(1, "Sure, what would", interrupted=True)
     conv.speech_ended(b"BBBB")
-    [respond] = only(conv.transcribed(2, "a coffee"), Respond)
+    [respond] = only(conv.transcribed(2, "I would like a coffee"), Respond)  # AAAABBBB heard as one
     assert respond.messages[1:] == [{"role": "user", "content": "I would like a coffee"}]
 
 
@@ -404,3 +405,25 @@ def test_a_session_never_told_about_listening_still_listens_after_a_reply() -> N
     # A session first seen through its audio (agent failover) was listening already.
     conv = Conversation(PROMPT)
     assert states(run_turn(conv, "Hi", "Hello"))[-1] == "listening"
+
+
+def test_a_turn_heard_as_noise_is_not_transcribed_again_with_the_next() -> None:
+    conv = listening_conversation()
+    conv.speech_started()
+    conv.speech_ended(b"NNNN")
+    conv.transcribed(1, "")  # a cough
+    conv.speech_started()
+    [transcribe] = only(conv.speech_ended(b"AAAA"), Transcribe)
+    assert transcribe.pcm == b"AAAA"
+
+
+def test_after_a_reply_finished_the_next_turn_is_transcribed_alone() -> None:
+    conv = listening_conversation()
+    conv.speech_started()
+    conv.speech_ended(b"AAAA")
+    conv.transcribed(1, "Hello")
+    conv.reply_finished(1, "Hi there")
+    conv.playback_done(1)
+    conv.speech_started()
+    [transcribe] = only(conv.speech_ended(b"BBBB"), Transcribe)
+    assert transcribe.pcm == b"BBBB"

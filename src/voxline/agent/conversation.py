@@ -58,8 +58,10 @@ class Conversation:
         self.turns_completed = 0
         self.interruptions = 0
         self.history: list[tuple[int, ChatMessage]] = []
-        self._held_pcm = b""  # a turn not yet transcribed when the caller spoke on: prepended to the next
-        self._continues = False  # the next transcript extends the last user message
+        # The turn's audio until its reply is heard: if the caller speaks on first, the next
+        # turn is transcribed together with it, so Whisper hears the whole utterance at once.
+        self._held_pcm = b""
+        self._continues = False  # the next transcript replaces the last user message (it includes it)
         self._heard_turn = 0  # the last turn whose reply audio started playing
         self._apologised_turn = -1
         self._greeting_turn = -1
@@ -92,10 +94,10 @@ class Conversation:
     def speech_started(self) -> list[Action]:
         if self.state is State.THINKING:
             # The caller was only pausing: drop the early reply and hear the rest of the turn.
-            # Words already transcribed stay and the rest is appended to them; audio not yet
-            # transcribed is held and transcribed together with what comes next.
+            # The audio so far is held and transcribed again together with what comes next:
+            # two halves of a sentence transcribed apart lose words at the cut (Whisper hears
+            # neither half in context), and the short window costs the same for both.
             if any(t == self.turn and m["role"] == "user" for t, m in self.history):
-                self._held_pcm = b""
                 self._continues = True
             return [CancelReply(self.turn), *self._to(State.USER_SPEAKING)]
         if self.state is State.AGENT_SPEAKING:
@@ -180,18 +182,17 @@ class Conversation:
     def transcribed(self, turn: int, text: str) -> list[Action]:
         if turn != self.turn or self.state is not State.THINKING:
             return []
-        self._held_pcm = b""  # it is words now
         text = text.strip()
         continues, self._continues = self._continues, False
         last = self.history[-1] if self.history else None
         earlier = last[1]["content"] if continues and last is not None and last[1]["role"] == "user" else None
         if not has_words(text):
             if earlier is None:
+                self._held_pcm = b""  # noise: the next turn stands alone
                 return [Emit("transcript.final", {"text": text, "turn": turn}), *self._to(self._ready())]
-            text = ""  # noise after a pause: answer what was said before it
+            text = earlier  # noise after a pause: answer what was said before it
         if earlier is not None:
-            self.history.pop()
-            text = f"{earlier} {text}".strip()
+            self.history.pop()  # the new transcript heard the earlier audio too
         self.history.append((turn, {"role": "user", "content": text}))
         self._trim_history()
         return [Emit("transcript.final", {"text": text, "turn": turn, "continued": earlier is not None}),
@@ -218,6 +219,7 @@ class Conversation:
             self._trim_history()
         if turn == self.turn and not interrupted:
             self.turns_completed += 1
+            self._held_pcm = b""
         return []
 
     def playback_done(self, turn: int) -> list[Action]:
