@@ -7,6 +7,7 @@
 - `capacity_worker`: a capacity-mode client process driving its share of the N callers.
 - `capacity_server`, `fixed_backends`: the capacity mode's server (everything real but the models).
 - `children`: the benchmark's child processes end when it does (SIGTERM, SIGKILL, exit).
+- `wer`: word error rate mode (`--wer`): the same spoken corpus from the file and over calls.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from voxline.bench.latency import latency_main
 
 
 async def bench_main(args: argparse.Namespace) -> int:
-    """`voxline bench`: latency (default) or capacity (`--sessions N`)."""
+    """`voxline bench`: latency (default), capacity (`--sessions N`) or word error rate (`--wer`)."""
     for name, default in (("timeout", 60.0), ("turn_gap", 2.0), ("ramp_interval", 0.15), ("spread", 6.0),
                           ("client_procs", 0), ("capacity_server", None)):
         if not hasattr(args, name):
             setattr(args, name, default)
     stop_children_on_exit()
     try:
+        if getattr(args, "wer", False):
+            from voxline.bench.wer import wer_main
+
+            return await wer_main(args)
         if args.sessions and args.sessions > 0:
             return await capacity_main(args)
         return await latency_main(args)

@@ -136,13 +136,19 @@ def _turns(caller: Caller, asked: list[tuple[int, float]]) -> list[TurnResult]:
             turn = e.get("turn")
             return isinstance(turn, int) and turn >= first and (last is None or turn <= last)
 
-        texts = [e for e in caller.of_type("transcript.final") if mine(e)]
+        texts: list[str] = []  # a turn that continues the last one repeats its words
+        for e in caller.of_type("transcript.final"):
+            if mine(e) and str(e.get("text", "")).strip():
+                if e.get("continued") and texts:
+                    texts[-1] = str(e["text"])
+                else:
+                    texts.append(str(e["text"]))
         finals = [e for e in caller.of_type("agent.text") if e.get("final") and mine(e)]
         metrics = [e.get("metrics", {}) for e in caller.of_type("turn.metrics") if mine(e)]
         errors = [e for e in caller.of_type("error") if mine(e)]
         first_sound = caller.recorder.first_sound_after(speech_end)
         turn = TurnResult(turn=int(finals[-1]["turn"]) if finals else first,
-                          transcript=texts[-1].get("text", "") if texts else "",
+                          transcript=" ".join(texts),
                           reply_text=finals[-1].get("text", "") if finals else "",
                           metrics=metrics[-1] if metrics else {},
                           error=errors[-1].get("message") if errors else None)

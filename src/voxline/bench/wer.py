@@ -1,0 +1,193 @@
+"""`voxline bench --wer`: is a caller heard as well as their audio file would be?
+
+A corpus of spoken questions (espeak-ng in several voices and rates, Piper at three speeds)
+is transcribed twice with the server's own STT settings: from the file (16 kHz, straight into
+Whisper) and over real calls (WebRTC, Opus, the server's turn detection and pipeline: the
+`transcript.final` it emits). The word error rates are printed side by side, with every
+utterance the two heard differently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxline.audio.resample import resample_s16
+from voxline.bench.stats import emit_report, format_table
+from voxline.bench.system import ServerProcess, free_port, machine_info
+
+TEXTS = (
+    "How many legs does a spider have?", "What color is the sky on a clear day?", "Who wrote Romeo and Juliet?",
+    "What is two plus two?", "What is the capital of France?", "Can you recommend a good breakfast?",
+    "How many days are in a week?", "How do I boil an egg?", "Why is the ocean salty?",
+    "Please turn off the lights in the kitchen.", "What is the tallest mountain in the world?",
+    "How far away is the moon?", "What should I wear when it rains?", "Tell me a joke about a cat.",
+    "How long does it take to fly to London?", "What time does the bank open tomorrow?",
+    "Can you set a timer for ten minutes?", "Where do penguins live?",
+)
+# (label, engine, voice or length scale, words per minute)
+VOICES: tuple[tuple[str, str, str, int], ...] = (
+    ("espeak en-us 150", "espeak", "en-us", 150), ("espeak en-gb 175", "espeak", "en-gb", 175),
+    ("espeak en-us+f3 130", "espeak", "en-us+f3", 130), ("espeak en-gb-x-rp 190", "espeak", "en-gb-x-rp", 190),
+    ("espeak en-us+m3 165", "espeak", "en-us+m3", 165), ("piper joe 1.0", "piper", "1.0", 0),
+    ("piper joe 0.8 (fast)", "piper", "0.8", 0), ("piper joe 1.25 (slow)", "piper", "1.25", 0),
+)
+
+
+@dataclass
+class Utterance:
+    text: str
+    voice: str
+    pcm16k: bytes
+
+
+def corpus(texts: Sequence[str] = TEXTS, per_text: int = 2) -> list[Utterance]:
+    """Each text in `per_text` voices, rotating through VOICES (36 utterances by default)."""
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+    piper: Any = None
+    out = []
+    for i, text in enumerate(texts):
+        for k in range(per_text):
+            label, engine, voice, wpm = VOICES[(i + 3 * k) % len(VOICES)]
+            if engine == "espeak":
+                wav = subprocess.run([espeak, "-v", voice, "-s", str(wpm), "--stdout", text], check=True,
+                                     capture_output=True, timeout=30).stdout
+                with wave.open(io.BytesIO(wav)) as w:
+                    pcm = resample_s16(w.readframes(w.getnframes()), w.getframerate(), 16_000)
+            else:
+                if piper is None:
+                    piper = _piper()
+                pcm = piper(text, float(voice))
+            out.append(Utterance(text, label, pcm))
+    return out
+
+
+def _piper() -> Any:
+    from piper import SynthesisConfig
+
+    from voxline.services.tts.piper import PiperTTS
+
+    tts = PiperTTS()
+
+    def say(text: str, length_scale: float) -> bytes:
+        config = SynthesisConfig(volume=0.8, length_scale=length_scale)
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in tts.voice.synthesize(text, config))
+        return resample_s16(pcm, tts.sample_rate, 16_000)
+
+    return say
+
+
+def normalize(text: str) -> list[str]:
+    text = text.lower().replace("-", " ")
+    for digit, word in (("10", "ten"), ("2", "two"), ("4", "four"), ("7", "seven"), ("8", "eight")):
+        text = re.sub(rf"\b{digit}\b", word, text)
+    return re.findall(r"[a-z0-9']+", text)
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(word edits, reference words): the numerator and denominator of the word error rate."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i in range(1, len(ref) + 1):
+        diagonal, row[0] = row[0], i
+        for j in range(1, len(hyp) + 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1]))
+    return row[len(hyp)], len(ref)
+
+
+def wer(pairs: Sequence[tuple[str, str]]) -> float | None:
+    edits = words = 0
+    for ref, hyp in pairs:
+        e, n = word_errors(ref, hyp)
+        edits, words = edits + e, words + n
+    return round(100 * edits / words, 1) if words else None
+
+
+async def call_transcripts(server: str, utterances: Sequence[Utterance], timeout: float) -> list[str | None]:
+    """What the server heard of each utterance, one call (a fresh session) each."""
+    from voxline.client.audio import RATE
+    from voxline.client.call import call
+
+    heard: list[str | None] = []
+    for n, u in enumerate(utterances, 1):
+        lead = np.zeros(int(0.3 * RATE), dtype=np.int16)
+        samples = np.concatenate([lead, np.frombuffer(resample_s16(u.pcm16k, 16_000, RATE), dtype=np.int16)])
+        result = await call(server, samples, timeout=timeout, split_silence_s=0)
+        heard.append(result.transcript if result.turns else None)
+        print(f"  [{n}/{len(utterances)}] {u.voice}: {result.transcript!r}", file=sys.stderr, flush=True)
+    return heard
+
+
+def wer_report(utterances: Sequence[Utterance], from_file: Sequence[str], over_call: Sequence[str | None],
+               machine: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = [{"text": u.text, "voice": u.voice, "file": f, "call": c}
+            for u, f, c in zip(utterances, from_file, over_call, strict=True)]
+    voices = sorted({u.voice for u in utterances})
+    by_voice = {v: {"file": wer([(r["text"], r["file"]) for r in rows if r["voice"] == v]),
+                    "call": wer([(r["text"], r["call"] or "") for r in rows if r["voice"] == v])} for v in voices}
+    return {"utterances": len(rows), "wer_file_pct": wer([(r["text"], r["file"]) for r in rows]),
+            "wer_call_pct": wer([(r["text"], r["call"] or "") for r in rows]),
+            "calls_failed": sum(1 for r in rows if r["call"] is None), "by_voice": by_voice,
+            "rows": rows, "machine": machine, "settings": settings}
+
+
+def wer_report_text(report: dict[str, Any]) -> str:
+    table = format_table([[v, f"{w['file']}", f"{w['call']}"] for v, w in report["by_voice"].items()]
+                         + [["all", f"{report['wer_file_pct']}", f"{report['wer_call_pct']}"]],
+                         ["voice", "WER file %", "WER call %"])
+    lines = [f"Word error rate, {report['utterances']} utterances (Whisper tiny.en, the server's settings)", "",
+             table, ""]
+    differ = [r for r in report["rows"] if normalize(r["file"]) != normalize(r["call"] or "")]
+    if differ:
+        lines.append(f"heard differently ({len(differ)}):")
+        for r in differ:
+            lines.append(f"  {r['voice']:24} {r['text']!r}\n  {'':24} file {r['file']!r}\n  {'':24} call {r['call']!r}")
+    if report["calls_failed"]:
+        lines.append(f"{report['calls_failed']} calls gave no transcript")
+    return "\n".join(lines)
+
+
+async def wer_main(args: argparse.Namespace) -> int:
+    from voxline.services.stt.whisper import WhisperSTT
+
+    machine = machine_info()
+    limit = getattr(args, "wer_limit", 0) or None
+    utterances = corpus()[:limit]
+    stt = WhisperSTT()  # the server's defaults: beam 1, the 10 s window
+    from_file = [await stt.transcribe(u.pcm16k) for u in utterances]
+    await stt.close()
+    work = Path(tempfile.mkdtemp(prefix="voxline-wer-"))
+    server, proc = args.server, None
+    settings: dict[str, Any] = {"voices": sorted({u.voice for u in utterances})}
+    if server is None:
+        port = free_port()
+        server = f"http://127.0.0.1:{port}"
+        # Only the transcripts count: short replies keep each call short.
+        cmd = [sys.executable, "-m", "voxline", "run", "--port", str(port), "--log-format", "text",
+               "--session-create-rate-per-min", "10000", "--llm-max-tokens", "4"]
+        proc = ServerProcess(cmd, work / "server.log", server)
+        print(f"starting {' '.join(cmd[1:])} (log: {proc.log_path})", file=sys.stderr, flush=True)
+        await proc.start()
+        settings["server_cmd"] = " ".join(cmd[1:])
+    settings["server"] = server
+    try:
+        over_call = await call_transcripts(server, utterances, args.timeout)
+    finally:
+        if proc is not None:
+            proc.stop()
+    emit_report(wer_report(utterances, from_file, over_call, machine, settings), args, wer_report_text)
+    return 0
