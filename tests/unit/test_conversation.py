@@ -427,3 +427,13 @@ def test_after_a_reply_finished_the_next_turn_is_transcribed_alone() -> None:
     conv.speech_started()
     [transcribe] = only(conv.speech_ended(b"BBBB"), Transcribe)
     assert transcribe.pcm == b"BBBB"
+
+
+def test_a_reply_to_a_resumed_turn_does_not_see_its_first_part_twice() -> None:
+    conv = listening_conversation()
+    conv.speech_started()
+    conv.speech_ended(b"AAAA")
+    conv.transcribed(1, "I would like")
+    assert conv.reply_history()[-1] == {"role": "user", "content": "I would like"}
+    conv.speech_started()  # the caller goes on: the next transcript hears AAAA again
+    assert all(m["role"] != "user" for m in conv.reply_history())

@@ -263,6 +263,14 @@ class Conversation:
     def messages(self) -> list[ChatMessage]:
         return [{"role": "system", "content": self.system_prompt}, *(m for _, m in self.history)]
 
+    def reply_history(self) -> list[ChatMessage]:
+        """What a reply to the next transcript builds on: without the last user message when
+        that transcript replaces it (a resumed turn is transcribed whole, its first part too)."""
+        messages = self.messages()
+        if self._continues and self.history and self.history[-1][1]["role"] == "user":
+            messages.pop()
+        return messages
+
     def history_json(self) -> list[dict[str, Any]]:
         return [{"turn": t, **m} for t, m in self.history]
 

@@ -77,7 +77,7 @@ class ReplyRunner:
         self.reply_task = asyncio.create_task(self._run_turn(action.turn, pipeline))
 
     def _pipeline(self, pcm: bytes, on_transcript: Callable[[str], None] | None = None) -> ReplyPipeline:
-        return ReplyPipeline(self.models, pcm, self.conv.messages(), self.timeout_s, self.max_tokens,
+        return ReplyPipeline(self.models, pcm, self.conv.reply_history(), self.timeout_s, self.max_tokens,
                              on_transcript=on_transcript, clock=self.clock)
 
     async def _run_turn(self, turn: int, pipeline: ReplyPipeline) -> None:
