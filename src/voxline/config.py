@@ -167,6 +167,9 @@ class Settings(BaseSettings):
         "http://localhost:5173",
         "http://127.0.0.1:5173",
     )
+    allowed_hosts: Names = ()  # Host names besides localhost, IP literals, host and public_url's (421 otherwise; * = any)
+    page_servers: Origins = ()  # other servers the page may be pointed at with ?server= (its CSP connect-src)
+    frame_ancestors: str = "'none'"  # CSP frame-ancestors: who may embed the page
     auth_token: str = ""  # bearer token for WHIP/API/WebSocket; empty = open
     max_sessions: Positive = 20
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024

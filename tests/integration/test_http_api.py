@@ -149,8 +149,10 @@ async def test_listening_start_and_stop(media_server, http) -> None:
         assert await resp.json() == {"session_id": sid, "listening": expected}
         assert media_server.media.registry.get(sid).listening is expected
     url = f"{media_server.url}/listening/start"
-    await expect_error(await http.post(url, data=b"{}"), 400, "missing_session_id")
-    await expect_error(await http.post(url, data=b"{nope"), 400, "bad_json")
+    as_json = {"Content-Type": "application/json"}
+    await expect_error(await http.post(url, data=b"{}", headers=as_json), 400, "missing_session_id")
+    await expect_error(await http.post(url, data=b"{nope", headers=as_json), 400, "bad_json")
+    await expect_error(await http.post(url, data=b"{}"), 415, "unsupported_media_type")
     await expect_error(await http.post(url, json={"session_id": "session_123_abc"}), 400, "malformed_session_id")
     await expect_error(await http.post(url, json={"session_id": 42}), 400, "malformed_session_id")
     future = f"session_{int(time.time() * 1000) + 3_600_000}_{'a' * 16}"

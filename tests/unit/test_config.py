@@ -27,8 +27,12 @@ FORMATTED = {
     "log_level": "debug",
     "rtc_port_range": "40000-40999",
     "ice_servers": "stun:stun.example:3478, turn:turn.example:3478",
+    "allowed_hosts": "voice.example.com, calls.example.org",
+    "page_servers": "https://voice.example.com",
 }
 PARSED = {
+    "allowed_hosts": ("voice.example.com", "calls.example.org"),
+    "page_servers": ("https://voice.example.com",),
     "ice_servers": ("stun:stun.example:3478", "turn:turn.example:3478"),
     "cors_origins": ("https://a.example", "https://b.example:8443"),
     "rtc_host_addresses": ("127.0.0.1", "::1"),

@@ -16,6 +16,8 @@ from voxline.sessions.registry import Session
 
 
 async def _session_from_body(request: web.Request) -> Session:
+    if request.content_type != "application/json":  # text/plain would skip a cross-site page's CORS preflight
+        raise ApiError(415, "unsupported_media_type", "the body must be sent as Content-Type: application/json")
     try:
         body: Any = json.loads(await request.read() or b"null")
     except (ValueError, UnicodeDecodeError):

@@ -9,7 +9,7 @@ from aiohttp import web
 from voxline.config import Settings
 from voxline.http_errors import ApiError
 from voxline.media import api, events_ws, openapi, whip
-from voxline.media.middleware import auth, cors, errors
+from voxline.media.middleware import auth, cors, errors, hosts, security_headers
 from voxline.media.server import MediaServer
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -19,7 +19,8 @@ STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg
 
 def create_app(server: MediaServer, settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[cors(settings), errors, auth(settings)])
+                          middlewares=[cors(settings), security_headers(settings), errors, hosts(settings),
+                                       auth(settings)])
     app[whip.SERVER_KEY] = server
     app[whip.RATE_KEY] = whip.RateLimiter(settings.session_create_rate_per_min)
     r = app.router

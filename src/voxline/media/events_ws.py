@@ -11,6 +11,7 @@ from aiohttp import WSMsgType, web
 from voxline.bucket import TokenBucket
 from voxline.bus.messages import Pong, StateChanged, to_dict
 from voxline.http_errors import ApiError
+from voxline.media.middleware import allowed_origin
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ MAX_CLIENT_BURST = 60  # beyond this many above the sustained rate, the socket i
 async def events(request: web.Request) -> web.WebSocketResponse:
     server = request.app[SERVER_KEY]
     sid = session_id_from_path(request)
+    if request.headers.get("Origin") and allowed_origin(request, server.settings) is None:
+        raise ApiError(403, "forbidden_origin", "this page's origin may not watch sessions (VOXLINE_CORS_ORIGINS)")
     session = server.registry.get(sid)
     if session is None:
         raise ApiError(404, "unknown_session", f"no session {sid}")

@@ -1,10 +1,13 @@
-"""HTTP middleware: JSON errors (never a traceback), CORS with an allow-list, bearer auth."""
+"""HTTP middleware: JSON errors (never a traceback), CORS with an allow-list, a Host
+allow-list (DNS rebinding), browser security headers, bearer auth."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -37,19 +40,20 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(500, "internal", "internal server error")
 
 
+def allowed_origin(request: web.Request, settings: Settings) -> str | None:
+    """The request's Origin if it may call this server (the CORS allow-list or our own origin)."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return None
+    allowed = settings.cors_origins
+    own = f"{request.scheme}://{request.host}"
+    return origin if origin in allowed or origin == own or "*" in allowed else None
+
+
 def cors(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
-    allowed = set(settings.cors_origins)
-
-    def origin_ok(request: web.Request) -> str | None:
-        origin = request.headers.get("Origin")
-        if not origin:
-            return None
-        own = f"{request.scheme}://{request.host}"
-        return origin if origin in allowed or origin == own or "*" in allowed else None
-
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = origin_ok(request)
+        origin = allowed_origin(request, settings)
         if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
             response: web.StreamResponse = web.Response(status=204)
         else:
@@ -64,6 +68,74 @@ def cors(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
         return response
 
     return middleware
+
+
+def hosts(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Only Host names this server is known by (`421` otherwise), so DNS rebinding cannot
+    turn a foreign site's name into a same-origin window onto the API.
+
+    Allowed: an IP literal (rebinding needs a name), `localhost`, the listen address, the host
+    of `public_url`, and `allowed_hosts` (`*` turns the check off). Health probes are exempt.
+    """
+    names = {"localhost", settings.host.lower(), *(h.lower() for h in settings.allowed_hosts)}
+    if settings.public_url:
+        names.add((urlsplit(settings.public_url).hostname or "").lower())
+
+    def host_ok(host: str) -> bool:
+        name = _host_name(host)
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return name in names or name.endswith(".localhost") or "*" in names
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in PUBLIC_PATHS and not host_ok(request.headers.get("Host", "")):
+            raise ApiError(421, "misdirected_request",
+                           "this server does not answer to that Host name (add it to VOXLINE_ALLOWED_HOSTS)")
+        return await handler(request)
+
+    return middleware
+
+
+def security_headers(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """CSP, nosniff, no framing, no referrer on every response (the page's above all).
+
+    `connect-src` lists the servers the page may talk to: its own origin and `page_servers`,
+    so a page opened with `?server=` elsewhere cannot be pointed at a server nobody allowed.
+    """
+    servers = " ".join(sorted({*settings.page_servers, *(_ws(o) for o in settings.page_servers)}))
+    ancestors = settings.frame_ancestors or "'none'"
+    csp = (f"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+           f"connect-src 'self' {servers}".rstrip() + f"; object-src 'none'; base-uri 'none'; form-action 'none'; "
+           f"frame-ancestors {ancestors}")
+    fixed = {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+    if ancestors == "'none'":
+        fixed["X-Frame-Options"] = "DENY"
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if not response.prepared:
+            response.headers.update(fixed)
+        return response
+
+    return middleware
+
+
+def _host_name(host: str) -> str:
+    """`Host` without its port, lower case: `[::1]:8001` -> `::1`, `Example.com.:80` -> `example.com`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def _ws(origin: str) -> str:
+    return origin.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
 
 
 def auth(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:

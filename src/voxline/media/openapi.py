@@ -62,7 +62,7 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
     listening = {
         "requestBody": LISTENING_BODY,
         "responses": {"200": _json("Listening state set.", "#/components/schemas/Listening"),
-                      "400": E400, "404": E404, "409": E409, "413": E413},
+                      "400": E400, "404": E404, "409": E409, "413": E413, "415": E415},
     }
     paths: dict[str, dict[str, Any]] = {
         "/whip": {
@@ -128,7 +128,7 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
             "parameters": [SID_PARAM, {"name": "token", "in": "query", "required": False,
                                        "schema": {"type": "string"}}],
             "responses": {"101": {"description": "Switching to the WebSocket protocol."},
-                          "400": E400, "404": E404}}},
+                          "400": E400, "403": _error("The page's Origin is not allowed."), "404": E404}}},
         "/healthz": {"get": {"summary": "Liveness.", "operationId": "healthz", "security": [],
                              "responses": {"200": _json("Alive.", "#/components/schemas/Status")}}},
         "/readyz": {"get": {"summary": "Readiness.", "operationId": "readyz", "security": [],
