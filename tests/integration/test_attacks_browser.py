@@ -3,6 +3,8 @@ a foreign-Origin WebSocket, a `text/plain` cross-site POST, and the page's secur
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import pytest
 
@@ -69,7 +71,7 @@ async def test_text_plain_cross_site_post_cannot_stop_listening(media_server) ->
     url = media_server.url
     async with aiohttp.ClientSession() as http:
         sid, pc = await _session(http, url)
-        body = '{"session_id": "%s"}' % sid
+        body = json.dumps({"session_id": sid})
         for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
             async with http.post(f"{url}/listening/stop", data=body,
                                  headers={"Content-Type": kind, "Origin": EVIL}) as resp:
