@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -266,6 +267,7 @@ class _FakePeer:
         from voxline.rtc.playout import PlayoutTrack
 
         self.playout = PlayoutTrack()
+        self.pc = SimpleNamespace(connectionState="connected")  # what the reaper reads of a peer
 
 
 EVENT_OBJECTS = st.builds(
