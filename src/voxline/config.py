@@ -39,7 +39,8 @@ SECRETS_DIR_VAR = ENV_PREFIX + "SECRETS_DIR"
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_SECRETS_DIR = "/run/secrets/voxline"
 SOURCE_VARS = frozenset({ENV_FILE_VAR, SECRETS_DIR_VAR})
-SECRETS = ("auth_token", "api_key", "redis_url", "turn_secret", "kafka_sasl_password")  # redis_url may hold a password
+SECRETS = ("auth_token", "api_key", "stt_api_key", "llm_api_key", "tts_api_key", "redis_url", "turn_secret",
+           "kafka_sasl_password")  # redis_url may hold a password
 
 log = logging.getLogger("voxline.config")
 
@@ -215,6 +216,8 @@ class Settings(BaseSettings):
     stt: Literal["whisper", "openai"] = "whisper"
     stt_url: HttpUrl = "http://127.0.0.1:8011"
     stt_beam_size: Annotated[int, Field(ge=1, le=16)] = 1
+    stt_model: str = ""  # remote STT: the model name sent (empty = whisper-1)
+    language: str = "en"  # what the caller speaks (ISO 639-1), sent to the STT service; empty = let it detect
     llm: Literal["llamacpp", "openai"] = "llamacpp"
     llm_url: HttpUrl = "http://127.0.0.1:8012"
     llm_model: str = "smollm2-135m-instruct"
@@ -223,9 +226,13 @@ class Settings(BaseSettings):
     tts: Literal["piper", "openai"] = "piper"
     tts_url: HttpUrl = "http://127.0.0.1:8013"
     tts_voice: str = "en_US-joe-medium"
+    tts_model: str = "tts-1"  # remote TTS: the model name sent (voxline serve tts takes any)
     tts_volume: Annotated[float, Field(ge=0, le=1)] = 0.8
     tts_first_piece_words: NonNegative = 6  # a reply's first TTS piece is cut after at most this many words (0: off)
     api_key: str = ""  # sent as bearer token to remote model services
+    stt_api_key: str = ""  # per service, for vendors with their own keys; empty = api_key
+    llm_api_key: str = ""
+    tts_api_key: str = ""
     model_threads: Annotated[int, Field(ge=1, le=256)] = 2
     model_timeout_s: Seconds = 30.0
 

@@ -14,7 +14,9 @@ def build_stt(settings: Settings) -> STT:
     if settings.stt == "openai":
         from voxline.services.stt.openai import OpenAISTT
 
-        return OpenAISTT(settings.stt_url, api_key=settings.api_key, timeout_s=settings.model_timeout_s)
+        return OpenAISTT(settings.stt_url, api_key=settings.stt_api_key or settings.api_key,
+                         timeout_s=settings.model_timeout_s, model=settings.stt_model or "whisper-1",
+                         language=settings.language)
     raise ValueError(f"unknown stt back-end {settings.stt!r} (expected 'whisper' or 'openai')")
 
 
@@ -27,7 +29,7 @@ def build_llm(settings: Settings) -> LLM:
     if settings.llm == "openai":
         from voxline.services.llm.openai import OpenAILLM
 
-        return OpenAILLM(settings.llm_url, api_key=settings.api_key, model=settings.llm_model,
+        return OpenAILLM(settings.llm_url, api_key=settings.llm_api_key or settings.api_key, model=settings.llm_model,
                          max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
                          timeout_s=settings.model_timeout_s)
     raise ValueError(f"unknown llm back-end {settings.llm!r} (expected 'llamacpp' or 'openai')")
@@ -41,6 +43,6 @@ def build_tts(settings: Settings) -> TTS:
     if settings.tts == "openai":
         from voxline.services.tts.openai import OpenAITTS
 
-        return OpenAITTS(settings.tts_url, api_key=settings.api_key, voice=settings.tts_voice,
-                         timeout_s=settings.model_timeout_s)
+        return OpenAITTS(settings.tts_url, api_key=settings.tts_api_key or settings.api_key, voice=settings.tts_voice,
+                         timeout_s=settings.model_timeout_s, model=settings.tts_model)
     raise ValueError(f"unknown tts back-end {settings.tts!r} (expected 'piper' or 'openai')")

@@ -23,11 +23,11 @@ def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
 
 
 class OpenAISTT:
-    language = "en"  # the agent speaks English; helps vendors that auto-detect
-
-    def __init__(self, base_url: str, api_key: str = "", timeout_s: float = 30.0, model: str = "whisper-1") -> None:
+    def __init__(self, base_url: str, api_key: str = "", timeout_s: float = 30.0, model: str = "whisper-1",
+                 language: str = "en") -> None:
         self.client = ServiceClient("stt", base_url, api_key, timeout_s)
         self.model = model
+        self.language = language  # empty: the vendor detects it
         self.name = f"openai-stt({self.client.base})"
 
     async def transcribe(self, pcm: bytes, sample_rate: int = 16_000) -> str:
@@ -36,7 +36,8 @@ class OpenAISTT:
         form = aiohttp.FormData()
         form.add_field("file", wav_bytes(pcm, sample_rate), filename="audio.wav", content_type="audio/wav")
         form.add_field("model", self.model)
-        form.add_field("language", self.language)
+        if self.language:
+            form.add_field("language", self.language)
         form.add_field("response_format", "json")
         async with self.client.post("audio/transcriptions", data=form) as resp:
             try:
