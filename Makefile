@@ -22,5 +22,6 @@ test: lint
 test-fast: lint
 	.venv/bin/python -m pytest -q -ra -m "not e2e and not distributed"
 
-bench: setup
+bench:
+	bash scripts/setup.sh --bench
 	.venv/bin/voxline bench

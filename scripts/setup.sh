@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Sets up .venv with voxline, its embedded models and (with --test) the test tools.
+# Sets up .venv with voxline, its embedded models and (with --test) the test tools, (with --bench) the bench's.
 # Idempotent and fast when nothing changed. Installs Debian packages with apt-get when missing.
 # Every Python package comes at the version in constraints.txt (the tested one; see
 # scripts/constraints.py), so a fresh machine gets what the tests passed with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_test=0 want_bench=0  # --test: the test tools; --bench: what `voxline bench` speaks with (espeak-ng, sox)
+case "${1:-}" in --test) want_test=1; want_bench=1 ;; --bench) want_bench=1 ;; esac
 PY=${PYTHON:-python3}
 if ! $PY -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "setup: voxline needs Python 3.11 or newer; $PY is $($PY -V 2>&1 || echo missing). Set PYTHON=/path/to/python3.11" >&2
@@ -29,9 +29,12 @@ apt_install() {  # apt_install CMD PKG...: install PKGs when CMD is missing
 apt_install cmake cmake
 apt_install g++ g++
 if ! $PY -c 'import venv, ensurepip' 2>/dev/null; then apt_install __none__ python3-venv; fi
+if [ $want_bench = 1 ]; then
+  apt_install espeak-ng espeak-ng
+  apt_install sox sox
+fi
 if [ $want_test = 1 ]; then
   apt_install chromium chromium
-  apt_install espeak-ng espeak-ng
   apt_install redis-server redis-server
   apt_install turnserver coturn  # the NAT tests relay a call through a real TURN server
 fi
