@@ -265,3 +265,33 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     missing = [name for name in Settings.model_fields if f"`{name}`" not in table]
     assert not missing, f"settings without a row in README's Configuration table: {missing}"
+
+
+def deployed_environments() -> list[tuple[str, dict[str, str]]]:
+    """(where, VOXLINE_ variables) of every ConfigMap and compose service in deploy/."""
+    import re
+
+    import yaml
+
+    out = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "deploy").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            found: list[tuple[str, Any]] = []
+            if doc.get("kind") == "ConfigMap":
+                found.append((doc["metadata"]["name"], doc.get("data") or {}))
+            for name, service in (doc.get("services") or {}).items():
+                env = service.get("environment") or {}
+                found.append((name, dict(e.split("=", 1) for e in env) if isinstance(env, list) else env))
+            for name, env in found:
+                values = {k: re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", str(v))  # compose's ${X:-default}
+                          for k, v in env.items() if k.startswith("VOXLINE_") and k != "VOXLINE_DATA_DIR"}
+                if values:
+                    out.append((f"{path.name}:{name}", values))
+    return out
+
+
+@pytest.mark.parametrize("where, env", deployed_environments(), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_deployed_settings_are_valid(where: str, env: dict[str, str]) -> None:
+    Settings.from_env(env)  # a ConfigError names the variable
