@@ -10,6 +10,7 @@ import time
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -23,6 +24,16 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 # process and in every voxline process a test starts (they read the environment).
 os.environ["VOXLINE_RTC_HOST_ADDRESSES"] = "127.0.0.1"
 use_host_addresses(["127.0.0.1"])
+
+
+def missing(what: str) -> NoReturn:
+    """A tool the tests need is not installed: a skip on a developer's machine, a failure in CI.
+
+    CI (`.ci/run`, CI=true) installs everything; a test skipped there would pass silently.
+    """
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{what} (CI is set: a missing tool fails the run)", pytrace=False)
+    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +114,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server (Debian's, which `make test` installs) on a free loopback port, no persistence."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (make test installs it)")
+        missing("redis-server is not installed (make test installs it)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])

