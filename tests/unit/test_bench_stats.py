@@ -100,3 +100,92 @@ def test_capacity_summary_shape() -> None:
     assert out["clients"]["v2v_ms"]["n"] == 2
     row = capacity_row({"sessions": 1, **out})
     assert len(row) == len(CAPACITY_HEADER)
+
+
+# -- the benchmark cannot flatter ----------------------------------------------------------------
+def test_a_misheard_question_or_a_wrong_answer_is_a_failed_turn() -> None:
+    from voxline.bench.latency import QUESTIONS, check_turn
+
+    q = "What is the capital of Italy?"
+    assert check_turn(q, "What is the capital of Italy?", "The capital of Italy is Rome.") is None
+    assert (check_turn(q, "What is the capital of Italy?", "It is Paris.") or "").startswith("wrong answer")
+    assert (check_turn(q, "What is the capital of a tree?", "Rome.") or "").startswith("misheard")
+    # the benchmark's questions are not the tests' sentences
+    assert not {"What is the capital of France?", "What color is the sky?"} & set(QUESTIONS)
+
+
+def test_the_headline_is_the_median_of_the_runs_with_their_spread() -> None:
+    from voxline.bench.stats import runs_summary
+
+    turns = [{"repeat": r, "ok": True, "voice_to_voice_ms": v}
+             for r, vals in enumerate([[500, 520], [900, 950], [600, 640]]) for v in vals]
+    turns.append({"repeat": 1, "ok": False, "voice_to_voice_ms": 100})  # a failure never counts
+    runs = runs_summary(turns)
+    assert runs["p50"] == 620.0  # the median run, not the best (510)
+    assert runs["p50_spread"] == [510.0, 925.0]
+    assert [r["failed"] for r in runs["per_run"]] == [0, 1, 0]
+
+
+def test_the_jitter_buffer_delays_the_first_sound_by_what_the_spurt_needs() -> None:
+    import numpy as np
+
+    from voxline.client.audio import JITTER_BUFFER_MIN_S, RATE, Recorder
+
+    loud = np.full(960, 5000, dtype=np.int16)
+    steady, jittery = Recorder(), Recorder()
+    for i in range(20):
+        steady.frame(loud, i * 0.02, 100.0 + i * 0.02)
+        jittery.frame(loud, i * 0.02, 100.0 + i * 0.02 + (0.09 if i == 5 else 0.0))  # one frame 90 ms late
+    assert steady.first_sound_after(99) == 100.0
+    assert steady.played_first_sound_after(99) == pytest.approx(100.0 + JITTER_BUFFER_MIN_S)
+    assert jittery.played_first_sound_after(99) == pytest.approx(100.09)
+    assert steady.played_first_sound_after(200) is None
+    assert RATE == 48_000
+
+
+def test_capacity_does_not_count_a_turn_that_ended_in_an_error_as_answered() -> None:
+    import asyncio
+
+    from voxline.bench import capacity_worker
+
+    class FakeCaller:
+        """Answers every question aloud; turn 2's answer is an apology after an error."""
+
+        def __init__(self, server: str) -> None:
+            self.events: list[dict] = []
+            self.client = type("C", (), {"set_listening": staticmethod(lambda on: asyncio.sleep(0)),
+                                         "pc": type("P", (), {"getStats": staticmethod(lambda: asyncio.sleep(0, {}))})()})()
+            self.recorder = None
+            self.turn = 0
+
+        async def connect(self, timeout: float) -> None:
+            return None
+
+        async def say(self, q) -> float:  # type: ignore[no-untyped-def]
+            import time
+
+            self.turn += 1
+            self.events.append({"type": "error" if self.turn == 2 else "agent.text", "final": True, "turn": self.turn})
+            return time.time()
+
+        async def wait_reply_done(self, after: int, timeout: float) -> bool:
+            return True
+
+        def first_sound_after(self, t: float) -> float:
+            return t + 0.5
+
+        def of_type(self, kind: str) -> list[dict]:
+            return [e for e in self.events if e["type"] == kind]
+
+        async def close(self) -> None:
+            return None
+
+    import time
+    from unittest import mock
+
+    stats = SessionStats()
+    with mock.patch("voxline.client.caller.Caller", FakeCaller):
+        now = time.time()
+        asyncio.run(capacity_worker._one_session("http://x", [None], now, now, now + 3.3, 0.0, stats, 0))  # type: ignore[list-item]
+    assert stats.turns_asked >= 3 and stats.turns_failed == 1
+    assert stats.turns_answered == stats.turns_asked - 1

@@ -108,6 +108,7 @@ def capacity_summary(n: int, sessions: list[dict[str, Any]], idle: list[dict[str
         "sessions_failed": sum(1 for s in sessions if s["error"] or not s["connected"]),
         "turns_asked": sum(s["turns_asked"] for s in sessions),
         "turns_answered": sum(s["turns_answered"] for s in sessions),
+        "turns_failed": sum(s.get("turns_failed", 0) for s in sessions),
         "v2v_ms": summarize(v2v),
         "frames_received": received, "frames_expected": expected,
         "frames_missing": max(0, expected - received),
@@ -127,7 +128,7 @@ async def capacity_main(args: argparse.Namespace) -> int:
     n = args.sessions
     machine = machine_info()
     work = Path(tempfile.mkdtemp(prefix="voxline-capacity-"))
-    q_paths = [str(p) for _, p in make_questions(work, QUESTIONS[:4])]
+    q_paths = [str(p) for _, p in make_questions(work, tuple(QUESTIONS)[:4])]
     settings: dict[str, Any] = {"sessions": n, "duration_s": args.duration, "gap_s": args.turn_gap,
                                 "ramp_interval_s": args.ramp_interval, "spread_s": args.spread}
     procs: list[ServerProcess] = []

@@ -23,6 +23,7 @@ class SessionStats:
     error: str | None = None
     turns_asked: int = 0
     turns_answered: int = 0
+    turns_failed: int = 0  # ended in an error event (the agent apologised)
     v2v_ms: list[float] = field(default_factory=list)
     frames: int = 0
     first_frame: float | None = None
@@ -98,9 +99,15 @@ async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at:
             said = await caller.say(q)
             done = await caller.wait_reply_done(after=turn, timeout=max(1.0, min(15.0, end_at + 10 - time.time())))
             heard = caller.first_sound_after(said)
-            if done and heard is not None:
+            # Answered = a reply text and its sound, and no error in that turn (an apology is
+            # sound too: a turn that failed is counted apart, never as answered).
+            failed = any(e.get("turn", 0) >= turn for e in caller.of_type("error"))
+            replied = any(e.get("final") and e.get("turn", 0) >= turn for e in caller.of_type("agent.text"))
+            if done and heard is not None and replied and not failed:
                 stats.turns_answered += 1
                 stats.v2v_ms.append(round((heard - said) * 1000, 1))
+            elif failed:
+                stats.turns_failed += 1
             # Later questions are counted by the server's turn numbers: follow them.
             turn = max(turn, max((e.get("turn", 0) for e in caller.of_type("turn.metrics")), default=0))
             await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5) if spread_s > 0 else gap_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,20 +21,37 @@ from typing import Any
 
 import numpy as np
 
-from voxline.bench.stats import emit_report, latency_report_text, percentile, stage_breakdown, summarize
+from voxline.bench.stats import emit_report, latency_report_text, percentile, runs_summary, stage_breakdown, summarize
 from voxline.bench.system import ServerProcess, free_port, machine_busy_pct, machine_info, system_cpu
 
-QUESTIONS = (
-    "What is the capital of France?",
-    "How many days are in a week?",
-    "What color is the sky?",
-    "Can you recommend a good breakfast?",
-    "What should I wear when it rains?",
-    "How do I boil an egg?",
-)
+# Benchmark questions (none of them a test sentence), each with words a right answer contains
+# (any one will do) and the question's own content words that must be heard. A misheard
+# question or a wrong answer is a failed turn, reported as such, never a success.
+QUESTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "What is the capital of Italy?": (frozenset({"rome"}), frozenset({"capital", "italy"})),
+    "How many days are in a week?": (frozenset({"seven", "7"}), frozenset({"days", "week"})),
+    "What do bees make?": (frozenset({"honey", "wax", "beeswax"}), frozenset({"bees"})),
+    "What is the opposite of hot?": (frozenset({"cold", "cool", "cooler", "colder"}), frozenset({"opposite", "hot"})),
+    "What should I wear when it rains?": (frozenset({"raincoat", "umbrella", "coat", "jacket", "boots", "waterproof"}),
+                                          frozenset({"wear", "rains"})),
+    "How do I boil an egg?": (frozenset({"water", "boil", "pot", "minutes", "boiling"}), frozenset({"boil", "egg"})),
+}
+WORD = re.compile(r"[a-z0-9']+")
 
 
-def make_questions(directory: Path, texts: Sequence[str] = QUESTIONS) -> list[tuple[str, Path]]:
+def check_turn(question: str, transcript: str, reply: str) -> str | None:
+    """Why this turn is not a success (misheard, or a wrong answer), or None if it is one."""
+    answers, heard_words = QUESTIONS.get(question, (frozenset(), frozenset()))
+    heard = set(WORD.findall(transcript.lower()))
+    missing = sorted(w for w in heard_words if w not in heard and w.rstrip("s") not in heard)
+    if missing:
+        return f"misheard: {transcript!r} lacks {', '.join(missing)}"
+    if answers and not answers & set(WORD.findall(reply.lower())):
+        return f"wrong answer: {reply!r} has none of {', '.join(sorted(answers))}"
+    return None
+
+
+def make_questions(directory: Path, texts: Sequence[str] = tuple(QUESTIONS)) -> list[tuple[str, Path]]:
     """Speak each text with espeak-ng into a 16-bit WAV in `directory`."""
     espeak = shutil.which("espeak-ng")
     if espeak is None:
@@ -68,10 +86,13 @@ async def run_latency(server: str, questions: Sequence[tuple[str, np.ndarray]], 
             ok = result.error is None and v2v is not None and bool(result.reply_text)
             error = result.error or (None if ok else
                                      "no reply sound after the question" if v2v is None else "no reply text")
+            if ok:
+                error = check_turn(text, result.transcript, result.reply_text)
+                ok = error is None
             turns.append({
                 "question": text, "repeat": rep, "ok": ok, "error": error,
                 "session_id": result.session_id, "transcript": result.transcript, "reply_text": result.reply_text,
-                "voice_to_voice_ms": v2v,
+                "voice_to_voice_ms": v2v, "voice_to_voice_unbuffered_ms": result.voice_to_voice_unbuffered_ms,
                 "transport_ms": round(v2v - sv2v, 1) if v2v is not None and isinstance(sv2v, (int, float)) else None,
                 "server": server_m, "server_turns": len(result.turn_metrics),
                 "reply_audio_s": round(result.reply_audio.size / 48_000, 2),
@@ -87,9 +108,12 @@ async def run_latency(server: str, questions: Sequence[tuple[str, np.ndarray]], 
 
 
 def latency_report(turns: list[dict[str, Any]], machine: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The one JSON object of a latency run."""
+    """The one JSON object of a latency run: the headline is the median of the runs' p50 and p95
+    (each run = every question, `repeat` times), with their spread, not the best run."""
     ok = [t for t in turns if t.get("ok")]
     return {"voice_to_voice_ms": summarize([t["voice_to_voice_ms"] for t in ok]),
+            "voice_to_voice_unbuffered_ms": summarize([t.get("voice_to_voice_unbuffered_ms") for t in ok]),
+            "runs": runs_summary(turns),
             "stages_ms": stage_breakdown(turns),
             "failed": len(turns) - len(ok),
             "machine_busy_pct_p50": percentile([t["machine_busy_pct"] for t in turns

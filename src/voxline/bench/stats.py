@@ -42,6 +42,25 @@ def summarize(values: Sequence[float | None]) -> dict[str, float | int | None]:
             "n": len(data)}
 
 
+def runs_summary(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per run (`repeat`) p50/p95 of the successful turns, and the headline: the median of the
+    runs' figures with their min-max spread (one lucky run cannot make the headline)."""
+    by_run: dict[Any, list[float]] = {}
+    for t in turns:
+        by_run.setdefault(t.get("repeat", 0), [])
+        if t.get("ok") and t.get("voice_to_voice_ms") is not None:
+            by_run[t.get("repeat", 0)].append(float(t["voice_to_voice_ms"]))
+    per_run = [{"run": k, "p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v),
+                "failed": sum(1 for t in turns if t.get("repeat", 0) == k and not t.get("ok"))}
+               for k, v in sorted(by_run.items(), key=lambda kv: str(kv[0]))]
+    out: dict[str, Any] = {"per_run": per_run}
+    for q in ("p50", "p95"):
+        vals = [r[q] for r in per_run if r[q] is not None]
+        out[q] = percentile(vals, 50)
+        out[f"{q}_spread"] = [min(vals), max(vals)] if vals else None
+    return out
+
+
 def stage_breakdown(turns: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | int | None]]:
     """Per-stage p50/p95 (and n) over the successful turns' server metrics and transport."""
     ok = [t for t in turns if t.get("ok")]
@@ -61,6 +80,10 @@ def _fmt(v: Any, unit: str = "") -> str:
     return f"{v}{unit}"
 
 
+def _spread(pair: Sequence[float] | None) -> str:
+    return "-" if not pair else f"{pair[0]:.0f}-{pair[1]:.0f}"
+
+
 def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     """A plain Markdown table (readable in a terminal, pasteable into RESULTS.md)."""
     cells = [[str(h) for h in header]] + [[_fmt(c) if not isinstance(c, str) else c for c in r] for r in rows]
@@ -76,6 +99,8 @@ def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 def latency_report_text(report: dict[str, Any]) -> str:
     """The latency report as text: machine, voice-to-voice summary, stage breakdown, failures."""
     v = report["voice_to_voice_ms"]
+    u = report.get("voice_to_voice_unbuffered_ms") or {}
+    r = report.get("runs") or {}
     m = report["machine"]
     lines = [f"voxline bench (latency) - {m.get('date')}",
              f"machine: {m.get('cores')} cores, {m.get('cpu_model')}, {m.get('ram_gb')} GB RAM, "
@@ -83,9 +108,14 @@ def latency_report_text(report: dict[str, Any]) -> str:
              f"{report.get('machine_busy_pct_p50')} % of one core ({m.get('cores')} cores = {100 * (m.get('cores') or 1)} %)",
              f"server: {report['settings'].get('server')} ({report['settings'].get('server_kind')})",
              "",
-             "voice-to-voice (client: end of question speech sent -> first reply sound received)",
-             format_table([[v["p50"], v["p95"], v["min"], v["max"], v["n"], report["failed"]]],
-                          ["p50 ms", "p95 ms", "min ms", "max ms", "n", "failed"]),
+             "voice-to-voice (client: end of question speech sent -> first reply sound played through a "
+             "browser-like jitter buffer; 'as received' = off the socket, no buffer)",
+             format_table([["through the jitter buffer", v["p50"], v["p95"], v["min"], v["max"], v["n"], report["failed"]],
+                           ["as received", u.get("p50"), u.get("p95"), u.get("min"), u.get("max"), u.get("n"), report["failed"]]],
+                          ["", "p50 ms", "p95 ms", "min ms", "max ms", "n", "failed"]),
+             "",
+             f"headline: median of {len(r.get('per_run', []))} runs: p50 {_fmt(r.get('p50'))} ms "
+             f"(runs {_spread(r.get('p50_spread'))}), p95 {_fmt(r.get('p95'))} ms (runs {_spread(r.get('p95_spread'))})",
              "",
              "stage breakdown (server turn.metrics; transport = client v2v - server v2v)",
              format_table([[label, s["p50"], s["p95"], s["n"]] for label, s in report["stages_ms"].items()],

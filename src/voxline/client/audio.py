@@ -30,6 +30,11 @@ SPEECH_THRESHOLD = 500  # |s16| above this counts as sound (about -36 dBFS)
 # speech) at 32 kbit/s. The CELT-only low-delay mode the agent's voice uses is cheaper, but it
 # is not what a server hears from real callers, and what it hears is what the benchmarks test.
 MIC_APPLICATION = "voip"
+# A browser plays received audio through a jitter buffer (WebRTC's NetEq) that holds at least
+# about two frames; it grows to what the stream's jitter needs. The latency figure a caller
+# hears includes it (`Recorder.played_first_sound_after`).
+JITTER_BUFFER_MIN_S = 0.04
+JITTER_WINDOW_S = 1.0  # the part of a talk spurt whose jitter sets the buffer's delay
 
 
 def read_wav_mono(path: str | Path, rate: int = RATE) -> np.ndarray:
@@ -160,6 +165,8 @@ class Recorder:
         self.keep_audio = keep_audio
         self.chunks: list[np.ndarray] = []
         self.sounds: list[float] = []  # time.time() of each frame's first loud sample
+        self.loud_media: list[float] = []  # media time (s, the sender's RTP clock from 0) of each loud frame
+        self.timeline: list[tuple[float, float, float | None]] = []  # (media s, arrived, sound time) per frame
         self.frames = 0
 
     @property
@@ -172,6 +179,22 @@ class Recorder:
 
     def first_sound_after(self, t: float) -> float | None:
         return next((s for s in self.sounds if s > t), None)
+
+    def played_first_sound_after(self, t: float, min_delay_s: float = JITTER_BUFFER_MIN_S) -> float | None:
+        """When the first sound after `t` would be heard through a browser-like jitter buffer.
+
+        The buffer delays the talk spurt's first frame by what its next `JITTER_WINDOW_S` of
+        frames need so that none arrives after its time to play (the delay an adaptive buffer
+        settles on), and by at least `min_delay_s`. None if there is no sound after `t`.
+        """
+        start = next((i for i, (_, _, sound) in enumerate(self.timeline) if sound is not None and sound > t), None)
+        if start is None:
+            return None
+        media0, arrived0, sound0 = self.timeline[start]
+        assert sound0 is not None
+        late = max(arrived - (arrived0 + media - media0) for media, arrived, _ in self.timeline[start:]
+                   if 0 <= media - media0 <= JITTER_WINDOW_S)
+        return sound0 + max(min_delay_s, late)
 
     def sound_between(self, t0: float, t1: float) -> bool:
         return any(t0 <= s <= t1 for s in self.sounds)
@@ -202,9 +225,14 @@ class Recorder:
         if self.keep_audio:
             self.chunks.append(mono)
         loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > self.threshold)
+        sound = None
         if loud.size:
             # The frame arrived whole; its first loud sample plays `loud[0]` samples in.
-            self.sounds.append(arrived + loud[0] / RATE)
+            sound = arrived + float(loud[0]) / RATE
+            self.sounds.append(sound)
+            self.loud_media.append(float("nan") if media_s is None else media_s)  # one per entry of `sounds`
+        if media_s is not None:
+            self.timeline.append((media_s, arrived, sound))
         return bool(loud.size)
 
     def audio(self) -> np.ndarray:

@@ -32,13 +32,16 @@ class TurnResult:
     turn: int = 0
     transcript: str = ""
     reply_text: str = ""
-    voice_to_voice_ms: float | None = None
+    voice_to_voice_ms: float | None = None  # heard through a browser-like jitter buffer
+    voice_to_voice_unbuffered_ms: float | None = None  # the first reply sound as it came off the socket
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"turn": self.turn, "transcript": self.transcript, "reply_text": self.reply_text,
-                "voice_to_voice_ms": self.voice_to_voice_ms, "metrics": self.metrics, "error": self.error}
+                "voice_to_voice_ms": self.voice_to_voice_ms,
+                "voice_to_voice_unbuffered_ms": self.voice_to_voice_unbuffered_ms,
+                "metrics": self.metrics, "error": self.error}
 
 
 @dataclass
@@ -46,7 +49,8 @@ class CallResult:
     session_id: str = ""
     transcript: str = ""  # every turn's, joined
     reply_text: str = ""  # the last reply
-    voice_to_voice_ms: float | None = None  # the first turn's
+    voice_to_voice_ms: float | None = None  # the first turn's, through a jitter buffer
+    voice_to_voice_unbuffered_ms: float | None = None  # the first turn's, as received
     turns: list[TurnResult] = field(default_factory=list)
     turn_metrics: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -55,7 +59,9 @@ class CallResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "transcript": self.transcript, "reply_text": self.reply_text,
-                "voice_to_voice_ms": self.voice_to_voice_ms, "turns": [t.to_json() for t in self.turns],
+                "voice_to_voice_ms": self.voice_to_voice_ms,
+                "voice_to_voice_unbuffered_ms": self.voice_to_voice_unbuffered_ms,
+                "turns": [t.to_json() for t in self.turns],
                 "turn_metrics": self.turn_metrics, "reply_audio_s": round(self.reply_audio.size / RATE, 2),
                 "error": self.error}
 
@@ -118,6 +124,7 @@ async def call(server: str, question: np.ndarray, token: str | None = None, time
     result.transcript = " ".join(t.transcript for t in result.turns if t.transcript)
     result.reply_text = next((t.reply_text for t in reversed(result.turns) if t.reply_text), "")
     result.voice_to_voice_ms = result.turns[0].voice_to_voice_ms if result.turns else None
+    result.voice_to_voice_unbuffered_ms = result.turns[0].voice_to_voice_unbuffered_ms if result.turns else None
     result.turn_metrics = [{"turn": e.get("turn"), **e.get("metrics", {})} for e in caller.of_type("turn.metrics")]
     errors = caller.of_type("error")
     if errors and result.error is None:
@@ -153,7 +160,10 @@ def _turns(caller: Caller, asked: list[tuple[int, float]]) -> list[TurnResult]:
                           metrics=metrics[-1] if metrics else {},
                           error=errors[-1].get("message") if errors else None)
         if first_sound is not None and (i + 1 >= len(asked) or first_sound < asked[i + 1][1]):
-            turn.voice_to_voice_ms = round((first_sound - speech_end) * 1000, 1)
+            turn.voice_to_voice_unbuffered_ms = round((first_sound - speech_end) * 1000, 1)
+            played = caller.recorder.played_first_sound_after(speech_end)
+            if played is not None:
+                turn.voice_to_voice_ms = round((played - speech_end) * 1000, 1)
         out.append(turn)
     return out
 
@@ -177,7 +187,8 @@ async def call_main(args: argparse.Namespace) -> int:
             print(f"turn {t.turn}")
             print(f"  you said:       {t.transcript}")
             print(f"  agent replied:  {t.reply_text}")
-            print(f"  voice-to-voice: {v2v}")
+            raw = f"{t.voice_to_voice_unbuffered_ms:.0f} ms" if t.voice_to_voice_unbuffered_ms is not None else "n/a"
+            print(f"  voice-to-voice: {v2v} (through a jitter buffer; {raw} as received)")
         if args.out:
             print(f"reply audio:    {args.out} ({result.reply_audio.size / RATE:.1f} s)")
         if result.error:
