@@ -183,3 +183,21 @@ def test_dropped_messages_are_a_metric() -> None:
     m.decode_event(b'{"type":"no.such.event","session_id":"s"}')
     n = m.DROPPED[("events", "unknown_type")]
     assert f'voxline_bus_messages_dropped_total{{topic="events",reason="unknown_type"}} {n}' in MediaMetrics().render(0, 0)
+
+
+def test_the_openapi_event_schemas_are_the_messages_and_accept_what_is_sent() -> None:
+    import jsonschema
+
+    from voxline.media.openapi import build_openapi
+
+    schemas = build_openapi()["components"]["schemas"]
+    union = schemas["Event"]
+    assert set(union["discriminator"]["mapping"]) == {*m.PAGE_EVENTS, "pong"}
+    resolver = {"components": {"schemas": schemas}, **union}
+    for name in union["discriminator"]["mapping"]:
+        obj = json.loads(m.encode(m.EVENTS[name](session_id=SID, **SAMPLES[name])))
+        jsonschema.validate(obj, resolver)
+        minimal = {k: v for k, v in obj.items() if k in (*schemas[f"Event.{m.EVENTS[name].__name__}"]["required"],)}
+        jsonschema.validate(minimal, resolver)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"type": "interruption", "session_id": SID, "turn": "1"}, resolver)

@@ -304,6 +304,37 @@ def _schema(cls: type[Control | Event]) -> tuple[tuple[str, Any, bool], ...]:
     return _SCHEMAS[cls]
 
 
+def json_schema(cls: type[Control | Event]) -> dict[str, Any]:
+    """The JSON Schema of one message as it is on the wire (for the OpenAPI document)."""
+    props: dict[str, Any] = {"type": {"const": cls.type}, "v": {"type": "integer", "const": SCHEMA_VERSION}}
+    required = ["type"]
+    for name, hint, needed in _schema(cls):
+        props[name] = _hint_schema(hint)
+        if needed:
+            required.append(name)
+    doc = cls.__doc__ or ""
+    described = doc and not doc.startswith(cls.__name__ + "(")  # not the signature dataclass writes
+    return {"type": "object", "required": required, "properties": props,
+            "description": doc.strip() if described else cls.type}
+
+
+def _hint_schema(hint: Any) -> dict[str, Any]:
+    if hint is Any:
+        return {}
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        inner = _hint_schema(args[0]) if len(args) == 1 else {"anyOf": [_hint_schema(a) for a in args]}
+        return {"anyOf": [inner, {"type": "null"}]}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    if hint in simple:
+        return {"type": simple[hint]}
+    if typing.get_origin(hint) is dict:
+        return {"type": "object", "additionalProperties": _hint_schema(args[1])}
+    if typing.get_origin(hint) is list:
+        return {"type": "array", "items": _hint_schema(args[0])}
+    raise TypeError(f"no JSON Schema for {hint!r}: extend _hint_schema")
+
+
 def _fits(value: Any, hint: Any) -> bool:
     """Whether a decoded JSON value has the field's annotated type (bools are not numbers)."""
     if hint is Any:
