@@ -20,6 +20,7 @@ from voxline.agent.models import Models
 from voxline.agent.orchestrator import Orchestrator
 from voxline.bus import create_bus
 from voxline.bus.base import Bus
+from voxline.bus.messages import dropped_metric
 from voxline.config import Settings
 from voxline.media.app import create_app
 from voxline.media.server import MediaServer
@@ -129,7 +130,9 @@ def agent_health_app(orchestrator: Orchestrator) -> web.Application:
                                  status=200 if ready else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        text = f"# TYPE voxline_agent_sessions gauge\nvoxline_agent_sessions {len(orchestrator.sessions)}\n"
+        lines = ["# TYPE voxline_agent_sessions gauge", f"voxline_agent_sessions {len(orchestrator.sessions)}",
+                 *dropped_metric()]  # control messages the agent could not use
+        text = "\n".join(lines) + "\n"
         return web.Response(text=text, content_type="text/plain")
 
     app = web.Application()

@@ -201,3 +201,19 @@ def test_the_openapi_event_schemas_are_the_messages_and_accept_what_is_sent() ->
         jsonschema.validate(minimal, resolver)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"type": "interruption", "session_id": SID, "turn": "1"}, resolver)
+
+
+async def test_the_agent_process_reports_the_controls_it_dropped() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from voxline.processes import agent_health_app
+
+    m.decode_control(b'{"type":"listening","listening":"yes"}', SID)
+    n = m.DROPPED[("control", "bad_fields")]
+    orchestrator = SimpleNamespace(sessions={}, ready=asyncio.Event())
+    async with TestClient(TestServer(agent_health_app(orchestrator))) as client:  # type: ignore[arg-type]
+        text = await (await client.get("/metrics")).text()
+    assert f'voxline_bus_messages_dropped_total{{topic="control",reason="bad_fields"}} {n}' in text

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from voxline.bus.messages import DROPPED, ErrorEvent, Event, Interruption, TurnMetrics
+from voxline.bus.messages import ErrorEvent, Event, Interruption, TurnMetrics, dropped_metric
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -136,11 +136,7 @@ class MediaMetrics:
         out += ["# HELP voxline_bus_lag_seconds Time from an agent event's ts to its relay here.",
                 "# TYPE voxline_bus_lag_seconds histogram",
                 *self.bus_lag.lines("voxline_bus_lag_seconds"),
-                "# HELP voxline_bus_messages_dropped_total Bus messages dropped on decode (malformed, unknown type"
-                " or version, bad fields).",
-                "# TYPE voxline_bus_messages_dropped_total counter",
-                *(f'voxline_bus_messages_dropped_total{{topic="{_label(t)}",reason="{_label(r)}"}} {n}'
-                  for (t, r), n in sorted(DROPPED.items())),
+                *dropped_metric(),
                 "# TYPE voxline_session_store_errors_total counter",
                 f"voxline_session_store_errors_total {self.store_errors}",
                 ]
