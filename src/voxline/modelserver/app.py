@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -109,7 +110,18 @@ def _gate(settings: Settings) -> Any:
         state = request.app[STATE]
         if not state.ready and request.path.startswith("/v1/"):
             return openai_error_response(503, "not_ready", "the model is not ready yet", headers={"Retry-After": "1"})
-        return await handler(request)
+        if request.method != "POST":
+            return await handler(request)
+        # One bounded queue per model: beyond it a request is told to come back, so a flood of
+        # long requests makes itself wait, not the agent's next short one behind an endless line.
+        if state.admitted >= settings.model_queue:
+            return openai_error_response(429, "model_busy", f"the model has {state.admitted} requests in hand; retry",
+                                         headers={"Retry-After": "1"})
+        state.admitted += 1
+        try:
+            return await handler(request)
+        finally:
+            state.admitted -= 1
 
     return gate
 
@@ -157,6 +169,13 @@ def _build(kind: str, settings: Settings) -> Any:
     return factory.build_tts(settings.replace(tts="piper"))
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def serve(kind: str, settings: Settings, host: str, port: int) -> None:
     """Load and warm the embedded `kind` model, serve it until cancelled, then clean up.
 
@@ -165,6 +184,9 @@ async def serve(kind: str, settings: Settings, host: str, port: int) -> None:
     """
     if kind not in KINDS:
         raise ValueError(f"unknown service kind {kind!r} (expected stt, llm or tts)")
+    if not settings.api_key and not _is_loopback(host):
+        log.warning("SERVING %s ON %s WITHOUT AN API KEY: anyone who reaches this port can use the model; "
+                    "set VOXLINE_API_KEY (the agent sends it as a bearer token) or bind 127.0.0.1", kind.upper(), host)
     started = time.perf_counter()
     backend = await asyncio.to_thread(_build, kind, settings)  # loading blocks for ~0.5 s
     app = create_service_app(kind, backend, settings, ready=False)

@@ -33,6 +33,7 @@ class ServiceState:
     settings: Settings
     ready: bool = True
     started: float = field(default_factory=time.time)
+    admitted: int = 0  # model requests being served or waiting for the model (bounded: `model_queue`)
 
 
 STATE: web.AppKey[ServiceState] = web.AppKey("voxline_service_state", ServiceState)

@@ -86,6 +86,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     default_max = int(getattr(state.backend, "max_tokens", 96) or 96)
     messages, max_tokens, stream, include_usage = parse_request(body, default_max)
+    chars = sum(len(m["content"]) for m in messages)
+    if chars > state.settings.llm_max_prompt_chars or len(messages) > 256:
+        raise ApiError(400, "prompt_too_long", f"{chars} characters in {len(messages)} messages: at most "
+                       f"{state.settings.llm_max_prompt_chars} characters and 256 messages", param="messages")
     model = state.backend.name
     cid, created = new_id("chatcmpl"), int(time.time())
     deltas = state.backend.stream(messages, max_tokens)

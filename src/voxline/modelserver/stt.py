@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
@@ -20,18 +21,39 @@ FORMATS = ("json", "text", "verbose_json")
 TARGET_RATE = 16_000
 
 
-def decode_wav(data: bytes) -> tuple[bytes, float]:
-    """Any-rate, any-channel PCM WAV (8/16/24/32-bit) -> 16 kHz mono s16le, and its duration."""
+MIN_RATE, MAX_RATE = 8_000, 192_000  # what real recordings use; 100 Hz claims 83 minutes for 1 MB
+MAX_CHANNELS = 8
+
+
+def wav_header(data: bytes, max_seconds: float) -> tuple[int, int, int, int]:
+    """(rate, channels, sample width, frames) of a WAV upload, checked against the limits
+    before a byte of it is decoded: a header can claim hours of audio that resampling would pay for."""
     try:
         with wave.open(io.BytesIO(data)) as w:
             rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
-            frames = w.readframes(w.getnframes())
+            frames = min(w.getnframes(), len(data) // max(1, width * channels))
     except (wave.Error, EOFError, ValueError) as exc:
         raise ApiError(400, "invalid_audio",
                        f"'file' is not a PCM WAV file the server can read ({exc}); send 8/16/24/32-bit "
                        "integer PCM WAV", param="file") from None
-    if rate <= 0 or channels <= 0:
-        raise ApiError(400, "invalid_audio", "'file' has an invalid WAV header", param="file")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ApiError(400, "invalid_audio", f"sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz", param="file")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ApiError(400, "invalid_audio", f"{channels} channels: 1 to {MAX_CHANNELS} are accepted", param="file")
+    if frames / rate > max_seconds:
+        raise ApiError(400, "audio_too_long", f"{frames / rate:.0f} s of audio: at most {max_seconds:.0f} s per request",
+                       param="file")
+    return rate, channels, width, frames
+
+
+def decode_wav(data: bytes, max_seconds: float = 600.0) -> tuple[bytes, float]:
+    """Any-rate, any-channel PCM WAV (8/16/24/32-bit) -> 16 kHz mono s16le, and its duration.
+
+    Blocking (resampling a minute costs tens of ms): handlers call it in a thread.
+    """
+    rate, channels, width, _ = wav_header(data, max_seconds)
+    with wave.open(io.BytesIO(data)) as w:
+        frames = w.readframes(w.getnframes())
     usable = len(frames) - len(frames) % (width * channels)
     raw = frames[:usable]
     if width == 1:  # unsigned 8-bit
@@ -101,7 +123,9 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "unsupported_response_format",
                        f"response_format {fmt!r} is not supported (use one of {', '.join(FORMATS)})", param="response_format")
     _check_language(fields.get("language", ""))
-    pcm, duration = decode_wav(audio)
+    limit = state.settings.stt_max_audio_s
+    wav_header(audio, limit)  # a lying header is a 400 at once, before any work
+    pcm, duration = await asyncio.to_thread(decode_wav, audio, limit)  # never on the event loop
     started = time.perf_counter()
     text = await state.backend.transcribe(pcm, TARGET_RATE)
     infer_ms = round((time.perf_counter() - started) * 1000)
