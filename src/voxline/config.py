@@ -223,6 +223,7 @@ class Settings(BaseSettings):
     llm_model: str = "smollm2-135m-instruct"
     llm_max_tokens: Annotated[int, Field(ge=1, le=8192)] = 96
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0  # greedy: a 135M model wanders when sampled
+    llm_tools: Literal["auto", "on", "off"] = "auto"  # offer tools: auto = where the back-end's chat format has them
     tts: Literal["piper", "openai"] = "piper"
     tts_url: HttpUrl = "http://127.0.0.1:8013"
     tts_voice: str = "en_US-joe-medium"
@@ -262,6 +263,16 @@ class Settings(BaseSettings):
     echo_cancel: Flag = True  # mute the agent's own voice when the caller sends it back (no AEC there)
     echo_max_lag_ms: Annotated[int, Field(ge=20, le=2000)] = 500  # echo delay searched (playout to the caller and back)
     echo_suppress: Annotated[float, Field(gt=0, le=1)] = 0.55  # share of a block's energy the agent's echo explains: muted
+
+    # Tools (docs/tools.md): offered to the LLM, run once the turn is committed
+    tools_builtin: Names = ("time", "end_call")  # built-ins; empty = none
+    tools_module: str = ""  # a Python module whose public functions are tools
+    tools_webhooks: str = ""  # a YAML or JSON file of HTTP webhook tools
+    tools_mcp: Names = ()  # MCP servers: http(s)://... (streamable HTTP) or a stdio command
+    tool_timeout_s: Seconds = 5.0  # a call still running after this is answered with an error
+    tool_filler_after_s: Annotated[float, Field(ge=0)] = 1.0  # a call running longer gets a spoken filler
+    tool_filler_text: str = "One moment."
+    tool_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3  # LLM -> tools -> LLM rounds in one reply
 
     # Operations
     log_level: LogLevel = "INFO"

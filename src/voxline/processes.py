@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 async def start_agent(settings: Settings, bus: Bus, models: Models | None = None) -> tuple[Orchestrator, Models]:
     if models is None:
         models = await asyncio.to_thread(Models.load, settings)
+        await models.load_tools(settings)
         await models.warm(settings.system_prompt)
     orchestrator = Orchestrator(settings, bus, models)
     await orchestrator.start()

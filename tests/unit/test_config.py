@@ -29,6 +29,8 @@ FORMATTED = {
     "ice_servers": "stun:stun.example:3478, turn:turn.example:3478",
     "allowed_hosts": "voice.example.com, calls.example.org",
     "page_servers": "https://voice.example.com",
+    "tools_builtin": "time",
+    "tools_mcp": "http://127.0.0.1:9000/mcp, python -m my_tools",
 }
 PARSED = {
     "allowed_hosts": ("voice.example.com", "calls.example.org"),
@@ -37,6 +39,8 @@ PARSED = {
     "cors_origins": ("https://a.example", "https://b.example:8443"),
     "rtc_host_addresses": ("127.0.0.1", "::1"),
     "log_level": "DEBUG",
+    "tools_builtin": ("time",),
+    "tools_mcp": ("http://127.0.0.1:9000/mcp", "python -m my_tools"),
 }
 
 

@@ -39,6 +39,7 @@ SAMPLES: dict[str, dict[str, Any]] = {  # a value for every field of every messa
     "error": {"stage": "llm", "message": "timed out", "turn": 2},
     "session.ended": {"reason": "idle timeout"},
     "agent.resumed": {},
+    "agent.hangup": {"turn": 3},
     "pong": {},
 }
 

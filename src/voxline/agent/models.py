@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from voxline.agent.tools.registry import ToolRegistry
 from voxline.config import Settings
 from voxline.services.base import LLM, STT, TTS
 from voxline.services.factory import build_llm, build_stt, build_tts
@@ -28,6 +29,7 @@ class Models:
     vad_batch_ms: float = 10.0
     first_piece_words: int = 6  # a reply's first TTS piece ends within this many words (0: at a clause)
     turn_model: SmartTurn | None = None  # the end-of-turn model; None: silence and words decide
+    tools: ToolRegistry | None = None  # offered to the LLM where its back-end supports them
     vad_batch: VadBatcher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +46,21 @@ class Models:
                    vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms,
                    first_piece_words=settings.tts_first_piece_words, turn_model=turn_model)
 
+    async def load_tools(self, settings: Settings) -> None:
+        """Connect the configured tools, if this LLM back-end is to be offered them (`llm_tools`)."""
+        if settings.llm_tools == "off":
+            return
+        from voxline.agent.tools.loader import load_tools
+        from voxline.services.base import ToolLLM
+
+        supported = isinstance(self.llm, ToolLLM) and self.llm.supports_tools
+        if not supported:
+            if settings.llm_tools == "on":
+                raise ValueError(f"llm_tools=on, but {self.llm.name} has no tool calls in its chat format")
+            log.info("tools are off: %s has no tool calls in its chat format", self.llm.name)
+            return
+        self.tools = await load_tools(settings)
+
     async def warm(self, system_prompt: str = "") -> None:
         """Run each model once so the first caller does not pay for lazy initialisation."""
         started = time.perf_counter()
@@ -59,6 +76,8 @@ class Models:
 
     async def close(self) -> None:
         await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close(), return_exceptions=True)
+        if self.tools is not None:
+            await self.tools.close()
         self.vad_thread.close()
         if self.turn_model is not None:
             self.turn_model.close()

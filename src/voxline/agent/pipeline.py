@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,10 +19,12 @@ import numpy as np
 from voxline.agent.chunking import SentenceChunker
 from voxline.agent.conversation import has_words
 from voxline.agent.models import Models
-from voxline.services.base import ChatMessage
+from voxline.agent.tools.registry import ToolRegistry, ToolResult
+from voxline.services.base import ChatMessage, ToolCall, ToolLLM
 
 T = TypeVar("T")
 OUT_CHUNK_S = 0.2  # reply audio goes on the bus in pieces of at most this length
+GOODBYE = "Goodbye."  # said when the model hangs up without a word
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,19 @@ class Audio:
 
 
 @dataclass(frozen=True)
+class ToolUsed:
+    """A tool call finished (or failed): for the pipeline log and the turn's record."""
+
+    result: ToolResult
+
+
+@dataclass(frozen=True)
 class Failed:
     stage: str
     error: BaseException
 
 
-Output = Transcript | Delta | ReplyText | Audio | Failed
+Output = Transcript | Delta | ReplyText | Audio | ToolUsed | Failed
 
 
 @dataclass
@@ -74,6 +83,8 @@ class StageTimes:
     end_of_turn_wait_ms: int | None = None  # the silence the end-of-turn decision asked for
     end_of_turn_reason: str | None = None
     end_of_turn_score: float | None = None  # the end-of-turn model's score, if it ran
+    tool_s: float = 0.0  # time spent waiting for tools (all rounds)
+    tools: list[dict[str, Any]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
         def ms(a: float, b: float) -> float | None:
@@ -90,6 +101,8 @@ class StageTimes:
             "end_of_turn_wait_ms": self.end_of_turn_wait_ms,
             "end_of_turn_reason": self.end_of_turn_reason,
             "end_of_turn_score": None if self.end_of_turn_score is None else round(self.end_of_turn_score, 3),
+            "tool_ms": round(self.tool_s * 1000, 1) if self.tools else None,
+            "tools": list(self.tools),
         }
 
 
@@ -109,12 +122,20 @@ class ReplyPipeline:
         self.times = StageTimes()
         self.messages: list[ChatMessage] = []
         self.reply: list[str] = []
+        self._said = 0  # deltas of `reply` already sent back to the model with a tool call
         self._queue: asyncio.Queue[Output | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # Tools run only for a committed turn: a speculative reply stops at its first tool
+        # call until the end of the turn commits it (or it is dropped, having run nothing).
+        self.committed = asyncio.Event()
+        self.ends_call = False  # a tool asked to hang up once this reply has been heard
 
     def start(self) -> ReplyPipeline:
         self._task = asyncio.create_task(self._run(), name="reply-pipeline")
         return self
+
+    def commit(self) -> None:
+        self.committed.set()
 
     def cancel(self) -> None:
         if self._task is not None and not self._task.done():
@@ -156,6 +177,7 @@ class ReplyPipeline:
                 await producer  # re-raises an LLM failure
             finally:
                 producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)  # its tool calls end before the reply does
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a back-end fault, reported to the turn
@@ -168,20 +190,78 @@ class ReplyPipeline:
     async def _generate(self, out: asyncio.Queue[str | None]) -> None:
         chunker = SentenceChunker(first_piece_max_words=self.models.first_piece_words)
         self.times.llm_start = self.clock()
+        messages = list(self.messages)
         try:
-            async for delta in with_timeout(self.models.llm.stream(self.messages, self.max_tokens), self.timeout_s):
-                self.times.llm_first_token = self.times.llm_first_token or self.clock()
-                self.reply.append(delta)
-                self._queue.put_nowait(Delta(delta))
-                for sentence in chunker.push(delta):
+            tools = self._tools()
+            for round_ in range(tools.max_rounds + 1 if tools else 1):
+                offer = tools if tools and round_ < tools.max_rounds else None  # the last round answers
+                calls: list[ToolCall] = []
+                async for item in with_timeout(self._llm(messages, offer), self.timeout_s):
+                    if isinstance(item, ToolCall):
+                        calls.append(item)
+                        continue
+                    self.times.llm_first_token = self.times.llm_first_token or self.clock()
+                    self.reply.append(item)
+                    self._queue.put_nowait(Delta(item))
+                    for sentence in chunker.push(item):
+                        self.times.first_sentence = self.times.first_sentence or self.clock()
+                        out.put_nowait(sentence)
+                if not calls or offer is None:
+                    break
+                for sentence in chunker.flush():  # what was said before the call is said now
                     self.times.first_sentence = self.times.first_sentence or self.clock()
                     out.put_nowait(sentence)
+                messages += await self._call_tools(offer, calls, out)
+            if self.ends_call and not "".join(self.reply).strip():
+                self.reply.append(GOODBYE)  # the caller hears something before the line goes dead
+                self._queue.put_nowait(Delta(GOODBYE))
+                chunker.push(GOODBYE)
             for sentence in chunker.flush():
                 self.times.first_sentence = self.times.first_sentence or self.clock()
                 out.put_nowait(sentence)
             self._queue.put_nowait(ReplyText("".join(self.reply).strip()))
         finally:
             out.put_nowait(None)
+
+    def _tools(self) -> ToolRegistry | None:
+        tools: ToolRegistry | None = getattr(self.models, "tools", None)
+        llm = self.models.llm
+        if tools is None or not len(tools) or not isinstance(llm, ToolLLM) or not llm.supports_tools:
+            return None
+        return tools
+
+    def _llm(self, messages: list[ChatMessage], tools: ToolRegistry | None) -> AsyncIterator[str | ToolCall]:
+        if tools is None:
+            return self.models.llm.stream(messages, self.max_tokens)
+        assert isinstance(self.models.llm, ToolLLM)
+        return self.models.llm.stream_tools(messages, tools.specs(), self.max_tokens)
+
+    async def _call_tools(self, tools: ToolRegistry, calls: list[ToolCall],
+                          out: asyncio.Queue[str | None]) -> list[ChatMessage]:
+        """Run the calls (once committed), a filler said if they are slow; the messages that follow."""
+        await self.committed.wait()
+        started = time.perf_counter()
+        running = asyncio.ensure_future(asyncio.gather(*(tools.run(c) for c in calls)))
+        try:
+            done, _ = await asyncio.wait({running}, timeout=tools.filler_after_s)
+            if not done and tools.filler_text:
+                out.put_nowait(tools.filler_text)
+            results = await running
+        finally:
+            if not running.done():  # a barge-in or a dropped turn: the calls still running stop with it
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+            self.times.tool_s += time.perf_counter() - started
+        text = "".join(self.reply[self._said:]).strip()
+        self._said = len(self.reply)
+        messages: list[ChatMessage] = [{"role": "assistant", "content": text,
+                                        "tool_calls": [c.message() for c in calls]}]
+        for result in results:
+            self.times.tools.append(result.record())
+            self.ends_call = self.ends_call or result.ends_call
+            self._queue.put_nowait(ToolUsed(result))
+            messages.append({"role": "tool", "tool_call_id": result.call.id, "content": result.output})
+        return messages
 
     async def _speak(self, sentence: str) -> None:
         tts = self.models.tts

@@ -18,7 +18,17 @@ from typing import Any
 from voxline.agent.conversation import APOLOGY, Action, Conversation, Respond, State, Transcribe
 from voxline.agent.endpoint import Decision
 from voxline.agent.models import Models
-from voxline.agent.pipeline import OUT_CHUNK_S, Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript, with_timeout
+from voxline.agent.pipeline import (
+    OUT_CHUNK_S,
+    Audio,
+    Delta,
+    Failed,
+    ReplyPipeline,
+    ReplyText,
+    ToolUsed,
+    Transcript,
+    with_timeout,
+)
 from voxline.bus.codec import AudioKind
 from voxline.logs import session_var
 
@@ -41,6 +51,7 @@ class ReplyRunner:
     max_tokens: int | None
     reply_task: asyncio.Task[None] | None
     reply_turn: int
+    hangup_turn: int  # a tool ended the call: hang up once this turn's reply has played
     _speculation: ReplyPipeline | None
     _speech_end: float
     _decided: float
@@ -73,6 +84,7 @@ class ReplyRunner:
         if self._decision is not None:
             times.end_of_turn_wait_ms, times.end_of_turn_reason = self._decision.wait_ms, self._decision.reason
             times.end_of_turn_score = self._decision.score
+        pipeline.commit()  # its tool calls may run now
         self.reply_turn = action.turn
         self.reply_task = asyncio.create_task(self._run_turn(action.turn, pipeline))
 
@@ -105,6 +117,10 @@ class ReplyRunner:
                 elif isinstance(out, ReplyText):
                     await self.emit("agent.text", text=out.text, turn=turn, final=True)
                     await self._log("llm", f"reply: {out.text!r}")
+                elif isinstance(out, ToolUsed):
+                    r = out.result
+                    await self._log("tool", f"{r.call.name} {'answered' if r.ok else 'failed'} in {r.ms:.0f} ms",
+                                    level="info" if r.ok else "warning")
                 elif isinstance(out, Failed):
                     await self._fail(turn, out.stage, out.error)
                     return
@@ -112,6 +128,8 @@ class ReplyRunner:
                 await self._send_audio(AudioKind.END, turn)
                 await self.perform(self.conv.reply_finished(turn, "".join(pipeline.reply)))
                 await self.emit("turn.metrics", turn=turn, metrics=times.metrics())
+                if pipeline.ends_call:
+                    self.hangup_turn = turn
         except asyncio.CancelledError:
             pipeline.cancel()
             self.conv.reply_finished(turn, "".join(pipeline.reply), interrupted=True)

@@ -90,6 +90,7 @@ class SessionAgent(ReplyRunner):
         self.out_seq = 0
         self.reply_task: asyncio.Task[None] | None = None
         self.reply_turn = 0
+        self.hangup_turn = -1
         self._speech_end = 0.0
         self._decided = 0.0
         self._decision: Decision | None = None
@@ -209,6 +210,9 @@ class SessionAgent(ReplyRunner):
                 await self.on_control(SetListening(session_id=self.session_id, listening=msg.listening))
         elif isinstance(msg, PlaybackDone):
             await self.perform(self.conv.playback_done(msg.turn))
+            if msg.turn == self.hangup_turn:  # the goodbye has been heard
+                await self._log("tool", "ending the call, as the agent decided")
+                await self.emit("agent.hangup", turn=msg.turn)
         elif isinstance(msg, Greet):
             await self.perform(self.conv.greet(self.greeting))
 

@@ -197,6 +197,15 @@ class AgentResumed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AgentHangup(Event):
+    """The agent's end_call tool ran and its goodbye (`turn`) has played: the media server ends the call."""
+
+    type: ClassVar[Literal["agent.hangup"]] = "agent.hangup"
+    page: ClassVar[bool] = False
+    turn: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Pong(Event):
     """The WebSocket's answer to a client's `{"type":"ping"}` (the page does not ping)."""
 

@@ -17,6 +17,7 @@ from typing import Any
 from voxline.bus.base import Subscription
 from voxline.bus.codec import AudioMessage, CodecError
 from voxline.bus.messages import (
+    AgentHangup,
     AgentResumed,
     AgentText,
     ErrorEvent,
@@ -44,13 +45,15 @@ Watcher = asyncio.Queue[dict[str, Any]]
 class EventRelay:
     def __init__(self, registry: SessionRegistry, peers: dict[str, MediaPeer], metrics: MediaMetrics,
                  tracer: TurnTracer | None, changed: Callable[[str], None],
-                 hand_over: Callable[[Session], Awaitable[None]]) -> None:
+                 hand_over: Callable[[Session], Awaitable[None]],
+                 hang_up: Callable[[Session], Awaitable[object]] | None = None) -> None:
         self.registry = registry
         self.peers = peers
         self.metrics = metrics
         self.tracer = tracer
         self._changed = changed  # the session's record needs a store write
         self._hand_over = hand_over  # an agent took the session over without its history
+        self._hang_up = hang_up  # the agent ended the call (its end_call tool, after the goodbye)
         self.watchers: dict[str, set[Watcher]] = collections.defaultdict(set)
         self.backlog: dict[str, collections.deque[dict[str, Any]]] = {}
 
@@ -86,6 +89,8 @@ class EventRelay:
             self._remember(session, "assistant", ev.text)
         elif isinstance(ev, AgentResumed):
             await self._hand_over(session)
+        elif isinstance(ev, AgentHangup) and not session.ended and self._hang_up is not None:
+            await self._hang_up(session)
         elif isinstance(ev, Interruption):
             session.interruptions += 1
         elif isinstance(ev, ErrorEvent):

@@ -47,7 +47,8 @@ class MediaServer:
         self.relay = EventRelay(self.registry, self.peers, self.metrics,
                                 tracer if tracer is not None else TurnTracer.from_settings(settings.otel),
                                 self.persistence.changed,
-                                self.lifecycle.hand_over)
+                                self.lifecycle.hand_over,
+                                lambda s: self.lifecycle.end_session(s.id, "agent ended the call"))
         self.watchers = self.relay.watchers
         self.backlog = self.relay.backlog
         self.ready = False

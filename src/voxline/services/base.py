@@ -7,12 +7,27 @@ stream stops promptly when the consuming task is cancelled (barge-in).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, TypedDict, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 
 class ChatMessage(TypedDict):
-    role: str  # system | user | assistant
+    role: str  # system | user | assistant | tool
     content: str
+    tool_calls: NotRequired[list[dict[str, Any]]]  # an assistant message that called tools
+    tool_call_id: NotRequired[str]  # a tool message: the call it answers
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for; `arguments` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def message(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
 class ServiceError(RuntimeError):
@@ -39,6 +54,18 @@ class LLM(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ToolLLM(LLM, Protocol):
+    """An LLM back-end that can be offered tools (OpenAI `tools`, function type)."""
+
+    supports_tools: bool  # False where the model's chat format has no tool calls
+
+    def stream_tools(self, messages: list[ChatMessage], tools: list[dict[str, Any]],
+                     max_tokens: int | None = None) -> AsyncIterator[str | ToolCall]:
+        """Text deltas, then the tool calls the model made (each once it is complete)."""
+        ...
 
 
 @runtime_checkable

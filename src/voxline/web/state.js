@@ -2,7 +2,7 @@
 
 export const $ = (id) => document.getElementById(id);
 
-export const STAGES = ["whip", "session", "vad", "stt", "llm", "tts"];
+export const STAGES = ["whip", "session", "vad", "stt", "llm", "tool", "tts"];
 export const METRIC_LABELS = {
   end_of_turn_ms: "End of turn",
   stt_ms: "STT",

@@ -8,14 +8,19 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from voxline.services.base import ChatMessage, ServiceError
+from voxline.services.base import ChatMessage, ServiceError, ToolCall
 from voxline.services.http_client import ServiceClient
 
 if TYPE_CHECKING:
     import aiohttp
 
+MAX_TOOL_CALLS = 8  # calls one reply may make; more is a confused model, not a plan
+MAX_ARGUMENTS_CHARS = 16_000  # one call's JSON arguments, bounded before they cost memory
+
 
 class OpenAILLM:
+    supports_tools = True
+
     def __init__(self, base_url: str, api_key: str = "", model: str = "smollm2-135m-instruct",
                  max_tokens: int = 96, temperature: float = 0.2, timeout_s: float = 30.0) -> None:
         self.client = ServiceClient("llm", base_url, api_key, timeout_s)
@@ -27,21 +32,76 @@ class OpenAILLM:
     async def stream(self, messages: list[ChatMessage], max_tokens: int | None = None) -> AsyncIterator[str]:
         """Text deltas as the server streams them. Closing or cancelling this generator closes
         the HTTP connection, which is what tells the server to stop generating."""
-        body = {"model": self.model, "messages": list(messages), "stream": True,
-                "max_tokens": max_tokens or self.max_tokens, "temperature": self.temperature}
+        async for item in self._stream(messages, max_tokens, None):
+            if isinstance(item, str):
+                yield item
+
+    async def stream_tools(self, messages: list[ChatMessage], tools: list[dict[str, Any]],
+                           max_tokens: int | None = None) -> AsyncIterator[str | ToolCall]:
+        """Text deltas, then the tool calls assembled from the stream's `delta.tool_calls`."""
+        async for item in self._stream(messages, max_tokens, tools):
+            yield item
+
+    async def _stream(self, messages: list[ChatMessage], max_tokens: int | None,
+                      tools: list[dict[str, Any]] | None) -> AsyncIterator[str | ToolCall]:
+        body: dict[str, Any] = {"model": self.model, "messages": list(messages), "stream": True,
+                                "max_tokens": max_tokens or self.max_tokens, "temperature": self.temperature}
+        if tools:
+            body["tools"] = tools
+        calls = _ToolCalls(self.client.base)
         async with self.client.post("chat/completions", stream=True, json=body,
                                     headers={"Accept": "text/event-stream"}) as resp:
             async for data in _sse_data(resp.content):
                 if data == "[DONE]":
                     await _drain(resp)
+                    for call in calls.done():
+                        yield call
                     return
                 delta = _delta(data, self.client.base)
-                if delta:
-                    yield delta
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    yield content
+                if tools and delta.get("tool_calls"):
+                    calls.add(delta["tool_calls"])
         raise ServiceError(f"llm service {self.client.base} ended the stream without [DONE]")
 
     async def close(self) -> None:
         await self.client.close()
+
+
+class _ToolCalls:
+    """Tool calls as the stream sends them: by `index`, id and name first, arguments in pieces."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.parts: dict[int, dict[str, str]] = {}
+
+    def add(self, pieces: Any) -> None:
+        if not isinstance(pieces, list):
+            raise ServiceError(f"llm service {self.base} sent tool_calls that are not a list")
+        for piece in pieces:
+            if not isinstance(piece, dict):
+                continue
+            index = piece.get("index", len(self.parts))
+            if not isinstance(index, int) or not 0 <= index < MAX_TOOL_CALLS:
+                raise ServiceError(f"llm service {self.base} sent tool call index {index!r} "
+                                   f"(at most {MAX_TOOL_CALLS} calls a reply)")
+            part = self.parts.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            function: dict[str, Any] = piece["function"] if isinstance(piece.get("function"), dict) else {}
+            for key, value in (("id", piece.get("id")), ("name", function.get("name"))):
+                if isinstance(value, str) and value:
+                    part[key] = value
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                part["arguments"] += arguments
+            elif isinstance(arguments, dict):  # some servers send the object itself
+                part["arguments"] += json.dumps(arguments)
+            if len(part["arguments"]) > MAX_ARGUMENTS_CHARS:
+                raise ServiceError(f"llm service {self.base} sent tool call arguments over {MAX_ARGUMENTS_CHARS} characters")
+
+    def done(self) -> list[ToolCall]:
+        return [ToolCall(p["id"] or f"call_{i}", p["name"], p["arguments"] or "{}")
+                for i, p in sorted(self.parts.items()) if p["name"]]
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:
@@ -66,7 +126,8 @@ async def _sse_data(lines: Any) -> AsyncIterator[str]:
         yield "\n".join(parts)
 
 
-def _delta(data: str, base: str) -> str:
+def _delta(data: str, base: str) -> dict[str, Any]:
+    """The `choices[0].delta` object of one streamed chunk ({} for chunks without one)."""
     try:
         chunk = json.loads(data)
     except ValueError as exc:
@@ -78,8 +139,7 @@ def _delta(data: str, base: str) -> str:
         raise ServiceError(f"llm service {base} failed mid-stream: "
                            f"{err.get('message') if isinstance(err, dict) else err}")
     choices = chunk.get("choices") or []
-    if not choices:
-        return ""  # e.g. the usage chunk
-    delta = (choices[0] or {}).get("delta") or {}
-    content = delta.get("content")
-    return content if isinstance(content, str) else ""
+    if not choices or not isinstance(choices, list):
+        return {}  # e.g. the usage chunk
+    delta = (choices[0] or {}).get("delta") if isinstance(choices[0], dict) else None
+    return delta if isinstance(delta, dict) else {}
