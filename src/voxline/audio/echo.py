@@ -40,6 +40,8 @@ PATH_MEMORY_S = 1.0  # the echo path's estimate forgets at this time constant
 PATH_DECAY = float(np.exp(-HOP / RATE / PATH_MEMORY_S))
 LEARNING_FRAMES = 20  # frames (200 ms of echo) before the learnt path alone decides
 ONSET_NCC = 0.5  # until then, a search correlation this high is echo
+STAMP_SLACK = RATE // 50  # 20 ms
+LAG_SLACK = 40  # samples (2.5 ms) of lag error the per-frequency path absorbs as phase
 SEARCH_EVERY = 3_200  # input samples between lag searches (200 ms: the echo path is steady)
 MAX_REFERENCE_S = 60.0  # reference queued ahead of playout, at most (a reply is far shorter)
 
@@ -96,6 +98,7 @@ class EchoCanceller:
         self._lag: int | None = None  # the echo's lag in samples, from the last confident search
         self._searched = -SEARCH_EVERY  # input count at the last lag search
         self._confirmed = False  # two searches in a row found this lag
+        self._moving: int | None = None  # a different lag, found once: the next search decides
         self._ncc = 0.0  # the last search's correlation at the lag it found
         self._learnt = 0  # frames the path was learnt from since the lag was found
 
@@ -187,15 +190,19 @@ class EchoCanceller:
             # A confident search moves the lag; an inconclusive one (a pause, the caller
             # talking over it) keeps the last one: the echo path does not change within a call.
             # Until two searches in a row agree, every block searches (the onset of an echo is
-            # ambiguous; a wrong lag would leak it).
+            # ambiguous; a wrong lag would leak it); a new lag needs two searches too.
             self._searched = self._count
             lag = self._search()
-            if lag is not None and self._lag is not None and abs(lag - self._lag) <= 4:
-                self._confirmed = True
-            elif lag is not None:
-                self._lag, self._confirmed, self._learnt = lag, False, 0
+            if lag is None:
+                pass
+            elif self._lag is not None and abs(lag - self._lag) <= LAG_SLACK:
+                self._confirmed, self._moving = True, None  # the learnt path absorbs a small error
+            elif self._lag is None or (self._moving is not None and abs(lag - self._moving) <= LAG_SLACK):
+                self._lag, self._confirmed, self._learnt, self._moving = lag, self._lag is not None, 0, None
                 self._sxy[:] = 0
                 self._syy[:] = 0
+            else:
+                self._moving = lag  # a different lag moves it only if the next search agrees
         self._residual = self._total = 0.0
         self._frames = 0
         while self._next_frame <= self._count:
@@ -270,13 +277,13 @@ class EchoCanceller:
 
     # -- buffers ----------------------------------------------------------------------------
     def _place(self, n: int, end: int) -> None:
-        """Map input counts to absolute time: the earliest arrival seen (jitter only delays),
-        started again after a jump of more than 100 ms (lost audio, a new stream)."""
+        """Map input counts to absolute time by each chunk's stamp, but held steady through
+        jitter: it moves only when a stamp is more than `STAMP_SLACK` off (audio lost or held
+        up on the way: the count of samples received falls behind the clock then, by seconds
+        on a starved machine), else the lag would wander with every late packet."""
         offset = end - (self._count + n)
-        if self._offset is None or abs(offset - self._offset) > RATE // 10:
+        if self._offset is None or abs(offset - self._offset) > STAMP_SLACK:
             self._offset = offset
-        else:
-            self._offset = min(self._offset, offset)
 
     def _abs(self, count: int) -> int:
         return count + (self._offset or 0)
