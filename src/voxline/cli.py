@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="capacity mode: server processes (one per core), callers spread over them")
     p.add_argument("--capacity-server", default=None,
                    help="capacity mode: server script (default: python -m voxline.bench.capacity_server)")
+    p.add_argument("--turns", action="store_true",
+                   help="turn-taking mode: pauses, backchannels, interruptions, echo (voxline.bench.turns)")
+    p.add_argument("--per-kind", type=int, default=3, help="turn-taking mode: cases of each kind")
     return parser
 
 

@@ -8,6 +8,8 @@
 - `capacity_server`, `fixed_backends`: the capacity mode's server (everything real but the models).
 - `children`: the benchmark's child processes end when it does (SIGTERM, SIGKILL, exit).
 - `wer`: word error rate mode (`--wer`): the same spoken corpus from the file and over calls.
+- `turns`, `turns_corpus`, `turns_caller`: turn-taking mode (`--turns`): the cases, a caller
+  that echoes the agent back, the table; `turns_echo`: the echo front ends compared offline.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from voxline.bench.latency import latency_main
 
 
 async def bench_main(args: argparse.Namespace) -> int:
-    """`voxline bench`: latency (default), capacity (`--sessions N`) or word error rate (`--wer`)."""
+    """`voxline bench`: latency (default), capacity (`--sessions N`), word error rate (`--wer`) or
+    turn-taking (`--turns`)."""
     for name, default in (("timeout", 60.0), ("turn_gap", 2.0), ("ramp_interval", 0.15), ("spread", 6.0),
-                          ("client_procs", 0), ("capacity_server", None)):
+                          ("client_procs", 0), ("capacity_server", None), ("per_kind", 3)):
         if not hasattr(args, name):
             setattr(args, name, default)
     stop_children_on_exit()
@@ -32,6 +35,10 @@ async def bench_main(args: argparse.Namespace) -> int:
             from voxline.bench.wer import wer_main
 
             return await wer_main(args)
+        if getattr(args, "turns", False):
+            from voxline.bench.turns import turns_main
+
+            return await turns_main(args)
         if args.sessions and args.sessions > 0:
             return await capacity_main(args)
         return await latency_main(args)

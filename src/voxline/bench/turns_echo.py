@@ -151,3 +151,52 @@ def speex_available() -> bool:
     except OSError:
         return False
     return True
+
+
+CASES = (EchoCase(120, -10), EchoCase(120, -20), EchoCase(300, -6), EchoCase(20, -6),
+         EchoCase(120, -10, 2.5), EchoCase(300, -6, 2.5), EchoCase(120, -20, 2.5))
+
+
+def compare(vad: SileroModel, reply: np.ndarray, caller: np.ndarray,
+            cases: tuple[EchoCase, ...] = CASES) -> list[dict[str, object]]:
+    """Every case through every front end available here."""
+    methods = ["none", "voxline"] + (["speex"] if speex_available() else [])
+    rows: list[dict[str, object]] = []
+    for case in cases:
+        for method in methods:
+            o = run_case(vad, reply, caller, case, method)
+            rows.append({"delay_ms": case.delay_ms, "gain_db": case.gain_db, "caller": case.caller_at_s is not None,
+                         "method": method, "false_starts": o.false_starts, "detected_ms": o.detected_ms,
+                         "erle_db": round(float(o.erle_db), 1), "cpu_ms_per_s": round(o.cpu_ms_per_s, 1)})
+    return rows
+
+
+def compare_text(rows: list[dict[str, object]]) -> str:
+    lines = ["| echo | caller over it | front end | false speech starts | interruption detected | ERLE | CPU |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        detected = r["detected_ms"]
+        seen = "-" if not r["caller"] else "missed" if detected is None else f"+{max(0.0, float(str(detected))):.0f} ms"
+        lines.append(f"| {r['delay_ms']:.0f} ms, {r['gain_db']:.0f} dB | {'yes' if r['caller'] else 'no'} | {r['method']} "
+                     f"| {r['false_starts']} | {seen} | {r['erle_db']} dB | {r['cpu_ms_per_s']} ms/s |")
+    return "\n".join(lines)
+
+
+async def _main() -> None:
+    from voxline.bench.turns_corpus import espeak
+    from voxline.services.tts.piper import PiperTTS
+
+    tts = PiperTTS()
+    pcm = b"".join([c async for c in tts.synthesize(
+        "The capital of France is Paris. It is a large city on the river Seine, "
+        "famous for its museums, its food and the Eiffel Tower.")])
+    reply = np.frombuffer(resample_s16(pcm, tts.sample_rate, RATE), dtype=np.int16)
+    caller = np.frombuffer(resample_s16(espeak("Wait, stop. I have a different question.").tobytes(),
+                                        48_000, RATE), dtype=np.int16)
+    print(compare_text(compare(SileroModel(), reply, caller)))
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    asyncio.run(_main())
