@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +17,7 @@ from voxline.config import Settings
 from voxline.media.app import create_app
 from voxline.media.server import MediaServer
 from voxline.services.threads import ModelThread
+from voxline.services.turn_model import SmartTurn
 
 
 @dataclass
@@ -50,8 +51,16 @@ async def stop_server(cleanup: list) -> None:
 
 
 @pytest.fixture(scope="session")
-def models(stt, llm, tts, vad_model) -> Models:  # type: ignore[no-untyped-def]
-    return Models(stt, llm, tts, vad_model, ModelThread("vad"))
+def turn_model() -> Iterator[SmartTurn]:
+    """Smart Turn v3 from the pipecat-ai wheel, as `voxline run` loads it."""
+    model = SmartTurn()
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def models(stt, llm, tts, vad_model, turn_model) -> Models:  # type: ignore[no-untyped-def]
+    return Models(stt, llm, tts, vad_model, ModelThread("vad"), turn_model=turn_model if turn_model.available else None)
 
 
 @pytest.fixture(scope="session")

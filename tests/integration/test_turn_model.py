@@ -13,13 +13,11 @@ from voxline.services.turn_model import SmartTurn, model_path
 pytestmark = pytest.mark.models
 
 
-@pytest.fixture(scope="module")
-def smart_turn() -> SmartTurn:
-    if model_path() is None:
+@pytest.fixture
+def smart_turn(turn_model: SmartTurn) -> SmartTurn:
+    if model_path() is None or not turn_model.available:
         pytest.fail("pipecat-ai is not installed (scripts/setup.sh installs it --no-deps)")
-    model = SmartTurn()
-    yield model
-    model.close()
+    return turn_model
 
 
 async def test_scores_are_probabilities_and_pauses_of_many_sessions_share_one_call(

@@ -1,0 +1,32 @@
+"""Over real WebRTC with the real models: a caller who pauses mid-sentence is answered once, after the end."""
+
+from __future__ import annotations
+
+import pytest
+
+from audio_helpers import at48k, words
+from voxline.agent.conversation import has_words
+from voxline.client.caller import Caller
+
+pytestmark = pytest.mark.models
+PAUSE_S = 1.2  # longer than the old fixed 500 ms end of turn, shorter than max_end_of_turn_ms
+
+
+async def test_a_pause_at_an_unfinished_point_is_not_answered_and_the_whole_utterance_is(voice_server, speech) -> None:
+    first, rest = speech("I would like to book a table for"), speech("two people at seven tonight.")
+    pcm = first + bytes(int(PAUSE_S * 16_000) * 2) + rest
+    async with Caller(voice_server.url) as caller:
+        said_end = await caller.say(at48k(pcm))
+        assert await caller.wait_reply_done(after=1, timeout=90), caller.events[-12:]
+        finals = [e for e in caller.of_type("transcript.final") if has_words(str(e["text"]))]
+        assert len(finals) == 1, finals  # one turn, not one per phrase
+        assert {"table"} & words(finals[0]["text"]) and {"seven", "tonight", "people"} & words(finals[0]["text"]), finals
+        # One answer: a reply (or, on a machine too busy for the LLM's timeout, its apology), to turn 1 only.
+        answered = {e["turn"] for e in caller.of_type("agent.text") if e.get("final")} | {
+            e["turn"] for e in caller.of_type("error")}
+        assert answered == {finals[0]["turn"]}, answered
+        # Nothing of the agent's voice was heard before the caller had finished.
+        first_sound = caller.first_sound_after(0.0)
+        assert first_sound is not None and first_sound > said_end, (first_sound, said_end)
+        logs = [str(e.get("message")) for e in caller.of_type("log")]
+        assert any("end of turn after" in line for line in logs), logs
