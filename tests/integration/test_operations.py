@@ -153,3 +153,19 @@ async def test_public_url_makes_the_whip_location_absolute(media_server, http) -
     sid = resp.headers["X-Session-ID"]
     assert resp.headers["Location"] == f"https://voice.example.com/base/whip/{sid}"
     await pc.close()
+
+
+@pytest.mark.parametrize("media_server", [{"auth_token": "operator-secret", "metrics_token": "scrape-secret"}],
+                         indirect=True)
+async def test_prometheus_scrapes_metrics_with_its_own_token_which_opens_nothing_else(media_server, http) -> None:
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async with http.get(f"{media_server.url}/metrics", headers=bearer("scrape-secret")) as resp:
+        assert resp.status == 200 and "voxline_sessions_active" in await resp.text()
+    async with http.get(f"{media_server.url}/metrics") as resp:
+        assert resp.status == 401
+    async with http.get(f"{media_server.url}/sessions", headers=bearer("scrape-secret")) as resp:
+        assert resp.status == 401  # the scrape credential reads metrics, nothing else
+    async with http.get(f"{media_server.url}/metrics", headers=bearer("operator-secret")) as resp:
+        assert resp.status == 200

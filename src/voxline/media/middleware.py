@@ -145,6 +145,7 @@ def auth(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
     carry the token as `?token=` since browsers cannot set its headers.
     """
     token = settings.auth_token
+    metrics_token = settings.metrics_token  # opens /metrics alone: what a Prometheus scrape job holds
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -152,6 +153,8 @@ def auth(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else request.query.get("token", "")
+        if metrics_token and request.path == "/metrics" and hmac.compare_digest(given.encode(), metrics_token.encode()):
+            return await handler(request)
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise ApiError(401, "unauthorized", "a valid bearer token is required",
                            {"WWW-Authenticate": 'Bearer realm="voxline"'})
