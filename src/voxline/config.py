@@ -237,6 +237,7 @@ class Settings(BaseSettings):
     tts_api_key: str = ""
     model_threads: Annotated[int, Field(ge=1, le=256)] = 2
     model_timeout_s: Seconds = 30.0
+    log_transcripts: Flag = False  # what callers said and the agent replied, in process logs and the logs topic
     model_queue: Positive = 4  # `voxline serve`: requests a model holds at once (served or waiting); more get 429
     stt_max_audio_s: Seconds = 120.0  # `voxline serve stt`: longest upload accepted (400 beyond, from its header)
     llm_max_prompt_chars: Positive = 16_000  # `voxline serve llm`: all messages' text together (400 beyond)

@@ -144,6 +144,7 @@ class Orchestrator:
             agent = SessionAgent(session_id, self.models, self.bus, conversation, detector,
                                  timeout_s=s.model_timeout_s, max_tokens=s.llm_max_tokens,
                                  speculate=s.speculative_replies, resumed=resumed, greeting=s.greeting)
+            agent.log_transcripts = s.log_transcripts
             agent.echo = EchoCanceller(EchoConfig(enabled=s.echo_cancel, max_lag_ms=s.echo_max_lag_ms,
                                                   suppress_r2=s.echo_suppress))
             # A session first seen through its audio (failover) was listening.

@@ -49,6 +49,7 @@ class ReplyRunner:
     clock: Callable[[], float]
     timeout_s: float
     max_tokens: int | None
+    log_transcripts: bool
     reply_task: asyncio.Task[None] | None
     reply_turn: int
     hangup_turn: int  # a tool ended the call: hang up once this turn's reply has played
@@ -63,7 +64,7 @@ class ReplyRunner:
     async def emit(self, type_: str, **fields: Any) -> None:
         raise NotImplementedError
 
-    async def _log(self, stage: str, message: str, level: str = "info") -> None:
+    async def _log(self, stage: str, message: str, level: str = "info", redacted: str | None = None) -> None:
         raise NotImplementedError
 
     async def _send_audio(self, kind: AudioKind, turn: int, pcm: bytes = b"", rate: int = 16_000) -> None:
@@ -100,7 +101,9 @@ class ReplyRunner:
             async for out in pipeline.outputs():
                 if isinstance(out, Transcript):
                     note = ", speculative" if times.speculative else ""
-                    await self._log("stt", f"transcript: {out.text!r} ({times.metrics()['stt_ms']} ms{note})")
+                    took = f"({times.metrics()['stt_ms']} ms{note})"
+                    await self._log("stt", f"transcript: {out.text!r} {took}",
+                                    redacted=f"transcript: {len(out.text)} characters {took}")
                     actions = self.conv.transcribed(turn, out.text)
                     await self.perform([a for a in actions if not isinstance(a, Respond)])
                     if not any(isinstance(a, Respond) for a in actions):
@@ -116,7 +119,7 @@ class ReplyRunner:
                     await self._send_audio(AudioKind.AUDIO, turn, out.pcm, out.sample_rate)
                 elif isinstance(out, ReplyText):
                     await self.emit("agent.text", text=out.text, turn=turn, final=True)
-                    await self._log("llm", f"reply: {out.text!r}")
+                    await self._log("llm", f"reply: {out.text!r}", redacted=f"reply: {len(out.text)} characters")
                 elif isinstance(out, ToolUsed):
                     r = out.result
                     await self._log("tool", f"{r.call.name} {'answered' if r.ok else 'failed'} in {r.ms:.0f} ms",

@@ -49,7 +49,7 @@ from voxline.agent.turns import (
 from voxline.audio.echo import EchoCanceller
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioKind, AudioMessage
-from voxline.bus.messages import Control, Greet, History, PlaybackDone, SetListening, make_event, publish
+from voxline.bus.messages import Control, Greet, History, PlaybackDone, SetListening, encode, make_event, publish
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
 from voxline.services.base import ChatMessage
@@ -81,6 +81,7 @@ class SessionAgent(ReplyRunner):
         self.detector = detector
         self.vad = models.vad.stream()
         self.echo = EchoCanceller()  # the orchestrator sets its configuration
+        self.log_transcripts = False  # Settings.log_transcripts: what was said in process logs and the logs topic
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
         self.speculate = conversation.speculate = speculate
@@ -322,9 +323,23 @@ class SessionAgent(ReplyRunner):
         """Publish the typed event `type_` (bus.messages) on its topics."""
         await publish(self.bus, make_event(self.session_id, type_, **fields))
 
-    async def _log(self, stage: str, message: str, level: str = "info") -> None:
-        log.log(logging.INFO if level == "info" else logging.WARNING, message, extra={"stage": stage})
-        await self.emit("log", stage=stage, level=level, message=message)
+    async def _log(self, stage: str, message: str, level: str = "info", redacted: str | None = None) -> None:
+        """A pipeline line: the process log, the session's events (its page) and the logs topic.
+
+        A line that quotes what was said (`redacted` given) goes whole only to the session's
+        own events unless `log_transcripts` is on: the process log and the logs topic (log
+        shipping) get `redacted`. The session record keeps the transcript either way.
+        """
+        private = redacted is not None and not self.log_transcripts
+        shown = redacted if private and redacted is not None else message
+        log.log(logging.INFO if level == "info" else logging.WARNING, shown, extra={"stage": stage})
+        if not private:
+            await self.emit("log", stage=stage, level=level, message=message)
+            return
+        whole = make_event(self.session_id, "log", stage=stage, level=level, message=message)
+        await self.bus.publish(Topic.EVENTS, self.session_id, encode(whole))
+        await self.bus.publish(Topic.LOGS, self.session_id,
+                               encode(make_event(self.session_id, "log", stage=stage, level=level, message=shown)))
 
     async def _send_audio(self, kind: AudioKind, turn: int, pcm: bytes = b"", rate: int = 16_000) -> None:
         self.out_seq += 1
