@@ -23,6 +23,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 # Network tests stay on loopback: WebRTC offers ICE candidates on 127.0.0.1 only, in this
 # process and in every voxline process a test starts (they read the environment).
 os.environ["VOXLINE_RTC_HOST_ADDRESSES"] = "127.0.0.1"
+# The voxline processes tests start and stop need no rollout drain on SIGTERM (tests of the
+# drain set their own).
+os.environ.setdefault("VOXLINE_DRAIN_TIMEOUT_S", "1")
 use_host_addresses(["127.0.0.1"])
 
 

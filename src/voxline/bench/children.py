@@ -39,7 +39,9 @@ def spawn(cmd: list[str], stdout: Any = None, stderr: Any = None, cwd: str | Pat
           ) -> subprocess.Popen[bytes]:
     """Start a child of the benchmark: its own session, and it ends when the benchmark does."""
     parent = os.getpid()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, cwd=cwd, start_new_session=True,
+    # A benchmark's servers stop when it has measured: no rollout drain on their SIGTERM.
+    env = {**os.environ, "VOXLINE_DRAIN_TIMEOUT_S": os.environ.get("VOXLINE_DRAIN_TIMEOUT_S", "0")}
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, cwd=cwd, start_new_session=True, env=env,
                             stdin=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(parent))
     _live.add(proc)
     return proc

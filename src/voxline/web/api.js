@@ -25,9 +25,19 @@ export const TOKEN = params.get("token") || "";
 export const api = (path) => `${SERVER}${path}`;
 export const authHeaders = (extra = {}) => (TOKEN ? { ...extra, Authorization: `Bearer ${TOKEN}` } : { ...extra });
 
+/** The STUN/TURN servers this server hands callers (TURN credentials are short-lived), or []. */
+export async function iceServers() {
+  try {
+    const r = await fetch(api("/ice-servers"), { headers: authHeaders(), signal: AbortSignal.timeout(3000) });
+    return r.ok ? (await r.json()).iceServers || [] : [];
+  } catch {
+    return []; // host candidates still work on a reachable network
+  }
+}
+
 /** A WHIP client for this server (the token goes with the offer and the DELETE). */
-export function whipClient() {
-  return new WhipClient(api("/whip"), { token: TOKEN });
+export async function whipClient() {
+  return new WhipClient(api("/whip"), { token: TOKEN, iceServers: await iceServers() });
 }
 
 /** The URL of a session's event stream (browsers cannot set headers on a WebSocket). */

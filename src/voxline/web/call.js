@@ -80,7 +80,7 @@ export async function startConversation() {
   log("whip", "info", `Microphone on: ${track?.label || "default device"}`);
   startMeters(app.mic);
 
-  const client = whipClient();
+  const client = await whipClient(); // with the server's ICE servers (TURN behind NAT)
   app.client = client;
   client.addEventListener("connectionstatechange", (e) => onPcState(client, e.detail.state));
   client.addEventListener("request", (e) => {
