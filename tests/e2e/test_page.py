@@ -257,3 +257,14 @@ def test_whip_client_module(server, browser, pages):
     assert result["recvonly"]["sessionId"] != result["sendonly"]["sessionId"]
     err = result["error"]
     assert err["isWhipError"] and err["status"] in (404, 405) and err["code"] and err["detail"], err
+
+
+def test_the_page_takes_its_ice_servers_from_the_server(server, browser, pages):
+    """Behind NAT the page needs the server's TURN servers (GET /ice-servers) in its
+    RTCPeerConnection; a server with none configured gives [] (host candidates only)."""
+    page = pages.open(browser, f"{server}/")
+    script = """async () => { const { whipClient } = await import("./api.js"); return (await whipClient()).iceServers; }"""
+    assert page.evaluate(script) == []
+    turn = {"urls": ["turn:127.0.0.1:3478"], "username": "1800000000:voxline", "credential": "c2VjcmV0"}
+    page.route("**/ice-servers", lambda route: route.fulfill(json={"iceServers": [turn]}))
+    assert page.evaluate(script) == [turn]
