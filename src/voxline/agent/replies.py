@@ -164,7 +164,7 @@ class ReplyRunner:
             await self._send_audio(AudioKind.AUDIO, turn, pcm[i:i + step], rate)
 
     async def _fail(self, turn: int, stage: str, exc: BaseException) -> None:
-        message = f"{stage} failed: {exc or type(exc).__name__}"
+        message = f"{stage} failed: {str(exc) or type(exc).__name__}"  # a timeout has no text of its own
         log.warning(message, extra={"stage": stage})
         await self.perform(self.conv.failed(turn, stage, message))
 

@@ -229,3 +229,10 @@ async def test_a_failed_speculative_transcript_does_not_hold_the_turn(call: Call
     await call.quiet(700)
     assert call.conv.state is not State.USER_SPEAKING  # ended at the base silence, not the maximum
     assert any("end of turn after" in line and "waits 500 ms" in line for line in call.tap.logs())
+
+
+async def test_a_failure_without_a_message_is_named_by_its_type(call: Call) -> None:
+    call.models.llm.fail = TimeoutError()
+    await call.say(speech(600))
+    await call.quiet(800)
+    assert [e["message"] for e in call.tap.of("error")] == ["llm failed: TimeoutError"]
