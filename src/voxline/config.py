@@ -217,17 +217,18 @@ class Settings(BaseSettings):
     stt: Literal["whisper", "openai"] = "whisper"
     stt_url: HttpUrl = "http://127.0.0.1:8011"
     stt_beam_size: Annotated[int, Field(ge=1, le=16)] = 1
-    stt_model: str = ""  # remote STT: the model name sent (empty = whisper-1)
+    stt_model: str = ""  # remote STT: the model name sent (empty = whisper-1); whisper: a faster-whisper model directory
     language: str = "en"  # what the caller speaks (ISO 639-1), sent to the STT service; empty = let it detect
     llm: Literal["llamacpp", "openai"] = "llamacpp"
     llm_url: HttpUrl = "http://127.0.0.1:8012"
     llm_model: str = "smollm2-135m-instruct"
     llm_max_tokens: Annotated[int, Field(ge=1, le=8192)] = 96
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0  # greedy: a 135M model wanders when sampled
+    llm_gguf: str = ""  # embedded llama.cpp: a chat GGUF file (chat format from its metadata); empty = packaged SmolLM2
     llm_tools: Literal["auto", "on", "off"] = "auto"  # offer tools: auto = where the back-end's chat format has them
     tts: Literal["piper", "openai"] = "piper"
     tts_url: HttpUrl = "http://127.0.0.1:8013"
-    tts_voice: str = "en_US-joe-medium"
+    tts_voice: str = "en_US-joe-medium"  # remote: a voice name; piper: a voice .onnx path (+ .onnx.json)
     tts_model: str = "tts-1"  # remote TTS: the model name sent (voxline serve tts takes any)
     tts_volume: Annotated[float, Field(ge=0, le=1)] = 0.8
     tts_first_piece_words: NonNegative = 6  # a reply's first TTS piece is cut after at most this many words (0: off)

@@ -55,6 +55,12 @@ class LlamaCppLLM:
         with _quiet_stderr():
             self.llama = Llama(model_path=path or model_path(), n_ctx=n_ctx, n_threads=threads,
                                n_batch=256, verbose=False)
+        # llama.cpp takes the chat format from the GGUF's own template; a base model has none
+        # and would only continue the prompt (gemma3-270m's package is one).
+        if path and not self.llama.metadata.get("tokenizer.chat_template"):
+            raise ValueError(f"llm_gguf {path}: no chat template in its metadata (a base model, not a chat model)")
+        if path:
+            self.name = Path(path).stem
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.thread = ModelThread("llm")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -47,13 +48,22 @@ def window_features(extractor: Callable[[np.ndarray], np.ndarray], audio: np.nda
 class WhisperSTT:
     name = "whisper-tiny.en"
 
-    def __init__(self, threads: int = 2, beam_size: int = 1, path: str | None = None, window_s: float = 10.0) -> None:
+    def __init__(self, threads: int = 2, beam_size: int = 1, path: str | None = None, window_s: float = 10.0,
+                 language: str = "en") -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
         started = time.perf_counter()
         self.model = WhisperModel(path or model_path(), device="cpu", compute_type="int8", cpu_threads=threads)
-        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language="en")
+        multilingual = self.model.model.is_multilingual
+        if not multilingual and language not in ("en", ""):
+            raise ValueError(f"language={language!r}, but the Whisper model {path or 'tiny.en'} is English-only: "
+                             "set stt_model to a multilingual model directory, or language=en")
+        if path:
+            self.name = f"whisper-{Path(path).name}"
+        # Empty: a multilingual model detects the language per turn (the short window needs one).
+        self.language = (language or None) if multilingual else "en"
+        tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe", language=self.language or "en")
         self._tokenizer = tokenizer
         self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         self.beam_size = beam_size
@@ -69,9 +79,9 @@ class WhisperSTT:
         audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
         if audio.size < 1600:  # under 0.1 s: nothing to hear
             return ""
-        if 0 < self.window_s < 30 and audio.size / 16_000 <= self.window_s - 0.5:
+        if 0 < self.window_s < 30 and audio.size / 16_000 <= self.window_s - 0.5 and self.language:
             return self._short_window(audio)
-        segments, _ = self.model.transcribe(audio, language="en", beam_size=self.beam_size,
+        segments, _ = self.model.transcribe(audio, language=self.language, beam_size=self.beam_size,
                                             condition_on_previous_text=False, without_timestamps=True,
                                             vad_filter=False)
         return " ".join(seg.text.strip() for seg in segments).strip()

