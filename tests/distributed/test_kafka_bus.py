@@ -18,7 +18,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from voxline.bus import TOPICS, Message, Subscription, Topic, create_bus
 from voxline.bus.codec import AudioMessage, decode_json, encode_json
-from voxline.bus.kafka import KafkaBus, KafkaBusError, topic_configs
+from voxline.bus.kafka import KafkaBus, KafkaBusError
+from voxline.bus.kafka_config import topic_configs
 from voxline.bus.messages import TranscriptFinal, to_dict
 from voxline.config import Settings
 

@@ -50,51 +50,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from voxline.bus.base import Bus, Message, Subscription
+from voxline.bus.base import Bus, Subscription
+from voxline.bus.kafka_config import (
+    TOPIC_EXISTS,
+    connection_options,
+    retention_problems,
+    topic_configs,
+    topic_errors,
+)
+from voxline.bus.kafka_subscription import KafkaSubscription
 from voxline.bus.topics import TOPICS, Topic
 from voxline.config import Settings
 
 log = logging.getLogger(__name__)
-
-_TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
-
-
-AUDIO_TOPICS = (Topic.AUDIO_IN, Topic.AUDIO_OUT)
-
-
-def topic_configs(settings: Settings, topic: Topic) -> dict[str, str]:
-    """The topic-level configs voxline creates `topic` with: delete old segments, bounded."""
-    if topic in AUDIO_TOPICS:
-        return {"cleanup.policy": "delete", "retention.ms": str(settings.audio_retention_ms),
-                "retention.bytes": str(settings.audio_retention_bytes),
-                "segment.ms": str(settings.audio_segment_ms)}
-    return {"cleanup.policy": "delete", "retention.ms": str(settings.event_retention_ms),
-            "segment.ms": str(settings.event_segment_ms)}
-
-
-def retention_problems(name: str, wanted: dict[str, str], found: dict[str, str]) -> list[str]:
-    """What is wrong with an existing topic's configs, as sentences for the operator.
-
-    Unbounded (-1) or longer retention than configured, or no `delete` cleanup policy; a config
-    the broker did not describe is taken as the broker's default and not reported.
-    """
-    problems = []
-    policy = found.get("cleanup.policy")
-    if policy is not None and "delete" not in policy:
-        problems.append(f"{name}: cleanup.policy={policy} never deletes old audio or events "
-                        f"(want {wanted['cleanup.policy']})")
-    for key in ("retention.ms", "retention.bytes"):
-        if key not in wanted or key not in found:
-            continue
-        have, want = int(found[key]), int(wanted[key])
-        if have < 0 or have > want:
-            problems.append(f"{name}: {key}={found[key]} (configured {want}): "
-                            f"{'unbounded' if have < 0 else 'longer than configured'}")
-    return problems
-
 
 class KafkaBusError(RuntimeError):
     """The broker could not be reached or its topics are not usable."""
@@ -106,64 +77,6 @@ class _QuietConnectErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         msg = str(record.msg)
         return not msg.startswith(("Unable connect to", "Unable to bootstrap"))
-
-
-class _KafkaSubscription(Subscription):
-    def __init__(self, bus: KafkaBus, consumer: AIOKafkaConsumer) -> None:
-        self._bus = bus
-        self._consumer = consumer
-        self._closed = False
-        self._watchdog = asyncio.create_task(self._watch_log_end(), name="kafka-log-end-watchdog")
-
-    async def __anext__(self) -> Message:
-        while not self._closed:
-            try:
-                record = await self._consumer.getone()
-            except ConsumerStoppedError:
-                break
-            except KafkaError as exc:  # retriable or not: a consumer outlives a broker outage
-                log.warning("kafka consumer: %s; retrying", exc)
-                await asyncio.sleep(1.0 if exc.retriable else 2.0)
-                continue
-            key = record.key.decode("utf-8", "replace") if record.key else ""
-            return Message(self._bus.logical(record.topic), key, record.value or b"")
-        raise StopAsyncIteration
-
-    async def _watch_log_end(self) -> None:
-        """Reads a partition from its start again when the broker's log ends before our position.
-
-        A broker that lost its log (tansu restarts empty; a topic deleted and re-created) starts
-        offsets again at 0. tansu then answers fetches beyond the end with nothing, so the consumer
-        would wait, silently skipping every new message until the new log grows past the old
-        position. Everything in such a log was produced after the loss: read it from the start.
-        """
-        while not self._closed:
-            await asyncio.sleep(1.0)
-            for tp in list(self._consumer.assignment()):
-                highwater = self._consumer.highwater(tp)  # from the last fetch response
-                try:
-                    position = await asyncio.wait_for(self._consumer.position(tp), 1.0)
-                except (TimeoutError, IllegalStateError, KafkaError):
-                    continue
-                if highwater is not None and position > highwater:
-                    log.warning("kafka %s[%d]: position %d is past the log end %d (the broker lost its log); "
-                                "reading the partition from its start", tp.topic, tp.partition, position, highwater)
-                    await self._consumer.seek_to_beginning(tp)
-
-    @property
-    def assignment(self) -> set[tuple[Topic, int]]:
-        """(topic, partition) pairs this member holds now: empty during a rebalance."""
-        return {(self._bus.logical(tp.topic), tp.partition) for tp in self._consumer.assignment()}
-
-    async def close(self) -> None:
-        """Commits what was consumed and leaves the group (the others rebalance at once)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._bus._subs.discard(self)
-        self._watchdog.cancel()
-        await asyncio.gather(self._watchdog, return_exceptions=True)
-        await self._consumer.stop()
 
 
 class KafkaBus(Bus):
@@ -190,24 +103,14 @@ class KafkaBus(Bus):
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.client_id = client_id
         self._producer: AIOKafkaProducer | None = None
-        self._subs: set[_KafkaSubscription] = set()
+        self._subs: set[KafkaSubscription] = set()
         self.publish_errors = 0
         self._broker_ok = True  # the last probe or delivery went through
         self._probe: asyncio.Task[None] | None = None
 
     def connection(self) -> dict[str, Any]:
         """How every client of this bus reaches the brokers: address, TLS and SASL from settings."""
-        s = self.settings
-        out: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "client_id": self.client_id,
-                               "security_protocol": s.kafka_security_protocol}
-        if s.kafka_security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            out["ssl_context"] = create_ssl_context(cafile=s.kafka_ssl_cafile or None)
-        if s.kafka_security_protocol.startswith("SASL"):
-            out.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_sasl_username,
-                       sasl_plain_password=s.kafka_sasl_password)
-        return out
+        return connection_options(self.settings, self.bootstrap, self.client_id)
 
     def name(self, topic: Topic) -> str:
         return self.prefix + Topic(topic).value
@@ -264,8 +167,8 @@ class KafkaBus(Bus):
             response = await admin.create_topics(
                 [NewTopic(self.name(t), self.partitions, replication, topic_configs=topic_configs(self.settings, t))
                  for t in TOPICS])
-            for name, code, message in _topic_errors(response):
-                if code not in (0, _TOPIC_EXISTS):
+            for name, code, message in topic_errors(response):
+                if code not in (0, TOPIC_EXISTS):
                     raise KafkaBusError(f"cannot create topic {name}: error {code} {message or ''}")
             # Describe only after creating: on some brokers metadata auto-creates topics.
             counts: dict[Topic, int] = {}
@@ -397,14 +300,6 @@ class KafkaBus(Bus):
                 await consumer.position(tp)
             except IllegalStateError:  # revoked by a rebalance meanwhile
                 pass
-        sub = _KafkaSubscription(self, consumer)
+        sub = KafkaSubscription(self, consumer)
         self._subs.add(sub)
         return sub
-
-
-def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
-    """(topic, error code, message) from any CreateTopics response version."""
-    out = []
-    for entry in response.topic_errors:
-        out.append((entry[0], entry[1], entry[2] if len(entry) > 2 else None))
-    return out
