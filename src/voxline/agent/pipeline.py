@@ -21,6 +21,7 @@ from voxline.agent.conversation import has_words
 from voxline.agent.models import Models
 from voxline.agent.tools.registry import ToolRegistry, ToolResult
 from voxline.services.base import ChatMessage, ToolCall, ToolLLM
+from voxline.services.threads import deadline as model_deadline
 
 T = TypeVar("T")
 OUT_CHUNK_S = 0.2  # reply audio goes on the bus in pieces of at most this length
@@ -114,6 +115,7 @@ class ReplyPipeline:
         self.models = models
         self.on_transcript = on_transcript  # told the words as soon as they exist (an end-of-turn cue); "" if none
         self.clock = clock
+        self._audio_s = 0.0  # reply audio made so far, in seconds
         self.pcm = pcm
         self.history = history  # system prompt + earlier turns, without this turn's words
         self.timeout_s = timeout_s
@@ -266,15 +268,24 @@ class ReplyPipeline:
     async def _speak(self, sentence: str) -> None:
         tts = self.models.tts
         step = int(OUT_CHUNK_S * tts.sample_rate) * 2
-        async for pcm in with_timeout(tts.synthesize(sentence), self.timeout_s):
-            if not self.times.first_audio_ready:
-                pcm = trim_leading_silence(pcm, tts.sample_rate)  # TTS voices start with ~50 ms of it
-                self.times.first_audio_ready = self.clock()
-                gate = getattr(self.models.llm, "gate", None)
-                if gate is not None:
-                    gate.set()
-            for i in range(0, len(pcm), step):
-                self._queue.put_nowait(Audio(pcm[i:i + step], tts.sample_rate))
+        # Model work is served by deadline across sessions (services.threads): the first piece
+        # is due now (a caller is waiting in silence), a later one only when the audio queued
+        # before it has played out. So every waiting caller's first piece goes first.
+        due = self.times.first_audio_ready + self._audio_s if self.times.first_audio_ready else None
+        token = model_deadline.set(due)
+        try:
+            async for pcm in with_timeout(tts.synthesize(sentence), self.timeout_s):
+                if not self.times.first_audio_ready:
+                    pcm = trim_leading_silence(pcm, tts.sample_rate)  # TTS voices start with ~50 ms of it
+                    self.times.first_audio_ready = self.clock()
+                    gate = getattr(self.models.llm, "gate", None)
+                    if gate is not None:
+                        gate.set()
+                self._audio_s += len(pcm) / 2 / tts.sample_rate
+                for i in range(0, len(pcm), step):
+                    self._queue.put_nowait(Audio(pcm[i:i + step], tts.sample_rate))
+        finally:
+            model_deadline.reset(token)
 
 
 def trim_leading_silence(pcm: bytes, sample_rate: int, threshold: int = 300, keep_s: float = 0.01) -> bytes:

@@ -1,0 +1,146 @@
+"""Model threads serve waiting work earliest deadline first: every waiting caller's first
+piece before the rest of anyone's reply (a virtual clock; fakes at the model boundary)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
+
+import pytest
+
+from audio_helpers import until
+from voxline.agent.pipeline import ReplyPipeline
+from voxline.services.threads import ModelThread, deadline
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_waiting_work_is_served_by_deadline_and_undated_work_in_arrival_order() -> None:
+    clock = Clock()
+    thread = ModelThread("test", clock=clock)
+    gate, order = threading.Event(), []
+    busy = thread.submit(gate.wait)  # the thread is busy: everything below waits its turn
+    jobs = [thread.submit(lambda: order.append("A rest of reply"), due=clock.now + 2.0),
+            thread.submit(lambda: order.append("B first piece")),  # due now
+            thread.submit(lambda: order.append("C rest of reply"), due=clock.now + 1.0)]
+    clock.now += 0.5
+    jobs.append(thread.submit(lambda: order.append("D first piece")))  # due now, after B
+    gate.set()
+    for job in [busy, *jobs]:
+        job.result(timeout=5)
+    assert order == ["B first piece", "D first piece", "C rest of reply", "A rest of reply"]
+    thread.close()
+
+
+async def test_the_tasks_deadline_applies_to_its_model_calls() -> None:
+    clock = Clock()
+    thread = ModelThread("test", clock=clock)
+    gate, order = threading.Event(), []
+    busy = thread.submit(gate.wait)
+
+    async def call(name: str, due: float | None) -> None:
+        deadline.set(due)
+        await thread.run(order.append, name)
+
+    tasks = [asyncio.create_task(call("later", clock.now + 5)), asyncio.create_task(call("now", None))]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(*tasks)
+    busy.result(timeout=5)
+    assert order == ["now", "later"]
+    thread.close()
+
+
+async def test_a_stream_still_waiting_when_the_thread_closes_ends_with_an_error() -> None:
+    thread = ModelThread("test")
+    gate = threading.Event()
+    thread.submit(gate.wait)
+
+    def make(stop: threading.Event) -> Iterator[int]:
+        yield 1
+
+    async def consume() -> list[int]:
+        return [x async for x in thread.stream(make)]
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    thread.close()
+    gate.set()
+    with pytest.raises(RuntimeError, match="closed"):
+        await asyncio.wait_for(task, 5)
+
+
+class ThreadTTS:
+    """A TTS whose synthesis runs in one real ModelThread shared by every caller, like Piper;
+    each piece waits for a permit, so the test decides when the thread may go on."""
+
+    name = "thread-tts"
+    sample_rate = 16_000
+
+    def __init__(self) -> None:
+        self.thread = ModelThread("tts")
+        self.started: list[str] = []
+        self.order: list[str] = []
+        self.permits = threading.Semaphore(0)
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        def make(stop: threading.Event) -> Iterator[bytes]:
+            self.started.append(text)
+            self.permits.acquire(timeout=5)
+            self.order.append(text)
+            yield b"\x10\x27" * 16_000  # a second of sound per piece
+
+        async for pcm in self.thread.stream(make):
+            yield pcm
+
+    async def close(self) -> None:
+        self.thread.close()
+
+
+class ScriptedLLM:
+    name = "scripted"
+
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies = replies
+
+    async def stream(self, messages: list[dict[str, str]], max_tokens: int | None = None) -> AsyncIterator[str]:
+        for word in self.replies[messages[-1]["content"]].split(" "):
+            yield word + " "
+            await asyncio.sleep(0)
+
+
+async def test_a_second_callers_first_piece_goes_before_the_rest_of_the_first_callers_reply() -> None:
+    tts = ThreadTTS()
+    llm = ScriptedLLM({"A?": "One. Two. Three.", "B?": "Yes. Sure."})
+    models = SimpleNamespace(stt=None, llm=llm, tts=tts, first_piece_words=6)
+    a = ReplyPipeline(models, b"", [], timeout_s=10.0, text="A?").start()  # type: ignore[arg-type]
+    assert await until(lambda: tts.started == ["One."], 5)  # caller A's first piece holds the TTS thread
+    other = threading.Event()
+    busy = tts.thread.submit(other.wait)  # someone else's work, due now: next in line
+    tts.permits.release()
+    # A's "Two." is queued while that work runs.
+    assert await until(lambda: [e[3] is busy for e in tts.thread._heap] == [False] and busy.running(), 5)
+    b = ReplyPipeline(models, b"", [], timeout_s=10.0, text="B?").start()  # type: ignore[arg-type]
+    assert await until(lambda: len(tts.thread._heap) == 2, 5)  # and then caller B's first piece
+    other.set()
+    busy.result(timeout=5)
+    for _ in range(10):
+        tts.permits.release()
+    await asyncio.wait_for(asyncio.gather(_drain(a), _drain(b)), 10)
+    # A's "Two." came first but is due only when "One." has played out (a second of audio);
+    # caller B is waiting in silence now.
+    assert tts.order.index("Yes.") < tts.order.index("Two."), tts.order
+    await tts.close()
+
+
+async def _drain(pipeline: ReplyPipeline) -> None:
+    async for _ in pipeline.outputs():
+        pass
