@@ -16,7 +16,8 @@ pytestmark = pytest.mark.models
 
 
 # Not yet seen passing: written while the machine ran at a load of 10-18 on 2 cores, where calls
-# timed out before the agent spoke. The lead unmarks them once they pass on a quiet machine.
+# timed out before the agent spoke (the harness test below passed there). The lead unmarks them
+# once they pass on a quiet machine.
 UNVERIFIED = pytest.mark.xfail(strict=False, reason="not yet seen passing on a quiet machine (see the echo-turnbench report)")
 
 
@@ -28,6 +29,7 @@ async def test_a_backchannel_during_a_reply_leaves_it_playing_to_the_end(voice_s
     assert not out.interrupted and out.played_on, out
 
 
+@UNVERIFIED
 async def test_a_real_interruption_stops_the_reply_and_is_answered(voice_server) -> None:
     case = Case("interruption", "stop", espeak(LONG[1]), espeak("Stop. What is two plus two?", 1))
     out = await run_case(voice_server.url, case)
