@@ -115,6 +115,7 @@ class SoakResult:
     sessions: int = 0
     failures: list[str] = field(default_factory=list)
     refused: int = 0  # 503 session_limit while vanished callers still hold slots: the right answer
+    refusals: dict[int, int] = field(default_factory=dict)  # every refusal by HTTP status (503, 409, 429 ...)
     seconds: float = 0.0
 
     def table(self) -> str:
@@ -151,6 +152,7 @@ async def caller_loop(url: str, index: int, stop_at: float, cycles: int, result:
                 await caller.close()  # DELETE
             result.cycles += 1
         except WhipError as exc:
+            result.refusals[exc.status] = result.refusals.get(exc.status, 0) + 1
             if exc.status != 503:
                 result.failures.append(f"caller {index}: {exc}"[:200])
             result.refused += exc.status == 503
@@ -240,7 +242,7 @@ def main() -> None:
     print(LABEL)
     result, state = asyncio.run(soak(args.callers, args.cycles, args.minutes * 60, SileroModel(), progress=True))
     print(f"\n{args.callers} callers, {result.seconds:.0f} s: {result.cycles} call cycles, "
-          f"{result.sessions} sessions, {len(result.failures)} failures, {result.refused} refused with 503")
+          f"{result.sessions} sessions, {len(result.failures)} failures, refused by status: {result.refusals or 'none'}")
     print(result.table())
     print("state after:", state)
     for failure in result.failures[:10]:

@@ -28,9 +28,10 @@ async def test_soak_resources_return_to_baseline(vad_model, caplog: pytest.LogCa
     caplog.set_level(logging.WARNING)
     result, state = await soak(CALLERS, cycles=50, seconds=SECONDS, vad=vad_model)
     print(f"\n{CALLERS} callers, {result.seconds:.0f} s: {result.cycles} cycles, {result.sessions} sessions, "
-          f"{len(result.failures)} failures, {result.refused} refused (503)\n{result.table()}\n{state}")
+          f"{len(result.failures)} failures, refused by status {result.refusals}\n{result.table()}\n{state}")
     base, peak, first, after = result.samples
     assert result.sessions >= CALLERS * 3, result.failures[:5]
+    assert result.refused == result.refusals.get(503, 0)  # every refusal is counted, by status
     assert len(result.failures) <= max(2, result.sessions // 50), result.failures[:10]
     assert state["live"] == state["peers"] == state["watchers"] == state["agent_sessions"] == 0, state
     assert state["backlog"] <= state["registry"], state
