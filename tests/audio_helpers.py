@@ -13,9 +13,33 @@ from voxline.audio.resample import resample_s16
 from voxline.client.audio import RATE
 
 
+# Words that carry no meaning of their own: a check that two texts say the same thing must
+# not pass because both contain "the" or "you".
+STOP_WORDS = frozenset("""
+    the and for you your yours are was were what that this these those with have has had not
+    but can all any its it's our ours out from they them there their theirs which who whom how
+    why when where will would could should about into onto than then some also just like very
+    here been being does did doing don't i'm i'll i've you're you'll we're we'll let's sure
+    well yes okay she her him his hers more most much many such only own same too now
+""".split())
+
+
 def words(text: str) -> set[str]:
-    """The words of `text` longer than two letters, lower case: what a check of meaning needs."""
-    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 2}
+    """The content words of `text`: lower case, longer than two letters, no stop words."""
+    return {w.strip("'") for w in re.findall(r"[a-z']+", text.lower())
+            if len(w.strip("'")) > 2 and w.strip("'") not in STOP_WORDS}
+
+
+def says_the_same(heard: str, said: str, share: float = 0.5) -> bool:
+    """`heard` carries at least `share` of `said`'s content words (and at least one).
+
+    A reply's audio transcribed back must say most of what its text said: one shared word is
+    chance, not proof that the audio is the reply.
+    """
+    expected = words(said)
+    if not expected:
+        return False
+    return len(words(heard) & expected) >= max(1, round(share * len(expected)))
 
 
 def at48k(pcm16k: bytes, pad_s: float = 0.3) -> np.ndarray:
@@ -46,3 +70,4 @@ async def until(condition: Callable[[], bool], timeout: float) -> bool:
             return False
         await asyncio.sleep(0.02)
     return True
+
