@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     session_idle_timeout_s: Seconds = 300.0
     session_connect_timeout_s: Seconds = 30.0  # end a session whose peer has not connected by then
     session_create_rate_per_min: Positive = 60
+    max_sessions_per_client: Positive = 5  # live sessions one address may hold here (then 429)
+    trusted_proxies: Names = ()  # addresses/networks whose X-Forwarded-For names the client (e.g. 10.0.0.0/8)
     listen_on_connect: Flag = True
     rtc_jitter_prefetch: Annotated[int, Field(ge=0, le=16)] = 1  # packets aiortc buffers before decoding the caller (20 ms each)
     rtc_send_silence: Flag = False  # send silent frames between replies (default: nothing, like DTX)

@@ -29,12 +29,14 @@ FORMATTED = {
     "ice_servers": "stun:stun.example:3478, turn:turn.example:3478",
     "allowed_hosts": "voice.example.com, calls.example.org",
     "page_servers": "https://voice.example.com",
+    "trusted_proxies": "10.0.0.0/8, 192.0.2.1",
     "tools_builtin": "time",
     "tools_mcp": "http://127.0.0.1:9000/mcp, python -m my_tools",
 }
 PARSED = {
     "allowed_hosts": ("voice.example.com", "calls.example.org"),
     "page_servers": ("https://voice.example.com",),
+    "trusted_proxies": ("10.0.0.0/8", "192.0.2.1"),
     "ice_servers": ("stun:stun.example:3478", "turn:turn.example:3478"),
     "cors_origins": ("https://a.example", "https://b.example:8443"),
     "rtc_host_addresses": ("127.0.0.1", "::1"),

@@ -23,6 +23,7 @@ def create_app(server: MediaServer, settings: Settings) -> web.Application:
                                        auth(settings)])
     app[whip.SERVER_KEY] = server
     app[whip.RATE_KEY] = whip.RateLimiter(settings.session_create_rate_per_min)
+    app[whip.OWNERS_KEY] = whip.Owners()
     r = app.router
     r.add_post("/whip", whip.post_whip)
     r.add_route("OPTIONS", "/whip", whip.options_whip)

@@ -29,7 +29,7 @@ from voxline.media.metrics import MediaMetrics
 from voxline.media.persistence import Persistence
 from voxline.media.resume import ResumeError, new_resume_token, token_matches
 from voxline.rtc.peer import MediaPeer, PeerLimits
-from voxline.sessions.registry import Session, SessionRegistry, SessionState
+from voxline.sessions.registry import Session, SessionLimitReached, SessionRegistry, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,8 @@ class SessionLifecycle:
             if not adopted:
                 await self._expire(session)
             raise ResumeError(409, "resume_expired", f"the {grace:.0f} s resume grace period is over")
+        if adopted and self.registry.live_count() >= self.settings.max_sessions:  # a resume is a session here too
+            raise SessionLimitReached(f"{self.settings.max_sessions} sessions are live")
         session_var.set(session_id)
         peer = self._new_peer(session)
         try:
