@@ -39,8 +39,8 @@ SECRETS_DIR_VAR = ENV_PREFIX + "SECRETS_DIR"
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_SECRETS_DIR = "/run/secrets/voxline"
 SOURCE_VARS = frozenset({ENV_FILE_VAR, SECRETS_DIR_VAR})
-SECRETS = ("auth_token", "metrics_token", "api_key", "stt_api_key", "llm_api_key", "tts_api_key", "redis_url", "turn_secret",
-           "kafka_sasl_password")  # redis_url may hold a password
+SECRETS = ("auth_token", "admin_token", "metrics_token", "api_key", "stt_api_key", "llm_api_key", "tts_api_key",
+           "redis_url", "turn_secret", "kafka_sasl_password")  # redis_url may hold a password
 
 log = logging.getLogger("voxline.config")
 
@@ -173,6 +173,7 @@ class Settings(BaseSettings):
     frame_ancestors: str = "'none'"  # CSP frame-ancestors: who may embed the page
     metrics_token: str = ""  # with auth_token set: a bearer token that opens /metrics only (Prometheus)
     auth_token: str = ""  # bearer token for WHIP/API/WebSocket; empty = open
+    admin_token: str = ""  # the operator's bearer token: every route; once set, GET /sessions and /metrics need it
     max_sessions: Positive = 20
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     session_idle_timeout_s: Seconds = 300.0

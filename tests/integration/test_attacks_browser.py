@@ -104,3 +104,28 @@ async def test_page_and_assets_carry_security_headers(media_server) -> None:
             assert "frame-ancestors https://portal.example.com" in csp and "X-Frame-Options" not in resp.headers
     finally:
         await stop_server(cleanup)
+
+
+async def test_operator_token_guards_listings_and_a_caller_token_does_not_open_them() -> None:
+    running, cleanup = await start_server(Settings(auth_token="caller-tok", admin_token="operator-tok"), None)
+    caller, operator = {"Authorization": "Bearer caller-tok"}, {"Authorization": "Bearer operator-tok"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            sdp, pc = await make_offer()
+            resp = await post_offer(http, running.url, sdp, **caller)
+            assert resp.status == 201
+            sid = resp.headers["X-Session-ID"]
+            for path in ("/sessions", "/metrics"):
+                async with http.get(running.url + path, headers=caller) as r:
+                    assert r.status == 401, path  # a caller's credential does not list others' calls
+                async with http.get(running.url + path, headers=operator) as r:
+                    assert r.status == 200, path
+            async with http.get(f"{running.url}/sessions/{sid}", headers=operator) as r:
+                assert r.status == 200  # the operator: any session
+            async with http.get(f"{running.url}/sessions/{sid}?token=caller-tok") as r:
+                assert r.status == 401  # ?token= only on the WebSocket
+            async with http.ws_connect(f"{running.url}/sessions/{sid}/events?token=caller-tok") as ws:
+                assert (await ws.receive_json())["session_id"] == sid
+        await pc.close()  # type: ignore[attr-defined]
+    finally:
+        await stop_server(cleanup)

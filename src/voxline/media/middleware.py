@@ -141,26 +141,51 @@ def _ws(origin: str) -> str:
 def auth(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Bearer-token auth (RFC 9725 style) on the API, when a token is configured.
 
-    The page and its assets, health probes and CORS preflights stay open; the WebSocket may
-    carry the token as `?token=` since browsers cannot set its headers.
+    `auth_token` is the callers' credential; `admin_token` the operator's: it opens every
+    route, and once set, `GET /sessions` (every session, transcripts included) and `/metrics`
+    need it (or `metrics_token` for `/metrics`). The page and its assets, health probes and
+    CORS preflights stay open. Only the events WebSocket may carry the token as `?token=`
+    (browsers cannot set its headers); anywhere else a query token would end up in logs.
     """
     token = settings.auth_token
+    admin = settings.admin_token
     metrics_token = settings.metrics_token  # opens /metrics alone: what a Prometheus scrape job holds
+
+    def refused() -> ApiError:
+        return ApiError(401, "unauthorized", "a valid bearer token is required",
+                        {"WWW-Authenticate": 'Bearer realm="voxline"'})
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not token or request.method == "OPTIONS" or _is_public(request.path):
+        if not (token or admin) or request.method == "OPTIONS" or _is_public(request.path):
             return await handler(request)
         header = request.headers.get("Authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else request.query.get("token", "")
-        if metrics_token and request.path == "/metrics" and hmac.compare_digest(given.encode(), metrics_token.encode()):
+        if header.lower().startswith("bearer "):
+            given = header[7:]
+        else:
+            given = request.query.get("token", "") if _is_events_socket(request.path) else ""
+        if admin and _same(given, admin):
+            return await handler(request)  # the operator
+        if metrics_token and request.path == "/metrics" and _same(given, metrics_token):
             return await handler(request)
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise ApiError(401, "unauthorized", "a valid bearer token is required",
-                           {"WWW-Authenticate": 'Bearer realm="voxline"'})
+        if admin and request.path in OPERATOR_PATHS:
+            raise refused()
+        if token and not _same(given, token):
+            raise refused()
         return await handler(request)
 
     return middleware
+
+
+OPERATOR_PATHS = ("/sessions", "/metrics")
+
+
+def _same(given: str, secret: str) -> bool:
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def _is_events_socket(path: str) -> bool:
+    return path.startswith("/sessions/") and path.endswith("/events")
 
 
 def _is_public(path: str) -> bool:
