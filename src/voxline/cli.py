@@ -125,6 +125,13 @@ def _command_settings(args: argparse.Namespace) -> Settings:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     cmd = args.command
+    if cmd in ("run", "agent", "serve"):  # a bad model file: one line now, not after seconds of imports
+        from voxline.services import model_files
+
+        if cmd == "serve":
+            model_files.check(settings.replace(stt="whisper", llm="llamacpp", tts="piper"), stages=(args.kind,))
+        else:
+            model_files.check(settings)
     if cmd in SERVER_PORTS:
         from voxline import processes
 

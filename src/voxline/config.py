@@ -220,18 +220,20 @@ class Settings(BaseSettings):
     stt: Literal["whisper", "openai"] = "whisper"
     stt_url: HttpUrl = "http://127.0.0.1:8011"
     stt_beam_size: Annotated[int, Field(ge=1, le=16)] = 1
-    stt_model: str = ""  # remote STT: the model name sent (empty = whisper-1); whisper: a faster-whisper model directory
-    language: str = "en"  # what the caller speaks (ISO 639-1), sent to the STT service; empty = let it detect
+    stt_model: str = ""  # openai: the model name sent (empty = whisper-1); whisper: a model directory (empty = tiny.en)
+    language: str = "en"  # what the caller speaks (ISO 639-1), for either STT back-end; empty = let it detect
     llm: Literal["llamacpp", "openai"] = "llamacpp"
     llm_url: HttpUrl = "http://127.0.0.1:8012"
     llm_model: str = "smollm2-135m-instruct"
+    llm_gguf: str = ""  # llamacpp: a chat GGUF file (chat format from its metadata); empty = packaged SmolLM2
+    llm_chat_format: str = ""  # llamacpp: for a GGUF without a chat template (e.g. gemma, chatml); empty = its template
     llm_max_tokens: Annotated[int, Field(ge=1, le=8192)] = 96
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0  # greedy: a 135M model wanders when sampled
-    llm_gguf: str = ""  # embedded llama.cpp: a chat GGUF file (chat format from its metadata); empty = packaged SmolLM2
     llm_tools: Literal["auto", "on", "off"] = "auto"  # offer tools: auto = where the back-end's chat format has them
     tts: Literal["piper", "openai"] = "piper"
     tts_url: HttpUrl = "http://127.0.0.1:8013"
-    tts_voice: str = "en_US-joe-medium"  # remote: a voice name; piper: a voice .onnx path (+ .onnx.json)
+    tts_voice: str = "en_US-joe-medium"  # remote: the voice name; piper: a voice .onnx (this default = packaged joe)
+    tts_voice_config: str = ""  # piper: the voice's .onnx.json when it is not beside the .onnx
     tts_model: str = "tts-1"  # remote TTS: the model name sent (voxline serve tts takes any)
     tts_volume: Annotated[float, Field(ge=0, le=1)] = 0.8
     tts_first_piece_words: NonNegative = 6  # a reply's first TTS piece is cut after at most this many words (0: off)

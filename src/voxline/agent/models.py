@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from voxline.agent.tools.registry import ToolRegistry
 from voxline.config import Settings
+from voxline.services import model_files
 from voxline.services.base import LLM, STT, TTS
 from voxline.services.factory import build_llm, build_stt, build_tts
 from voxline.services.threads import ModelThread
@@ -37,7 +38,8 @@ class Models:
 
     @classmethod
     def load(cls, settings: Settings) -> Models:
-        """Load every back-end (blocking: call before serving, or in a thread)."""
+        """Load every back-end (blocking: call before serving, or in a thread); a bad model file fails first."""
+        model_files.check(settings)
         turn_model = SmartTurn() if settings.end_of_turn_model else None
         if turn_model is not None and not turn_model.available:
             turn_model.close()

@@ -6,7 +6,7 @@ the remote back-ends in `services/*/openai.py`, or any vendor speaking the same 
 Endpoints (exact shapes in docs/services.md):
 
 - `POST /v1/audio/transcriptions` (stt): multipart/form-data, `file` = PCM WAV (any rate,
-  channels, 8/16/24/32-bit), optional `model`, `language` (English only), `response_format`
+  channels, 8/16/24/32-bit), optional `model`, `language` (the service's own), `response_format`
   json (default, `{"text"}`) | text | verbose_json (`{"task","language","duration","text","segments"}`).
 - `POST /v1/chat/completions` (llm): JSON `messages`, optional `stream`, `max_tokens` /
   `max_completion_tokens`, `temperature`, `model`, `stream_options.include_usage`. Streams
@@ -160,8 +160,9 @@ def create_service_app(kind: str, backend: Any, settings: Settings, ready: bool 
 
 
 def _build(kind: str, settings: Settings) -> Any:
-    from voxline.services import factory
+    from voxline.services import factory, model_files
 
+    model_files.check(settings.replace(stt="whisper", llm="llamacpp", tts="piper"), stages=(kind,))
     if kind == "stt":
         return factory.build_stt(settings.replace(stt="whisper"))
     if kind == "llm":

