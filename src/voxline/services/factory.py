@@ -8,9 +8,11 @@ from voxline.services.base import LLM, STT, TTS
 
 def build_stt(settings: Settings) -> STT:
     if settings.stt == "whisper":
+        from voxline.services.model_files import whisper_language
         from voxline.services.stt.whisper import WhisperSTT
 
-        return WhisperSTT(threads=settings.model_threads, beam_size=settings.stt_beam_size)
+        return WhisperSTT(threads=settings.model_threads, beam_size=settings.stt_beam_size,
+                          path=settings.stt_model or None, language=whisper_language(settings.language))
     if settings.stt == "openai":
         from voxline.services.stt.openai import OpenAISTT
 
@@ -25,7 +27,8 @@ def build_llm(settings: Settings) -> LLM:
         from voxline.services.llm.llamacpp import LlamaCppLLM
 
         return LlamaCppLLM(threads=settings.model_threads, max_tokens=settings.llm_max_tokens,
-                           temperature=settings.llm_temperature)
+                           temperature=settings.llm_temperature, path=settings.llm_gguf or None,
+                           chat_format=settings.llm_chat_format or None)
     if settings.llm == "openai":
         from voxline.services.llm.openai import OpenAILLM
 
@@ -37,9 +40,12 @@ def build_llm(settings: Settings) -> LLM:
 
 def build_tts(settings: Settings) -> TTS:
     if settings.tts == "piper":
+        from voxline.services.model_files import PACKAGED_VOICE
         from voxline.services.tts.piper import PiperTTS
 
-        return PiperTTS(volume=settings.tts_volume)
+        own = settings.tts_voice != PACKAGED_VOICE  # the default name is the packaged voice
+        return PiperTTS(volume=settings.tts_volume, model=settings.tts_voice if own else None,
+                        config=(settings.tts_voice_config or f"{settings.tts_voice}.json") if own else None)
     if settings.tts == "openai":
         from voxline.services.tts.openai import OpenAITTS
 
