@@ -54,8 +54,10 @@ def log_dir(test_name: str) -> Path:
 
 def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLINE_")}
+    # Loopback only, like every network test (and the media server refuses a caller's loopback
+    # candidates unless it offers loopback itself: #14.1).
     env.update({"VOXLINE_LOG_FORMAT": "json", "VOXLINE_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1",
-                "PYTHONUNBUFFERED": "1"})
+                "PYTHONUNBUFFERED": "1", "VOXLINE_RTC_HOST_ADDRESSES": "127.0.0.1"})
     env.update(extra)
     return env
 
