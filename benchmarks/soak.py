@@ -191,7 +191,8 @@ async def soak(callers: int, cycles: int, seconds: float, vad: Any, progress: bo
     from voxline.config import Settings
 
     result = SoakResult()
-    settings = Settings(max_sessions=callers * 2, session_create_rate_per_min=100_000, session_idle_timeout_s=3.0,
+    settings = Settings(max_sessions=callers * 2, max_sessions_per_client=callers * 2,  # one address, many callers
+                        session_create_rate_per_min=100_000, session_idle_timeout_s=3.0,
                         model_timeout_s=5,
                         **({"resume_grace_s": 1.0} if "resume_grace_s" in Settings.model_fields else {}))
     running, cleanup = await start_server(settings, fixed_models(vad))

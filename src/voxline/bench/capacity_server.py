@@ -63,7 +63,9 @@ def main() -> None:
     parser.add_argument("--stt-delay-s", type=float, default=0.3)
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
+    # Every benchmark caller comes from this machine's one address: the per-address cap is the session cap.
     settings = Settings.from_env(host=args.host, port=args.port, max_sessions=args.max_sessions,
+                                 max_sessions_per_client=args.max_sessions,
                                  session_create_rate_per_min=args.session_create_rate_per_min,
                                  log_level=args.log_level, log_format="text")
     setup_logging(settings.log_level, settings.log_format)
