@@ -351,5 +351,9 @@ async def test_end_call_hangs_up_after_the_goodbye_is_heard(vad_model, tts, spee
             assert session.turn_metrics[0]["tools"][0]["name"] == "end_call"  # the session record keeps it
     finally:
         await stop_server(cleanup)
-        await models.close()
+        # Not models.close(): the TTS and the VAD model are the test session's, shared with later tests.
+        await models.llm.close()
+        if models.tools is not None:
+            await models.tools.close()
+        models.vad_thread.close()
         await llm.close()
