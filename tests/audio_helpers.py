@@ -12,7 +12,6 @@ import numpy as np
 from voxline.audio.resample import resample_s16
 from voxline.client.audio import RATE
 
-
 # Words that carry no meaning of their own: a check that two texts say the same thing must
 # not pass because both contain "the" or "you".
 STOP_WORDS = frozenset("""
@@ -21,7 +20,7 @@ STOP_WORDS = frozenset("""
     why when where will would could should about into onto than then some also just like very
     here been being does did doing don't i'm i'll i've you're you'll we're we'll let's sure
     well yes okay she her him his hers more most much many such only own same too now
-""".split())
+""".split())  # noqa: SIM905 - a word list reads better as text
 
 
 def words(text: str) -> set[str]:

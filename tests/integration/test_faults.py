@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import start_server, stop_server
 from audio_helpers import at48k, says_the_same, until, words
-from voxline.audio.resample import resample_s16
-from voxline.client.audio import RATE
+from tests.integration.conftest import start_server, stop_server
 from voxline.agent.conversation import APOLOGY
 from voxline.agent.models import Models
+from voxline.audio.resample import resample_s16
+from voxline.client.audio import RATE
 from voxline.client.caller import Caller
 from voxline.config import Settings
 from voxline.services.threads import ModelThread
@@ -121,7 +121,8 @@ async def test_a_failing_backend_gets_an_apology_and_the_next_turn_works(stage, 
             second = await caller.say(at48k(speech("What color is the sky?")))
             assert await caller.wait_reply_done(after=2, timeout=90), caller.events
             replies = [e for e in caller.of_type("agent.text") if e.get("final") and e["turn"] >= 2]
-            assert replies and replies[-1]["text"].strip(), "\n".join(str(e) for e in caller.events if e["type"] not in ("log", "agent.text"))
+            shown = "\n".join(str(e) for e in caller.events if e["type"] not in ("log", "agent.text"))
+            assert replies and replies[-1]["text"].strip(), shown
             assert not [e for e in caller.of_type("error") if e["turn"] >= 2]
             assert caller.first_sound_after(second) is not None  # the next turn is answered aloud
             heard = " ".join(e["text"] for e in caller.of_type("transcript.final") if e["turn"] >= 2)
