@@ -77,13 +77,12 @@ async def test_killed_agent_its_session_goes_on_with_history_on_the_other(pair: 
         killed_at = time.time()
         victim.kill()
         # The caller stays connected and silent (its microphone sends silence, listening is on).
-        resumed = await caller.wait_for(lambda e: e["type"] == "agent.resumed", TAKEOVER_TIMEOUT_S)
-        assert resumed is not None, f"no agent.resumed within {TAKEOVER_TIMEOUT_S} s:\n{survivor.tail()}"
+        # `agent.resumed` goes between processes only (not to the page): the page sees the
+        # media server's log line when it has handed the history over.
         restored = await caller.wait_for(
-            lambda e: e["type"] == "log" and "resumed with" in e.get("message", ""), 10)
-        gap_s = resumed["ts"] - killed_at
-        print(f"\nfailover: agent.resumed {gap_s:.1f} s after SIGKILL; history restored "
-              f"{(restored or {}).get('ts', float('nan')) - killed_at:.1f} s after")
+            lambda e: e["type"] == "log" and "resumed with" in e.get("message", ""), TAKEOVER_TIMEOUT_S)
+        assert restored is not None, f"no take-over within {TAKEOVER_TIMEOUT_S} s:\n{survivor.tail()}"
+        print(f"\nfailover: history restored {restored['ts'] - killed_at:.1f} s after SIGKILL")
         assert history_count(restored) == 2, restored  # turn 1's question and answer
         assert (await owner_of([survivor])) is survivor
 
@@ -142,11 +141,10 @@ async def test_a_question_asked_during_the_rebalance_is_answered_after_it(pair: 
         heard = await caller.wait_for(lambda e: e["type"] == "transcript.final" and "sky" in words(e.get("text", "")),
                                       TAKEOVER_TIMEOUT_S + 30)
         assert heard is not None, f"the question said during the gap was never transcribed: {caller.events[-10:]}"
-        resumed = await caller.wait_for(lambda e: e["type"] == "agent.resumed", 1)
         restored = await caller.wait_for(lambda e: e["type"] == "log" and "resumed with" in e.get("message", ""), 5)
-        assert resumed is not None
-        print(f"\nrebalance window: question ended {end - killed_at:.1f} s after the kill; agent.resumed at "
-              f"{resumed['ts'] - killed_at:.1f} s; transcript at {heard['ts'] - killed_at:.1f} s; "
+        assert restored is not None
+        print(f"\nrebalance window: question ended {end - killed_at:.1f} s after the kill; history restored at "
+              f"{restored['ts'] - killed_at:.1f} s; transcript at {heard['ts'] - killed_at:.1f} s; "
               f"history restored: {(restored or {}).get('message')}; transcript turn {heard.get('turn')}")
         # The conversation goes on where it was: its history came along and this is turn 2.
         assert history_count(restored) == 2, restored
