@@ -268,7 +268,7 @@ class Settings(BaseSettings):
     false_interruption_timeout_ms: Positive = 2000  # a sound over the reply not judged by then: the reply resumes
     greeting: str = ""  # said by the agent when a call connects; empty = the caller speaks first
     max_turn_s: Seconds = 20.0
-    echo_cancel: Flag = True  # mute the agent's own voice when the caller sends it back (no AEC there)
+    echo_cancel: Flag = False  # mute the agent's own voice when callers send it back (no AEC: speakerphones, phone lines)
     echo_max_lag_ms: Annotated[int, Field(ge=20, le=2000)] = 500  # echo delay searched (playout to the caller and back)
     echo_suppress: Annotated[float, Field(gt=0, le=1)] = 0.55  # share of a block's energy the agent's echo explains: muted
 

@@ -67,7 +67,9 @@ def models(stt, llm, tts, vad_model, turn_model) -> Models:  # type: ignore[no-u
 async def voice_server(models: Models) -> AsyncIterator[Running]:
     """The whole voice loop, as `voxline run` builds it, on the session's models."""
     await models.warm()
-    running, cleanup = await start_server(Settings(max_sessions=8, session_create_rate_per_min=1000), models)
+    # echo_cancel: the echo test's caller has no echo cancellation of its own (off by default).
+    running, cleanup = await start_server(Settings(max_sessions=8, session_create_rate_per_min=1000, echo_cancel=True),
+                                          models)
     yield running
     await stop_server(cleanup)
 

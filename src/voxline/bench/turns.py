@@ -213,8 +213,9 @@ async def turns_main(args: argparse.Namespace) -> int:
     if server is None:
         port = free_port()
         server = f"http://127.0.0.1:{port}"
+        # The echo cases are callers without echo cancellation: the server's canceller is on.
         cmd = [sys.executable, "-m", "voxline", "run", "--port", str(port), "--log-format", "text",
-               "--session-create-rate-per-min", "10000"]
+               "--session-create-rate-per-min", "10000", "--echo-cancel"]
         proc = ServerProcess(cmd, work / "server.log", server)
         print(f"starting {' '.join(cmd[1:])} (log: {proc.log_path})", file=sys.stderr, flush=True)
         await proc.start()
