@@ -486,3 +486,23 @@ async def test_serve_loads_warms_and_stops() -> None:
 async def _drain(stream: AsyncIterator[Any]) -> None:
     async for _ in stream:
         pass
+
+
+async def test_metrics_count_requests_by_route_and_status(tts_url: str, http: aiohttp.ClientSession) -> None:
+    """What Prometheus scrapes from a model service: requests, time, the queue, readiness."""
+    async with http.post(f"{tts_url}/v1/audio/speech", json={"model": "piper", "input": "Hi.", "voice": "en_US-joe-medium",
+                                                              "response_format": "pcm"}) as resp:
+        assert resp.status == 200
+        await resp.read()
+    async with http.post(f"{tts_url}/v1/audio/speech", json={"input": ""}) as resp:
+        assert resp.status == 400
+    async with http.get(f"{tts_url}/no/such/route") as resp:
+        assert resp.status == 404
+    async with http.get(f"{tts_url}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    assert 'voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="200"}' in text
+    assert 'voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="400"}' in text
+    assert 'route="other",status="404"' in text  # unknown paths share one label: bounded cardinality
+    assert "/no/such/route" not in text
+    assert 'voxline_model_ready{kind="tts"} 1' in text and 'voxline_model_rejected_total{kind="tts"} 0' in text

@@ -49,7 +49,9 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "llm": ("/v1/chat/completions", server_llm.chat_completions),
     "tts": ("/v1/audio/speech", server_tts.speech),
 }
-_OPEN_PATHS = ("/healthz", "/readyz")
+_OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # probes and scrapes: counts only, nothing secret
+_ROUTE_LABELS = frozenset({"/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech", "/v1/models",
+                           "/healthz", "/readyz", "/metrics"})
 
 
 @web.middleware
@@ -89,6 +91,10 @@ async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
             resp.headers["X-Request-ID"] = rid
         return resp
     finally:
+        state = request.app[STATE]
+        route = request.path if request.path in _ROUTE_LABELS else "other"  # bounded label values
+        state.requests[(route, status)] += 1
+        state.seconds[route] += time.perf_counter() - started
         if request.path not in _OPEN_PATHS:
             log.info("request", extra={"method": request.method, "path": request.path, "status": status,
                                        "ms": round((time.perf_counter() - started) * 1000), "request_id": rid,
@@ -115,6 +121,7 @@ def _gate(settings: Settings) -> Any:
         # One bounded queue per model: beyond it a request is told to come back, so a flood of
         # long requests makes itself wait, not the agent's next short one behind an endless line.
         if state.admitted >= settings.model_queue:
+            state.rejected += 1
             return openai_error_response(429, "model_busy", f"the model has {state.admitted} requests in hand; retry",
                                          headers={"Retry-After": "1"})
         state.admitted += 1
@@ -138,6 +145,26 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "kind": state.kind, "model": state.backend.name})
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus text: requests by route and status, time spent, the queue, readiness."""
+    state = request.app[STATE]
+    kind = state.kind
+    lines = ["# HELP voxline_model_requests_total Requests to this model service, by route and status.",
+             "# TYPE voxline_model_requests_total counter"]
+    lines += [f'voxline_model_requests_total{{kind="{kind}",route="{route}",status="{status}"}} {n}'
+              for (route, status), n in sorted(state.requests.items())]
+    lines += ["# HELP voxline_model_request_seconds_total Time spent answering, by route.",
+              "# TYPE voxline_model_request_seconds_total counter"]
+    lines += [f'voxline_model_request_seconds_total{{kind="{kind}",route="{route}"}} {s:.6f}'
+              for route, s in sorted(state.seconds.items())]
+    lines += ["# HELP voxline_model_in_flight Model requests being served or waiting (bounded by model_queue).",
+              "# TYPE voxline_model_in_flight gauge", f'voxline_model_in_flight{{kind="{kind}"}} {state.admitted}',
+              "# HELP voxline_model_rejected_total Requests answered 429 because the queue was full.",
+              "# TYPE voxline_model_rejected_total counter", f'voxline_model_rejected_total{{kind="{kind}"}} {state.rejected}',
+              "# TYPE voxline_model_ready gauge", f'voxline_model_ready{{kind="{kind}"}} {int(state.ready)}']
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
 async def _models(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return web.json_response({"object": "list", "data": [
@@ -156,6 +183,7 @@ def create_service_app(kind: str, backend: Any, settings: Settings, ready: bool 
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
     return app
 
 

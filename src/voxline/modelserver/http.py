@@ -7,6 +7,7 @@ Kept apart from `server.py` so the per-kind handler modules can import them with
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 import uuid
@@ -34,6 +35,9 @@ class ServiceState:
     ready: bool = True
     started: float = field(default_factory=time.time)
     admitted: int = 0  # model requests being served or waiting for the model (bounded: `model_queue`)
+    rejected: int = 0  # requests answered 429 because the queue was full
+    requests: collections.Counter[tuple[str, int]] = field(default_factory=collections.Counter)  # (route, status)
+    seconds: collections.defaultdict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
 
 
 STATE: web.AppKey[ServiceState] = web.AppKey("voxline_service_state", ServiceState)
