@@ -143,15 +143,20 @@ def agent_health_app(orchestrator: Orchestrator) -> web.Application:
     return app
 
 
-async def run_until_signal(coro: Awaitable[None]) -> None:
-    """Run `coro` as a task and cancel it on SIGINT/SIGTERM, so it cleans up on `docker stop`."""
-    task = asyncio.ensure_future(coro)
+def _on_stop_signals(handler: Callable[[signal.Signals], object]) -> None:
+    """Call `handler(sig)` on SIGINT and SIGTERM from now on (where the loop can take signals)."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, handler, sig)
         except (NotImplementedError, RuntimeError):
             pass
+
+
+async def run_until_signal(coro: Awaitable[None]) -> None:
+    """Run `coro` as a task and cancel it on SIGINT/SIGTERM, so it cleans up on `docker stop`."""
+    task = asyncio.ensure_future(coro)
+    _on_stop_signals(lambda _sig: task.cancel())
     try:
         await task
     except asyncio.CancelledError:
@@ -162,17 +167,12 @@ async def _until_stopped(stop: asyncio.Event | None) -> signal.Signals | None:
     """Wait for SIGINT, SIGTERM or `stop`; says which signal (None: `stop` was set)."""
     stop = stop or asyncio.Event()
     got: list[signal.Signals] = []
-    loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
         got.append(sig)
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, on_signal, sig)
-        except (NotImplementedError, RuntimeError):
-            pass
+    _on_stop_signals(on_signal)
     await stop.wait()
     log.info("shutting down (%s)", got[0].name if got else "stopped")
     return got[0] if got else None
@@ -184,12 +184,7 @@ async def _drain(*steps: Awaitable[Any]) -> None:
     Ctrl-C (SIGINT) skips this: a developer wants the prompt back, and calls stay resumable.
     """
     task = asyncio.ensure_future(asyncio.gather(*steps))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, task.cancel)
-        except (NotImplementedError, RuntimeError):
-            pass
+    _on_stop_signals(lambda _sig: task.cancel())
     try:
         await task
     except asyncio.CancelledError:
