@@ -1,6 +1,6 @@
 // events.js: the session's event stream (WebSocket): one handler per event type.
 //
-// The types handled here are checked against voxline.bus.messages (tests/unit/test_messages.py):
+// The types handled here are checked against voxline.bus.messages (tests/unit/bus/test_messages.py):
 // the page handles every event sent to it, and none that nothing sends.
 
 import { eventsUrl, getSession } from "./api.js";

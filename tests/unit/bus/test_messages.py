@@ -19,7 +19,7 @@ from voxline.bus import messages as m
 from voxline.bus.memory import MemoryBus
 from voxline.bus.topics import Topic
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 WEB = ROOT / "src" / "voxline" / "web"
 SID = "session_1700000000000_abcdefghijklmnop"
 

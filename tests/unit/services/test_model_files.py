@@ -12,7 +12,7 @@ from voxline.config import Settings
 from voxline.services import model_files
 from voxline.services.model_files import ModelFileError
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 def whisper_dir(path: Path, vocabulary: int) -> Path:
