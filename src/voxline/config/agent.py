@@ -1,0 +1,46 @@
+"""Settings of the agent: the conversation (prompt, turn taking, barge-in, echo) and its tools."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from voxline.config.types import Flag, Names, NonNegative, Positive, Seconds
+
+
+class AgentSettings(BaseModel):
+    """How the agent converses (turn taking, interruptions, echo) and which tools it offers."""
+
+    # Measured with SmolLM2-135M: naming the assistant or asking for "plain sentences" makes
+    # this small model drift (even into French); this wording keeps answers short and on topic.
+    system_prompt: str = "You are a helpful voice assistant. Keep answers short and simple."
+    max_history_messages: NonNegative = 12
+    vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    vad_in_thread: Flag = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
+    vad_batch_ms: Annotated[float, Field(ge=0, le=1000)] = 10.0  # with many callers, windows wait this long to share a call
+    end_of_turn_silence_ms: Positive = 500  # silence that ends a turn when its cues are unsure or disagree
+    end_of_turn_min_ms: Positive = 200  # ... when the words (and the model) say the turn is complete
+    max_end_of_turn_ms: Positive = 2500  # ... when the words (or the model) say it is not finished
+    end_of_turn_model: Flag = True  # score pauses with Smart Turn v3 (from the pipecat-ai wheel) if installed
+    end_of_turn_model_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5  # a score from here reads "complete"
+    speculative_replies: Flag = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
+    speculation_pause_ms: NonNegative = 96  # the pause after which that speculative work starts
+    min_speech_ms: NonNegative = 160
+    barge_in_min_speech_ms: Positive = 600  # speech over the agent this long interrupts even without words
+    false_interruption_timeout_ms: Positive = 2000  # a sound over the reply not judged by then: the reply resumes
+    greeting: str = ""  # said by the agent when a call connects; empty = the caller speaks first
+    max_turn_s: Seconds = 20.0
+    echo_cancel: Flag = False  # mute the agent's own voice when callers send it back (no AEC: speakerphones, phone lines)
+    echo_max_lag_ms: Annotated[int, Field(ge=20, le=2000)] = 500  # echo delay searched (playout to the caller and back)
+    echo_suppress: Annotated[float, Field(gt=0, le=1)] = 0.55  # share of a block's energy the agent's echo explains: muted
+
+    # Tools (docs/tools.md): offered to the LLM, run once the turn is committed
+    tools_builtin: Names = ("time", "end_call")  # built-ins; empty = none
+    tools_module: str = ""  # a Python module whose public functions are tools
+    tools_webhooks: str = ""  # a YAML or JSON file of HTTP webhook tools
+    tools_mcp: Names = ()  # MCP servers: http(s)://... (streamable HTTP) or a stdio command
+    tool_timeout_s: Seconds = 5.0  # a call still running after this is answered with an error
+    tool_filler_after_s: Annotated[float, Field(ge=0)] = 1.0  # a call running longer gets a spoken filler
+    tool_filler_text: str = "One moment."
+    tool_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3  # LLM -> tools -> LLM rounds in one reply

@@ -1,0 +1,44 @@
+"""Settings of the models: embedded by default, or OpenAI-compatible remote services."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from voxline.config.types import Flag, HttpUrl, NonNegative, Positive, Seconds
+
+
+class ModelSettings(BaseModel):
+    """STT, LLM and TTS back-ends, their files or URLs, keys, threads and bounds."""
+
+    stt: Literal["whisper", "openai"] = "whisper"
+    stt_url: HttpUrl = "http://127.0.0.1:8011"
+    stt_beam_size: Annotated[int, Field(ge=1, le=16)] = 1
+    stt_model: str = ""  # openai: the model name sent (empty = whisper-1); whisper: a model directory (empty = tiny.en)
+    language: str = "en"  # what the caller speaks (ISO 639-1), for either STT back-end; empty = let it detect
+    llm: Literal["llamacpp", "openai"] = "llamacpp"
+    llm_url: HttpUrl = "http://127.0.0.1:8012"
+    llm_model: str = "smollm2-135m-instruct"
+    llm_gguf: str = ""  # llamacpp: a chat GGUF file (chat format from its metadata); empty = packaged SmolLM2
+    llm_chat_format: str = ""  # llamacpp: for a GGUF without a chat template (e.g. gemma, chatml); empty = its template
+    llm_max_tokens: Annotated[int, Field(ge=1, le=8192)] = 96
+    llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0  # greedy: a 135M model wanders when sampled
+    llm_tools: Literal["auto", "on", "off"] = "auto"  # offer tools: auto = where the back-end's chat format has them
+    tts: Literal["piper", "openai"] = "piper"
+    tts_url: HttpUrl = "http://127.0.0.1:8013"
+    tts_voice: str = "en_US-joe-medium"  # remote: the voice name; piper: a voice .onnx (this default = packaged joe)
+    tts_voice_config: str = ""  # piper: the voice's .onnx.json when it is not beside the .onnx
+    tts_model: str = "tts-1"  # remote TTS: the model name sent (voxline serve tts takes any)
+    tts_volume: Annotated[float, Field(ge=0, le=1)] = 0.8
+    tts_first_piece_words: NonNegative = 6  # a reply's first TTS piece is cut after at most this many words (0: off)
+    api_key: str = ""  # sent as bearer token to remote model services
+    stt_api_key: str = ""  # per service, for vendors with their own keys; empty = api_key
+    llm_api_key: str = ""
+    tts_api_key: str = ""
+    model_threads: Annotated[int, Field(ge=1, le=256)] = 2
+    model_timeout_s: Seconds = 30.0
+    log_transcripts: Flag = False  # what callers said and the agent replied, in process logs and the logs topic
+    model_queue: Positive = 4  # `voxline serve`: requests a model holds at once (served or waiting); more get 429
+    stt_max_audio_s: Seconds = 120.0  # `voxline serve stt`: longest upload accepted (400 beyond, from its header)
+    llm_max_prompt_chars: Positive = 16_000  # `voxline serve llm`: all messages' text together (400 beyond)
