@@ -47,28 +47,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from voxline.bus.base import Bus, Subscription
-from voxline.bus.kafka_config import (
-    TOPIC_EXISTS,
-    connection_options,
-    retention_problems,
-    topic_configs,
-    topic_errors,
-)
+from voxline.bus.kafka_config import connection_options
 from voxline.bus.kafka_subscription import KafkaSubscription
+from voxline.bus.kafka_topics import KafkaBusError, ensure_topics
 from voxline.bus.topics import TOPICS, Topic
 from voxline.config import Settings
 
 log = logging.getLogger(__name__)
-
-class KafkaBusError(RuntimeError):
-    """The broker could not be reached or its topics are not usable."""
 
 
 class _QuietConnectErrors(logging.Filter):
@@ -156,55 +146,7 @@ class KafkaBus(Bus):
 
     async def ensure_topics(self) -> dict[Topic, int]:
         """Creates missing topics, then checks every one; returns each topic's partition count."""
-        admin = AIOKafkaAdminClient(**self.connection(),
-                                    request_timeout_ms=10_000)
-        try:
-            await admin.start()
-            replication = self.replication_factor
-            if replication is None:
-                replication = max(1, min(3, len((await admin.describe_cluster())["brokers"])))
-            names = [self.name(t) for t in TOPICS]
-            response = await admin.create_topics(
-                [NewTopic(self.name(t), self.partitions, replication, topic_configs=topic_configs(self.settings, t))
-                 for t in TOPICS])
-            for name, code, message in topic_errors(response):
-                if code not in (0, TOPIC_EXISTS):
-                    raise KafkaBusError(f"cannot create topic {name}: error {code} {message or ''}")
-            # Describe only after creating: on some brokers metadata auto-creates topics.
-            counts: dict[Topic, int] = {}
-            for desc in await admin.describe_topics(names):
-                if desc["error_code"]:
-                    raise KafkaBusError(f"topic {desc['topic']} unusable: error {desc['error_code']}")
-                counts[self.logical(desc["topic"])] = len(desc["partitions"])
-            await self._check_retention(admin)
-        finally:
-            await admin.close()
-        for topic, count in counts.items():
-            if count != self.partitions:
-                log.warning("topic %s has %d partitions, configured %d",
-                            self.name(topic), count, self.partitions)
-        if counts.get(Topic.AUDIO_IN) != counts.get(Topic.CONTROL):
-            raise KafkaBusError("audio.in and control must have the same partition count "
-                                f"(a session's messages must reach one agent): {counts}")
-        return counts
-
-    async def _check_retention(self, admin: AIOKafkaAdminClient) -> None:
-        """Warns, once per topic at start-up, about topics (made earlier or by others) that keep too much."""
-        try:
-            responses = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, self.name(t)) for t in TOPICS])
-        except (KafkaError, ValueError, TypeError) as exc:
-            log.warning("kafka: cannot read the topics' retention (%s); check that audio topics are "
-                        "bounded (retention.ms=%d)", exc, self.settings.audio_retention_ms)
-            return
-        for response in responses:
-            for error, _, _, name, entries in response.resources:
-                if error:
-                    continue
-                found = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
-                for problem in retention_problems(name, topic_configs(self.settings, self.logical(name)), found):
-                    log.warning("kafka topic retention: %s; the broker's disk can fill and block every "
-                                "call. Fix it on the broker (e.g. rpk topic alter-config)", problem)
+        return await ensure_topics(self.settings, self.connection(), self.replication_factor)
 
     @property
     def healthy(self) -> bool:

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
-import types
-import typing
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar, Union
+from typing import Any, ClassVar, Literal, TypeVar
 
 from voxline.bus.base import Bus
 from voxline.bus.codec import CodecError, decode_json, encode_json
+from voxline.bus.schema import field_specs, fits, hint_schema
 from voxline.bus.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -280,13 +278,13 @@ def _decode(data: bytes, registry: dict[str, type[M]], topic: Topic, session_id:
     if session_id is not None:
         obj["session_id"] = session_id
     values: dict[str, Any] = {}
-    for name, hint, required in _schema(cls):
+    for name, hint, required in field_specs(cls):
         if name not in obj:
             if required:
                 _drop(topic, "bad_fields", f"{kind} without {name!r}")
                 return None
             continue
-        if not _fits(obj[name], hint):
+        if not fits(obj[name], hint):
             _drop(topic, "bad_fields", f"{kind}.{name} is not {hint}")
             return None
         values[name] = obj[name]
@@ -309,68 +307,15 @@ def _drop(topic: Topic, reason: str, detail: str) -> None:
         log.warning("dropped a %s message (%s, %d so far): %s", topic.value, reason, n, detail)
 
 
-_SCHEMAS: dict[type[Control | Event], tuple[tuple[str, Any, bool], ...]] = {}
-
-
-def _schema(cls: type[Control | Event]) -> tuple[tuple[str, Any, bool], ...]:
-    """Each field's name, annotated type and whether it is required (computed once per class)."""
-    if cls not in _SCHEMAS:
-        hints = typing.get_type_hints(cls)
-        _SCHEMAS[cls] = tuple((f.name, hints[f.name], f.default is dataclasses.MISSING
-                               and f.default_factory is dataclasses.MISSING) for f in dataclasses.fields(cls))
-    return _SCHEMAS[cls]
-
-
 def json_schema(cls: type[Control | Event]) -> dict[str, Any]:
     """The JSON Schema of one message as it is on the wire (for the OpenAPI document)."""
     props: dict[str, Any] = {"type": {"const": cls.type}, "v": {"type": "integer", "const": SCHEMA_VERSION}}
     required = ["type"]
-    for name, hint, needed in _schema(cls):
-        props[name] = _hint_schema(hint)
+    for name, hint, needed in field_specs(cls):
+        props[name] = hint_schema(hint)
         if needed:
             required.append(name)
     doc = cls.__doc__ or ""
     described = doc and not doc.startswith(cls.__name__ + "(")  # not the signature dataclass writes
     return {"type": "object", "required": required, "properties": props,
             "description": doc.strip() if described else cls.type}
-
-
-def _hint_schema(hint: Any) -> dict[str, Any]:
-    if hint is Any:
-        return {}
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        inner = _hint_schema(args[0]) if len(args) == 1 else {"anyOf": [_hint_schema(a) for a in args]}
-        return {"anyOf": [inner, {"type": "null"}]}
-    simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
-    if hint in simple:
-        return {"type": simple[hint]}
-    if typing.get_origin(hint) is dict:
-        return {"type": "object", "additionalProperties": _hint_schema(args[1])}
-    if typing.get_origin(hint) is list:
-        return {"type": "array", "items": _hint_schema(args[0])}
-    raise TypeError(f"no JSON Schema for {hint!r}: extend _hint_schema")
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a decoded JSON value has the field's annotated type (bools are not numbers)."""
-    if hint is Any:
-        return True
-    if hint is type(None):
-        return value is None
-    origin = typing.get_origin(hint)
-    if origin is Union or origin is types.UnionType:
-        return any(_fits(value, arg) for arg in typing.get_args(hint))
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is dict:
-        return isinstance(value, dict) and all(_fits(v, typing.get_args(hint)[1]) for v in value.values())
-    if origin is list:
-        return isinstance(value, list) and all(_fits(v, typing.get_args(hint)[0]) for v in value)
-    return False
