@@ -15,12 +15,13 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Gauge
 
+from voxline import prometheus
 from voxline.agent.models import Models
 from voxline.agent.orchestrator import Orchestrator
 from voxline.bus import create_bus
 from voxline.bus.base import Bus
-from voxline.bus.messages import dropped_metric
 from voxline.config import Settings
 from voxline.media.app import create_app
 from voxline.media.server import MediaServer
@@ -130,11 +131,13 @@ def agent_health_app(orchestrator: Orchestrator) -> web.Application:
         return web.json_response({"status": status, "sessions": len(orchestrator.sessions)},
                                  status=200 if ready else 503)
 
+    registry = prometheus.new_registry()
+    Gauge("voxline_agent_sessions", "Sessions this agent holds.", registry=registry).set_function(
+        lambda: len(orchestrator.sessions))
+    registry.register(prometheus.BusDrops())  # control messages the agent could not use
+
     async def metrics(_: web.Request) -> web.Response:
-        lines = ["# TYPE voxline_agent_sessions gauge", f"voxline_agent_sessions {len(orchestrator.sessions)}",
-                 *dropped_metric()]  # control messages the agent could not use
-        text = "\n".join(lines) + "\n"
-        return web.Response(text=text, content_type="text/plain")
+        return prometheus.response(registry)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

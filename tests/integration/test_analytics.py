@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from metrics_text import parse_metrics
 from tests.integration.test_recovery import call, get_json, play_a_turn, wait_for
 from voxline.bus.codec import decode_json
 from voxline.bus.topics import Topic
@@ -102,15 +103,6 @@ async def test_session_listing_needs_the_bearer_token(media_server, http) -> Non
         assert resp.status == 200 and (await resp.json())["count"] == 0
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
 async def test_prometheus_metrics_follow_sessions_and_turns(media_server, http) -> None:
     url, media = media_server.url, media_server.media
     resp, pc = await call(http, url)
@@ -118,7 +110,8 @@ async def test_prometheus_metrics_follow_sessions_and_turns(media_server, http) 
     await play_a_turn(media, sid, "Hi.", "Hello!")
     await media.publish_event(sid, "interruption", turn=1)
     await media.publish_event(sid, "error", stage="tts", message="x", turn=1)
-    await wait_for(lambda: media.metrics.errors["tts"] == 1, "error not counted")
+    await wait_for(lambda: media.metrics.registry.get_sample_value("voxline_errors_total", {"stage": "tts"}) == 1,
+                   "error not counted")
     async with http.get(f"{url}/metrics") as r:
         assert r.status == 200 and r.content_type == "text/plain"
         m = parse_metrics(await r.text())
@@ -126,8 +119,8 @@ async def test_prometheus_metrics_follow_sessions_and_turns(media_server, http) 
     assert m["voxline_turns_total"] == 1 and m["voxline_interruptions_total"] == 1
     assert m['voxline_errors_total{stage="tts"}'] == 1
     assert m['voxline_stage_latency_seconds_count{stage="stt"}'] == 1
-    assert m['voxline_stage_latency_seconds_bucket{stage="server_voice_to_voice",le="0.75"}'] == 1
-    assert m['voxline_stage_latency_seconds_bucket{stage="server_voice_to_voice",le="0.5"}'] == 0
+    assert m['voxline_stage_latency_seconds_bucket{le="0.75",stage="server_voice_to_voice"}'] == 1
+    assert m['voxline_stage_latency_seconds_bucket{le="0.5",stage="server_voice_to_voice"}'] == 0
     assert m["voxline_bus_lag_seconds_count"] >= 5
     assert m["voxline_inbound_audio_dropped_total"] == 0
     peer = media.peers[sid]

@@ -24,6 +24,7 @@ from aiortc import RTCSessionDescription
 from aiortc.mediastreams import VideoStreamTrack
 
 from audio_helpers import tone, until
+from metrics_text import parse_metrics
 from voxline.audio.opus import encode_frames
 from voxline.bench.system import free_port
 from voxline.rtc.connection import new_peer_connection
@@ -93,13 +94,7 @@ async def media_proc(tmp_path: Path) -> AsyncIterator[tuple[str, int]]:
 
 async def _metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
     async with http.get(f"{url}/metrics") as resp:
-        text = await resp.text()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
+        return parse_metrics(await resp.text())
 
 
 async def _offer(http: aiohttp.ClientSession, url: str, sdp: str) -> aiohttp.ClientResponse:

@@ -22,6 +22,7 @@ import pytest
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from audio_helpers import until
+from metrics_text import parse_metrics
 from voxline.audio.opus import OpusDecoder, OpusEncoder
 from voxline.bus.codec import AudioMessage
 from voxline.client.audio import WavSource
@@ -73,10 +74,10 @@ async def test_a_call_takes_every_fast_path(media_server) -> None:
         assert peer.direct.errors == 0 and client.direct.errors == 0
         # /metrics says which path each live call takes.
         async with aiohttp.ClientSession() as http, http.get(f"{media_server.url}/metrics") as resp:
-            text = await resp.text()
-        assert 'voxline_peer_paths{direction="receive",path="direct"} 1' in text
-        assert 'voxline_peer_paths{direction="receive",path="aiortc"} 0' in text
-        assert 'voxline_peer_paths{direction="send",path="direct"} 1' in text
+            paths = parse_metrics(await resp.text())
+        assert paths['voxline_peer_paths{direction="receive",path="direct"}'] == 1
+        assert paths['voxline_peer_paths{direction="receive",path="aiortc"}'] == 0
+        assert paths['voxline_peer_paths{direction="send",path="direct"}'] == 1
     finally:
         await client.close()
 

@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from metrics_text import parse_metrics
 from voxline.audio.resample import resample_s16
 from voxline.config import Settings
 from voxline.modelserver.app import create_service_app, serve
@@ -501,8 +502,11 @@ async def test_metrics_count_requests_by_route_and_status(tts_url: str, http: ai
     async with http.get(f"{tts_url}/metrics") as resp:
         assert resp.status == 200
         text = await resp.text()
-    assert 'voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="200"}' in text
-    assert 'voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="400"}' in text
-    assert 'route="other",status="404"' in text  # unknown paths share one label: bounded cardinality
+    got = parse_metrics(text)
+    assert got['voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="200"}'] >= 1
+    assert got['voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="400"}'] == 1
+    assert got['voxline_model_requests_total{kind="tts",route="other",status="404"}'] == 1  # bounded labels
     assert "/no/such/route" not in text
-    assert 'voxline_model_ready{kind="tts"} 1' in text and 'voxline_model_rejected_total{kind="tts"} 0' in text
+    assert got['voxline_model_ready{kind="tts"}'] == 1 and got['voxline_model_rejected_total{kind="tts"}'] == 0
+    assert got['voxline_model_request_duration_seconds_count{kind="tts",route="/v1/audio/speech"}'] >= 2
+    assert got["process_resident_memory_bytes"] > 0

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiortc import RTCSessionDescription
 
+from metrics_text import parse_metrics
 from voxline.bench.system import free_port
 from voxline.bus.codec import decode_json
 from voxline.bus.memory import MemoryBus
@@ -124,8 +125,8 @@ async def test_a_dropped_caller_resumes_with_the_same_id_and_history(media_serve
         assert deleted.status == 200
     again, pc3 = await call(http, url, **{"X-Session-ID": sid, "X-Resume-Token": token})
     assert again.status == 409 and (await again.json())["error"] == "session_ended"
-    metrics = await (await http.get(f"{url}/metrics")).text()
-    assert "voxline_sessions_resumed_total 1" in metrics
+    metrics = parse_metrics(await (await http.get(f"{url}/metrics")).text())
+    assert metrics["voxline_sessions_resumed_total"] == 1
     for pc in (pc1, pc2, pc3, pc_bad, pc_unknown, pc_malformed):
         await pc.close()
     collector.cancel()

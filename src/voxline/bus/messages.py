@@ -291,14 +291,6 @@ def _decode(data: bytes, registry: dict[str, type[M]], topic: Topic, session_id:
     return cls(**values)
 
 
-def dropped_metric() -> list[str]:
-    """`DROPPED` in the Prometheus text format (the media server's and the agent's /metrics)."""
-    name = "voxline_bus_messages_dropped_total"
-    return [f"# HELP {name} Bus messages dropped on decode (malformed, unknown type or version, bad fields).",
-            f"# TYPE {name} counter",
-            *(f'{name}{{topic="{t}",reason="{r}"}} {n}' for (t, r), n in sorted(DROPPED.items()))]
-
-
 def _drop(topic: Topic, reason: str, detail: str) -> None:
     """Count and (now and then) log a message that cannot be used."""
     DROPPED[(topic.value, reason)] += 1

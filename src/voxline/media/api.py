@@ -11,6 +11,7 @@ from aiohttp import web
 from voxline.http_errors import ApiError
 from voxline.media import analytics, ice
 from voxline.media.whip import SERVER_KEY, session_id_from_path
+from voxline.prometheus import text_response
 from voxline.sessions.ids import is_valid_session_id
 from voxline.sessions.registry import Session
 
@@ -98,7 +99,7 @@ async def metrics(request: web.Request) -> web.Response:
     for peer in peers:
         media.update(peer.counts())
         paths.update(peer.paths().items())
-    return web.Response(text=server.metrics.render(len(live), disconnected, media, paths), content_type="text/plain")
+    return text_response(server.metrics.render(len(live), disconnected, media, paths))
 
 
 async def ice_servers(request: web.Request) -> web.Response:

@@ -68,7 +68,7 @@ class SessionLifecycle:
         self._attached[session.id] = time.time()
         session.state = SessionState.CONNECTED
         session.listening = self.settings.listen_on_connect
-        self.metrics.created += 1
+        self.metrics.created.inc()
         await self.store.save(session)
         await self.send(SessionStart(session_id=session.id, listening=session.listening, client_ref=client_ref))
         ref = f" (replaces client ref {client_ref})" if client_ref else ""
@@ -90,7 +90,7 @@ class SessionLifecycle:
             await self._close_peer(peer)
         await self.send(SessionEnd(session_id=session_id, reason=reason))
         await self.send(SessionEnded(session_id=session_id, reason=reason))
-        self.metrics.ended[reason] += 1
+        self.metrics.session_ended(reason)
         await self.store.save(session)
         log.info("session ended: %s", reason)
         return session
@@ -221,7 +221,7 @@ class SessionLifecycle:
         session.touch(now)
         if old is not None:
             await self._close_peer(old)
-        self.metrics.resumed += 1
+        self.metrics.resumed.inc()
         # An agent that still has the conversation just carries on; one that lost it (restart,
         # failover) sees a control for an unknown session and asks for the history.
         await self.send(SetListening(session_id=session_id, listening=session.listening))

@@ -1,14 +1,14 @@
 """Prometheus metrics of one media server, and optional OpenTelemetry spans per turn.
 
-Hand-written text exposition (format 0.0.4) with one `MediaMetrics` per MediaServer instead
-of a process-global registry, so tests can run several servers in one process. Everything
-is fed from what the media server already sees: session lifecycle calls and the events the
-agent publishes (`turn.metrics`, `interruption`, `error`), so the agent needs no changes.
+`MediaMetrics` holds a registry of its own (`voxline.prometheus`), so tests can run several
+servers in one process. Everything is fed from what the media server already sees: session
+lifecycle calls and the events the agent publishes (`turn.metrics`, `interruption`, `error`),
+so the agent needs no changes. Counting is a lock and an add (prometheus-client); the text is
+made only when /metrics is scraped.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import os
@@ -17,7 +17,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from voxline.bus.messages import ErrorEvent, Event, Interruption, TurnMetrics, dropped_metric
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from voxline.bus.messages import ErrorEvent, Event, Interruption, TurnMetrics
+from voxline.prometheus import BusDrops, label, new_registry
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -27,10 +33,6 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 def stage_of(key: str) -> str | None:
     """`stt_ms` -> `stt`: every numeric `*_ms` field of turn.metrics is a stage."""
     return key[:-3] if key.endswith("_ms") else None
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")[:80]
 
 
 MEDIA_COUNTERS = {  # `MediaPeer.counts` key -> (metric, help)
@@ -49,43 +51,56 @@ MEDIA_COUNTERS = {  # `MediaPeer.counts` key -> (metric, help)
 }
 
 
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.sum = 0.0
-        self.count = 0
+class _Live(Collector):
+    """What is known only at scrape time (live sessions, every call's media counts), set by `render`."""
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
+    def __init__(self) -> None:
+        self.active = 0
+        self.disconnected = 0
+        self.media: Mapping[str, int] = {}
+        self.paths: Mapping[tuple[str, str], int] = {}
 
-    def lines(self, name: str, labels: str = "") -> Iterable[str]:
-        sep = "," if labels else ""
-        running = 0
-        for bound, n in zip(self.buckets, self.counts):
-            running += n
-            yield f'{name}_bucket{{{labels}{sep}le="{bound}"}} {running}'
-        yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}'
-        suffix = f"{{{labels}}}" if labels else ""
-        yield f"{name}_sum{suffix} {round(self.sum, 6)}"
-        yield f"{name}_count{suffix} {self.count}"
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily("voxline_sessions_active", "Sessions with a live or resumable peer.",
+                                value=self.active)
+        yield GaugeMetricFamily("voxline_sessions_disconnected", "Sessions whose caller dropped and may resume.",
+                                value=self.disconnected)
+        paths = GaugeMetricFamily("voxline_peer_paths", "Live calls by the path their audio takes: direct "
+                                  "(voxline.rtc), inline (decoded in the loop), aiortc (its own, slower path: a "
+                                  "fast path did not install).", labels=["direction", "path"])
+        for direction, kinds in (("receive", ("direct", "inline", "aiortc")), ("send", ("direct", "aiortc"))):
+            for kind in kinds:
+                paths.add_metric([direction, kind], self.paths.get((direction, kind), 0))
+        yield paths
+        for key, (name, text) in MEDIA_COUNTERS.items():
+            yield CounterMetricFamily(name, text, value=self.media.get(key, 0))
 
 
 class MediaMetrics:
     def __init__(self) -> None:
-        self.created = 0
-        self.resumed = 0
-        self.disconnected = 0
-        self.ended: Counter[str] = Counter()
-        self.turns = 0
-        self.interruptions = 0
-        self.errors: Counter[str] = Counter()
-        self.stage: dict[str, Histogram] = {}
-        self.bus_lag = Histogram(LAG_BUCKETS)
-        self.store_errors = 0
+        self.registry = r = new_registry()
+        self.created = PromCounter("voxline_sessions_created_total", "Sessions created.", registry=r)
+        self.resumed = PromCounter("voxline_sessions_resumed_total", "Sessions resumed by a caller that came back.",
+                                   registry=r)
+        self.ended = PromCounter("voxline_sessions_ended_total", "Sessions ended, by reason.", ["reason"], registry=r)
+        self.turns = PromCounter("voxline_turns_total", "Turns the agent answered (turn.metrics relayed).", registry=r)
+        self.interruptions = PromCounter("voxline_interruptions_total", "Replies the caller interrupted.", registry=r)
+        self.errors = PromCounter("voxline_errors_total", "Errors the agent reported, by stage.", ["stage"], registry=r)
+        self.stage = Histogram("voxline_stage_latency_seconds", "Per-turn stage latencies reported by the agent "
+                               "(stage server_voice_to_voice: end of the caller's speech to the first reply audio "
+                               "sent).", ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.bus_lag = Histogram("voxline_bus_lag_seconds", "Time from an agent event's ts to its relay here.",
+                                 buckets=LAG_BUCKETS, registry=r)
+        self.store_errors = PromCounter("voxline_session_store_errors_total",
+                                        "Session store writes or reads that failed (the call went on).", registry=r)
+        self.disconnected = 0  # callers that dropped (the gauge is the live count: `render`)
         self.retired: Counter[str] = Counter()  # media counts of calls already closed (`MediaPeer.counts`)
+        self._live = _Live()
+        r.register(self._live)
+        r.register(BusDrops())
+
+    def session_ended(self, reason: str) -> None:
+        self.ended.labels(reason=label(reason)).inc()
 
     def on_event(self, ev: Event, now: float | None = None) -> None:
         """Count one relayed agent event; bus lag is now minus the event's own `ts`."""
@@ -93,62 +108,23 @@ class MediaMetrics:
         if math.isfinite(ev.ts):
             self.bus_lag.observe(max(0.0, now - ev.ts))
         if isinstance(ev, TurnMetrics):
-            self.turns += 1
+            self.turns.inc()
             for key, value in ev.metrics.items():
                 stage = stage_of(key)
                 if stage and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                    self.stage.setdefault(stage, Histogram(LATENCY_BUCKETS)).observe(value / 1000)
+                    self.stage.labels(stage=label(stage)).observe(value / 1000)
         elif isinstance(ev, Interruption):
-            self.interruptions += 1
+            self.interruptions.inc()
         elif isinstance(ev, ErrorEvent):
-            self.errors[ev.stage or "unknown"] += 1
+            self.errors.labels(stage=label(ev.stage or "unknown")).inc()
 
     def render(self, active: int, disconnected: int, media: Mapping[str, int] | None = None,
-               paths: Mapping[tuple[str, str], int] | None = None) -> str:
+               paths: Mapping[tuple[str, str], int] | None = None) -> bytes:
         """The text exposition; `media` is every call's `MediaPeer.counts`, summed; `paths` counts
         live calls by (direction, path) from `MediaPeer.paths`."""
-        media = media or {}
-        paths = paths or {}
-        out = [
-            "# HELP voxline_sessions_active Sessions with a live or resumable peer.",
-            "# TYPE voxline_sessions_active gauge",
-            f"voxline_sessions_active {active}",
-            "# HELP voxline_sessions_disconnected Sessions whose caller dropped and may resume.",
-            "# TYPE voxline_sessions_disconnected gauge",
-            f"voxline_sessions_disconnected {disconnected}",
-            "# TYPE voxline_sessions_created_total counter",
-            f"voxline_sessions_created_total {self.created}",
-            "# TYPE voxline_sessions_resumed_total counter",
-            f"voxline_sessions_resumed_total {self.resumed}",
-            "# TYPE voxline_sessions_ended_total counter",
-            *(f'voxline_sessions_ended_total{{reason="{_label(r)}"}} {n}' for r, n in sorted(self.ended.items())),
-            "# TYPE voxline_turns_total counter",
-            f"voxline_turns_total {self.turns}",
-            "# TYPE voxline_interruptions_total counter",
-            f"voxline_interruptions_total {self.interruptions}",
-            "# TYPE voxline_errors_total counter",
-            *(f'voxline_errors_total{{stage="{_label(s)}"}} {n}' for s, n in sorted(self.errors.items())),
-            "# HELP voxline_stage_latency_seconds Per-turn stage latencies reported by the agent.",
-            "# TYPE voxline_stage_latency_seconds histogram",
-        ]
-        for stage, hist in sorted(self.stage.items()):
-            out.extend(hist.lines("voxline_stage_latency_seconds", f'stage="{_label(stage)}"'))
-        out += ["# HELP voxline_bus_lag_seconds Time from an agent event's ts to its relay here.",
-                "# TYPE voxline_bus_lag_seconds histogram",
-                *self.bus_lag.lines("voxline_bus_lag_seconds"),
-                *dropped_metric(),
-                "# TYPE voxline_session_store_errors_total counter",
-                f"voxline_session_store_errors_total {self.store_errors}",
-                ]
-        out += ["# HELP voxline_peer_paths Live calls by the path their audio takes: direct (voxline.rtc), "
-                "inline (decoded in the loop), aiortc (its own, slower path: a fast path did not install).",
-                "# TYPE voxline_peer_paths gauge"]
-        for direction, kinds in (("receive", ("direct", "inline", "aiortc")), ("send", ("direct", "aiortc"))):
-            out += [f'voxline_peer_paths{{direction="{direction}",path="{k}"}} {paths.get((direction, k), 0)}'
-                    for k in kinds]
-        for key, (name, text) in MEDIA_COUNTERS.items():
-            out += [f"# HELP {name} {text}", f"# TYPE {name} counter", f"{name} {media.get(key, 0)}"]
-        return "\n".join(out) + "\n"
+        live = self._live
+        live.active, live.disconnected, live.media, live.paths = active, disconnected, media or {}, paths or {}
+        return generate_latest(self.registry)
 
 
 class TurnTracer:

@@ -44,7 +44,7 @@ class Persistence:
             orphans = await self.store.query(SessionQuery(states=LIVE_STATES, node=self.node))
         except Exception:  # noqa: BLE001 - a broken store must not keep the server down
             log.exception("could not read the session store at start-up")
-            self.metrics.store_errors += 1
+            self.metrics.store_errors.inc()
             return []
         now = time.time()
         for session in orphans:
@@ -63,7 +63,7 @@ class Persistence:
         try:
             stale = await self.store.query(SessionQuery(states=(SessionState.DISCONNECTED.value,), limit=500))
         except Exception:  # noqa: BLE001
-            self.metrics.store_errors += 1
+            self.metrics.store_errors.inc()
             return
         grace = max(self.resume_grace_s, 0) + SWEEP_EVERY_S
         for s in stale:
@@ -77,7 +77,7 @@ class Persistence:
             return await self.store.get(session_id)
         except Exception:  # noqa: BLE001
             log.exception("session store read failed", extra={"session_id": session_id})
-            self.metrics.store_errors += 1
+            self.metrics.store_errors.inc()
             return None
 
     async def save(self, *sessions: Session) -> None:
@@ -87,7 +87,7 @@ class Persistence:
             await self.store.put_many(list(sessions))
         except Exception:  # noqa: BLE001 - the call goes on; the record catches up on the next write
             log.exception("session store write failed")
-            self.metrics.store_errors += 1
+            self.metrics.store_errors.inc()
             self._dirty.update(s.id for s in sessions)
 
     async def flush(self) -> None:

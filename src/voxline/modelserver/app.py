@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from voxline import prometheus
 from voxline.config import Settings
 from voxline.http_errors import ApiError, openai_error_response
 from voxline.modelserver import llm as server_llm
@@ -93,8 +94,7 @@ async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         state = request.app[STATE]
         route = request.path if request.path in _ROUTE_LABELS else "other"  # bounded label values
-        state.requests[(route, status)] += 1
-        state.seconds[route] += time.perf_counter() - started
+        state.metrics.request(route, status, time.perf_counter() - started)
         if request.path not in _OPEN_PATHS:
             log.info("request", extra={"method": request.method, "path": request.path, "status": status,
                                        "ms": round((time.perf_counter() - started) * 1000), "request_id": rid,
@@ -121,7 +121,7 @@ def _gate(settings: Settings) -> Any:
         # One bounded queue per model: beyond it a request is told to come back, so a flood of
         # long requests makes itself wait, not the agent's next short one behind an endless line.
         if state.admitted >= settings.model_queue:
-            state.rejected += 1
+            state.metrics.rejected.inc()
             return openai_error_response(429, "model_busy", f"the model has {state.admitted} requests in hand; retry",
                                          headers={"Retry-After": "1"})
         state.admitted += 1
@@ -146,23 +146,8 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    """Prometheus text: requests by route and status, time spent, the queue, readiness."""
-    state = request.app[STATE]
-    kind = state.kind
-    lines = ["# HELP voxline_model_requests_total Requests to this model service, by route and status.",
-             "# TYPE voxline_model_requests_total counter"]
-    lines += [f'voxline_model_requests_total{{kind="{kind}",route="{route}",status="{status}"}} {n}'
-              for (route, status), n in sorted(state.requests.items())]
-    lines += ["# HELP voxline_model_request_seconds_total Time spent answering, by route.",
-              "# TYPE voxline_model_request_seconds_total counter"]
-    lines += [f'voxline_model_request_seconds_total{{kind="{kind}",route="{route}"}} {s:.6f}'
-              for route, s in sorted(state.seconds.items())]
-    lines += ["# HELP voxline_model_in_flight Model requests being served or waiting (bounded by model_queue).",
-              "# TYPE voxline_model_in_flight gauge", f'voxline_model_in_flight{{kind="{kind}"}} {state.admitted}',
-              "# HELP voxline_model_rejected_total Requests answered 429 because the queue was full.",
-              "# TYPE voxline_model_rejected_total counter", f'voxline_model_rejected_total{{kind="{kind}"}} {state.rejected}',
-              "# TYPE voxline_model_ready gauge", f'voxline_model_ready{{kind="{kind}"}} {int(state.ready)}']
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    """Prometheus text: requests by route and status, time spent, the queue, readiness, the process."""
+    return prometheus.response(request.app[STATE].metrics.registry)
 
 
 async def _models(request: web.Request) -> web.Response:

@@ -7,7 +7,6 @@ Kept apart from `server.py` so the per-kind handler modules can import them with
 
 from __future__ import annotations
 
-import collections
 import json
 import time
 import uuid
@@ -18,6 +17,7 @@ from aiohttp import web
 
 from voxline.config import Settings
 from voxline.http_errors import ApiError
+from voxline.modelserver.metrics import ServiceMetrics
 
 # Body limits per endpoint: OpenAI accepts 25 MB audio files; chat and speech bodies are small.
 MAX_AUDIO_BYTES = 25 * 1024 * 1024
@@ -35,9 +35,10 @@ class ServiceState:
     ready: bool = True
     started: float = field(default_factory=time.time)
     admitted: int = 0  # model requests being served or waiting for the model (bounded: `model_queue`)
-    rejected: int = 0  # requests answered 429 because the queue was full
-    requests: collections.Counter[tuple[str, int]] = field(default_factory=collections.Counter)  # (route, status)
-    seconds: collections.defaultdict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
+    metrics: ServiceMetrics = field(init=False)  # its own registry, read by /metrics
+
+    def __post_init__(self) -> None:
+        self.metrics = ServiceMetrics(self.kind, in_flight=lambda: self.admitted, ready=lambda: float(self.ready))
 
 
 STATE: web.AppKey[ServiceState] = web.AppKey("voxline_service_state", ServiceState)
