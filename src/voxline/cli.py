@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="voice-to-voice latency and capacity benchmarks")
     p.add_argument("--server", default=None, help="benchmark this server instead of starting one")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--backends", choices=("embedded", "remote", "both"), default="embedded",
+                   help="latency mode: the embedded models, the same models behind `voxline serve` (OpenAI API, "
+                        "started here unless --stt-url/--llm-url/--tts-url), or both asked in turn, side by side")
+    for kind in ("stt", "llm", "tts"):
+        p.add_argument(f"--{kind}-url", default=None, help=f"latency mode, remote: this {kind.upper()} service "
+                                                           "instead of starting `voxline serve " + kind + "`")
     p.add_argument("--sessions", type=int, default=0, help="capacity mode: this many concurrent calls")
     p.add_argument("--wer", action="store_true",
                    help="word error rate mode: a spoken corpus transcribed from the files and over real calls")
@@ -125,6 +132,12 @@ def _command_settings(args: argparse.Namespace) -> Settings:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     cmd = args.command
+    if cmd in ("run", "agent", "serve", "bench"):
+        from voxline.services import openmp
+
+        openmp.configure(settings.model_wait_policy)  # before any model library loads
+        if cmd == "serve" and args.kind == "llm" and settings.serve_llm_nice:
+            os.nice(settings.serve_llm_nice)  # inherited by every thread started from here on
     if cmd in ("run", "agent", "serve"):  # a bad model file: one line now, not after seconds of imports
         from voxline.services import model_files
 

@@ -37,6 +37,10 @@ class ModelSettings(BaseModel):
     llm_api_key: str = ""
     tts_api_key: str = ""
     model_threads: Annotated[int, Field(ge=1, le=256)] = 2
+    # OpenMP threads of llama.cpp and CTranslate2 (libgomp) at a barrier: passive = sleep at once. Spinning
+    # (libgomp's default) collapses on shared cores: SmolLM2 went from ~0.1 to 0.4-3 s a token at load 9-18.
+    model_wait_policy: Literal["passive", "active", "library"] = "passive"  # library: leave OMP_WAIT_POLICY unset
+    serve_llm_nice: Annotated[int, Field(ge=0, le=19)] = 10  # `voxline serve llm` runs this much nicer: STT/TTS first
     model_timeout_s: Seconds = 30.0
     log_transcripts: Flag = False  # what callers said and the agent replied, in process logs and the logs topic
     model_queue: Positive = 4  # `voxline serve`: requests a model holds at once (served or waiting); more get 429

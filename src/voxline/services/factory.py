@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from voxline.config import Settings
+from voxline.services import openmp
 from voxline.services.base import LLM, STT, TTS
 
 
 def build_stt(settings: Settings) -> STT:
     if settings.stt == "whisper":
+        openmp.configure(settings.model_wait_policy)
         from voxline.services.model_files import whisper_language
         from voxline.services.stt.whisper import WhisperSTT
 
@@ -24,6 +26,7 @@ def build_stt(settings: Settings) -> STT:
 
 def build_llm(settings: Settings) -> LLM:
     if settings.llm == "llamacpp":
+        openmp.configure(settings.model_wait_policy)
         from voxline.services.llm.llamacpp import LlamaCppLLM
 
         return LlamaCppLLM(threads=settings.model_threads, max_tokens=settings.llm_max_tokens,
