@@ -21,8 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from voxline.bench.stats import emit_report, latency_report_text, percentile, runs_summary, stage_breakdown, summarize
-from voxline.bench.system import ServerProcess, free_port, machine_busy_pct, machine_info, system_cpu
+from voxline.bench.backends import CONFIGS, KINDS, remote_flags, run_server, service_processes, start_all
+from voxline.bench.stats import (
+    comparison_report_text,
+    emit_report,
+    latency_report_text,
+    percentile,
+    runs_summary,
+    stage_breakdown,
+    summarize,
+)
+from voxline.bench.system import ServerProcess, machine_busy_pct, machine_info, system_cpu
 
 # Benchmark questions (none of them a test sentence), each with words a right answer contains
 # (any one will do) and the question's own content words that must be heard. A misheard
@@ -64,47 +73,59 @@ def make_questions(directory: Path, texts: Sequence[str] = tuple(QUESTIONS)) -> 
     return out
 
 
-async def run_latency(server: str, questions: Sequence[tuple[str, np.ndarray]], repeats: int,
+async def run_latency(servers: dict[str, str], questions: Sequence[tuple[str, np.ndarray]], repeats: int,
                       timeout: float, pause_s: float = 0.5) -> list[dict[str, Any]]:
-    """Call `server` once per question x repeat, sequentially, a fresh session each time."""
+    """Call each server once per question x repeat, sequentially, a fresh session each time.
+
+    With several servers (back-end configurations) each question goes to all of them in turn,
+    in an order that alternates by repeat, so a change in the machine's load hits them alike.
+    """
+    turns: list[dict[str, Any]] = []
+    total = repeats * len(questions) * len(servers)
+    for rep in range(repeats):
+        names = list(servers) if rep % 2 == 0 else list(reversed(servers))
+        for text, samples in questions:
+            for name in names:
+                turn = await measure_turn(servers[name], text, samples, rep, timeout)
+                turn["backends"] = name
+                turns.append(turn)
+                v2v = turn.get("voice_to_voice_ms")
+                print(f"  [{len(turns)}/{total}] {name if len(servers) > 1 else ''}{' ' if len(servers) > 1 else ''}"
+                      f"{text!r}: {f'{v2v:.0f} ms' if v2v is not None else 'n/a'}"
+                      f"{'' if turn['ok'] else '  FAILED: ' + str(turn['error'])}", file=sys.stderr, flush=True)
+                await asyncio.sleep(pause_s)
+    return turns
+
+
+async def measure_turn(server: str, text: str, samples: np.ndarray, rep: int, timeout: float) -> dict[str, Any]:
+    """One call asking `text`: the caller's voice-to-voice, the server's stages, and the checks."""
     from voxline.client.call import call
 
-    turns: list[dict[str, Any]] = []
-    for rep in range(repeats):
-        for text, samples in questions:
-            started = time.time()
-            cpu0 = system_cpu()
-            try:
-                result = await asyncio.wait_for(call(server, samples, timeout=timeout), timeout + 30)
-            except TimeoutError:
-                turns.append({"question": text, "repeat": rep, "ok": False,
-                              "error": f"call did not finish within {timeout + 30:.0f} s"})
-                continue
-            server_m = result.turn_metrics[-1] if result.turn_metrics else {}
-            v2v = result.voice_to_voice_ms
-            sv2v = server_m.get("server_voice_to_voice_ms")
-            ok = result.error is None and v2v is not None and bool(result.reply_text)
-            error = result.error or (None if ok else
-                                     "no reply sound after the question" if v2v is None else "no reply text")
-            if ok:
-                error = check_turn(text, result.transcript, result.reply_text)
-                ok = error is None
-            turns.append({
-                "question": text, "repeat": rep, "ok": ok, "error": error,
-                "session_id": result.session_id, "transcript": result.transcript, "reply_text": result.reply_text,
-                "voice_to_voice_ms": v2v, "voice_to_voice_unbuffered_ms": result.voice_to_voice_unbuffered_ms,
-                "transport_ms": round(v2v - sv2v, 1) if v2v is not None and isinstance(sv2v, (int, float)) else None,
-                "server": server_m, "server_turns": len(result.turn_metrics),
-                "reply_audio_s": round(result.reply_audio.size / 48_000, 2),
-                "call_s": round(time.time() - started, 1),
-                "machine_busy_pct": machine_busy_pct(cpu0, system_cpu()),
-                "loadavg_1m": round(os.getloadavg()[0], 2),
-            })
-            print(f"  [{len(turns)}/{repeats * len(questions)}] {text!r}: "
-                  f"{f'{v2v:.0f} ms' if v2v is not None else 'n/a'}"
-                  f"{'' if ok else '  FAILED: ' + str(error)}", file=sys.stderr, flush=True)
-            await asyncio.sleep(pause_s)
-    return turns
+    started = time.time()
+    cpu0 = system_cpu()
+    try:
+        result = await asyncio.wait_for(call(server, samples, timeout=timeout), timeout + 30)
+    except TimeoutError:
+        return {"question": text, "repeat": rep, "ok": False, "error": f"call did not finish within {timeout + 30:.0f} s"}
+    server_m = result.turn_metrics[-1] if result.turn_metrics else {}
+    v2v = result.voice_to_voice_ms
+    sv2v = server_m.get("server_voice_to_voice_ms")
+    ok = result.error is None and v2v is not None and bool(result.reply_text)
+    error = result.error or (None if ok else "no reply sound after the question" if v2v is None else "no reply text")
+    if ok:
+        error = check_turn(text, result.transcript, result.reply_text)
+        ok = error is None
+    return {
+        "question": text, "repeat": rep, "ok": ok, "error": error,
+        "session_id": result.session_id, "transcript": result.transcript, "reply_text": result.reply_text,
+        "voice_to_voice_ms": v2v, "voice_to_voice_unbuffered_ms": result.voice_to_voice_unbuffered_ms,
+        "transport_ms": round(v2v - sv2v, 1) if v2v is not None and isinstance(sv2v, (int, float)) else None,
+        "server": server_m, "server_turns": len(result.turn_metrics),
+        "reply_audio_s": round(result.reply_audio.size / 48_000, 2),
+        "call_s": round(time.time() - started, 1),
+        "machine_busy_pct": machine_busy_pct(cpu0, system_cpu()),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def latency_report(turns: list[dict[str, Any]], machine: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -127,30 +148,45 @@ async def latency_main(args: argparse.Namespace) -> int:
     machine = machine_info()
     work = Path(tempfile.mkdtemp(prefix="voxline-bench-"))
     questions = [(text, read_wav_mono(path)) for text, path in make_questions(work)]
-    server = args.server
-    proc: ServerProcess | None = None
+    names = CONFIGS[getattr(args, "backends", "embedded")]
     settings: dict[str, Any] = {"repeats": args.repeats, "questions": [q for q, _ in questions],
                                 "timeout_s": args.timeout,
                                 "env": {k: v for k, v in os.environ.items() if k.startswith("VOXLINE_")}}
-    if server is None:
-        port = free_port()
-        server = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "voxline", "run", "--port", str(port), "--log-format", "text",
-               "--session-create-rate-per-min", "10000"]
-        proc = ServerProcess(cmd, work / "server.log", server)
-        settings.update(server_kind="voxline run (embedded default models), started by the benchmark",
-                        server_cmd=" ".join(cmd[1:]), server_log=str(proc.log_path))
-    else:
+    servers: dict[str, str] = {}
+    procs: list[ServerProcess] = []
+    services: list[ServerProcess] = []
+    if args.server is not None:
+        if len(names) > 1 or names[0] != "embedded":
+            raise RuntimeError("--server measures that server as it is configured: leave out --backends")
+        servers["embedded"] = args.server
         settings["server_kind"] = "external (--server)"
-    settings["server"] = server
+    else:
+        urls: dict[str, str] = {}
+        if "remote" in names:
+            urls, services = service_processes(work, {k: getattr(args, f"{k}_url", None) for k in KINDS})
+            settings["services"] = urls
+        procs = list(services)
+        for name in names:
+            proc = run_server(work, name, remote_flags(urls) if name == "remote" else [])
+            procs.append(proc)
+            servers[name] = proc.url
+        settings.update(server_kind=" and ".join(f"voxline run ({n} models)" for n in names) + ", started by the benchmark",
+                        server_cmds={n: " ".join(p.cmd[1:]) for n, p in zip(names, procs[len(services):])})
+    settings["server"] = servers[names[0]] if len(names) == 1 else servers
     try:
-        if proc is not None:
-            print(f"starting {' '.join(proc.cmd[1:])} (log: {proc.log_path})", file=sys.stderr, flush=True)
-            await proc.start()
-        turns = await run_latency(server, questions, args.repeats, args.timeout)
+        if services:
+            await start_all(services)  # before the servers, which check their back-ends at start-up
+        await start_all([p for p in procs if p not in services])
+        turns = await run_latency(servers, questions, args.repeats, args.timeout)
     finally:
-        if proc is not None:
-            settings["server_exit_code"] = proc.stop()
-    report = latency_report(turns, machine, settings)
-    emit_report(report, args, latency_report_text)
-    return 0 if report["failed"] == 0 and report["voice_to_voice_ms"]["n"] else 1
+        settings["server_exit_codes"] = [p.stop() for p in reversed(procs)]
+    if len(names) == 1:
+        report = latency_report(turns, machine, settings)
+        failed = report["failed"] or not report["voice_to_voice_ms"]["n"]
+        emit_report(report, args, latency_report_text)
+    else:
+        report = {"configs": {n: latency_report([t for t in turns if t["backends"] == n], machine, settings)
+                              for n in names}, "machine": machine, "settings": settings}
+        failed = any(r["failed"] or not r["voice_to_voice_ms"]["n"] for r in report["configs"].values())
+        emit_report(report, args, comparison_report_text)
+    return 1 if failed else 0

@@ -127,6 +127,33 @@ def latency_report_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def comparison_report_text(report: dict[str, Any]) -> str:
+    """Each configuration's latency report, then one table with them side by side."""
+    configs: dict[str, dict[str, Any]] = report["configs"]
+    names = list(configs)
+    parts = [f"== {name} ==\n{latency_report_text(r)}" for name, r in configs.items()]
+    rows: list[list[Any]] = []
+
+    def row(label: str, values: list[Any]) -> None:
+        base = values[0]
+        ratio = (f"{values[-1] / base:.2f}" if isinstance(base, (int, float)) and base
+                 and isinstance(values[-1], (int, float)) else "-")
+        rows.append([label, *values, ratio])
+
+    for q in ("p50", "p95"):
+        row(f"voice-to-voice {q} (jitter buffer)", [c["voice_to_voice_ms"][q] for c in configs.values()])
+    for q in ("p50", "p95"):
+        row(f"voice-to-voice {q} (as received)", [(c.get("voice_to_voice_unbuffered_ms") or {}).get(q)
+                                                 for c in configs.values()])
+    for label in next(iter(configs.values()))["stages_ms"]:
+        row(f"{label} p50", [c["stages_ms"].get(label, {}).get("p50") for c in configs.values()])
+    row("answered", [c["voice_to_voice_ms"]["n"] for c in configs.values()])
+    row("failed", [c["failed"] for c in configs.values()])
+    header = ["", *(f"{n} ms" for n in names), f"{names[-1]} / {names[0]}"]
+    parts.append("side by side (same questions, asked of each in turn)\n" + format_table(rows, header))
+    return "\n\n".join(parts)
+
+
 def capacity_row(run: dict[str, Any]) -> list[Any]:
     """One row of the capacity table from one run's report."""
     s, c = run["server"], run["clients"]

@@ -90,6 +90,7 @@ class ServerProcess:
     log_path: Path
     url: str
     proc: subprocess.Popen[bytes] | None = None
+    ready_path: str = "/healthz"  # a model service: /readyz (200 once its model has warmed)
 
     async def start(self, timeout: float = 180.0) -> None:
         import aiohttp
@@ -102,7 +103,7 @@ class ServerProcess:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_path}")
                 try:
-                    async with http.get(self.url + "/healthz") as resp:
+                    async with http.get(self.url + self.ready_path) as resp:
                         if resp.status == 200:
                             return
                 except (TimeoutError, aiohttp.ClientError, OSError):
