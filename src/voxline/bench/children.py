@@ -61,7 +61,15 @@ def terminate_all(timeout: float = 10.0) -> None:
     _live.clear()
 
 
+UNWIND_LIMIT_S = 30  # after a SIGTERM, the unwinding (closing calls, stopping servers) gets this long
+
+
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # A `finally` that hangs while unwinding (a peer connection that never closes on a starved
+    # machine) would keep the benchmark, and the machine-wide benchmark lock, for good: seen
+    # for 20 minutes after `timeout 400`. SIGALRM's default action then ends the process; the
+    # kernel still stops the children (PR_SET_PDEATHSIG).
+    signal.alarm(UNWIND_LIMIT_S)
     raise SystemExit(128 + signum)
 
 
