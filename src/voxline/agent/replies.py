@@ -112,11 +112,15 @@ class ReplyRunner:
                 elif isinstance(out, Delta):
                     await self.emit("agent.text", text=out.text, turn=turn, final=False)
                 elif isinstance(out, Audio):
-                    if not times.first_audio_sent:
+                    first = not times.first_audio_sent
+                    if first:
                         times.first_audio_sent = self.clock()
-                        await self._log("tts", f"first audio {times.metrics()['tts_first_audio_ms']} ms after the first sentence")
                         await self.perform(self.conv.reply_audio_started(turn))
                     await self._send_audio(AudioKind.AUDIO, turn, out.pcm, out.sample_rate)
+                    if first:  # the caller's audio first, then the bookkeeping
+                        m = times.metrics()
+                        await self._log("tts", f"first audio {m['tts_first_audio_ms']} ms after the first sentence, "
+                                               f"{m['audio_after_commit_ms']} ms after the end of the turn")
                 elif isinstance(out, ReplyText):
                     await self.emit("agent.text", text=out.text, turn=turn, final=True)
                     await self._log("llm", f"reply: {out.text!r}", redacted=f"reply: {len(out.text)} characters")

@@ -18,6 +18,9 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("first_sentence", "first_sentence_ms"),
     ("tts_first_audio", "tts_first_audio_ms"),
     ("server_voice_to_voice", "server_voice_to_voice_ms"),
+    ("work_start (after speech end)", "work_start_ms"),
+    ("first_audio_ready (after speech end)", "first_audio_ready_ms"),
+    ("audio_after_commit", "audio_after_commit_ms"),
     ("transport", ""),
 )
 
