@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-procs", type=int, default=0, help="capacity mode: client processes (0: 1 up to 20 sessions, else 2)")
     p.add_argument("--server-procs", type=int, default=1,
                    help="capacity mode: server processes (one per core), callers spread over them")
+    p.add_argument("--real-models", action="store_true",
+                   help="capacity mode: the server runs the real embedded models (default: fixed-response back-ends)")
+    p.add_argument("--at-once", type=float, default=0.0,
+                   help="capacity mode: every caller asks at the same moment, once every this many seconds (0: off)")
     p.add_argument("--capacity-server", default=None,
                    help="capacity mode: server script (default: python -m voxline.bench.capacity_server)")
     p.add_argument("--turns", action="store_true",

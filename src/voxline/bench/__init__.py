@@ -26,7 +26,8 @@ async def bench_main(args: argparse.Namespace) -> int:
     """`voxline bench`: latency (default), capacity (`--sessions N`), word error rate (`--wer`) or
     turn-taking (`--turns`)."""
     for name, default in (("timeout", 60.0), ("turn_gap", 2.0), ("ramp_interval", 0.15), ("spread", 6.0),
-                          ("client_procs", 0), ("capacity_server", None), ("per_kind", 3)):
+                          ("client_procs", 0), ("capacity_server", None), ("per_kind", 3),
+                          ("real_models", False), ("at_once", 0.0)):
         if not hasattr(args, name):
             setattr(args, name, default)
     stop_children_on_exit()

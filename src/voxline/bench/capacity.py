@@ -1,8 +1,9 @@
 """Capacity mode of `voxline bench --sessions N`: the conductor. Starts
 `voxline.bench.capacity_server` (real WebRTC, bus, VAD and agent; FIXED-RESPONSE model back-ends
-that exist only for the benchmark) as its own process, drives N concurrent callers from client
-subprocesses (`voxline.bench.capacity_worker`), and reports sessions connected, turns answered,
-late and lost frames, and the server's and clients' CPU and RSS read from /proc once a second."""
+that exist only for the benchmark, or the real embedded models with `--real-models`) as its own
+process, drives N concurrent callers from client subprocesses (`voxline.bench.capacity_worker`),
+and reports sessions connected, turns answered, late and lost frames, the server's and clients'
+CPU and RSS read from /proc once a second, and the set-up and hang-up windows around the talk."""
 
 from __future__ import annotations
 
@@ -124,13 +125,37 @@ def capacity_summary(n: int, sessions: list[dict[str, Any]], idle: list[dict[str
     return {"server": server, "clients": clients}
 
 
+def lifecycle_summary(sessions: list[dict[str, Any]], rows: list[dict[str, Any]], setup: tuple[float, float],
+                      hangup_from: float | None) -> dict[str, Any]:
+    """The set-up and tear-down windows: time to connect and its failures, hang-up time and its
+    failures, the server's CPU in each window, and how long until the server held no session."""
+    connected = [s for s in sessions if s.get("connected")]
+    out: dict[str, Any] = {
+        "connect_ms": summarize([s["connect_ms"] for s in connected if s.get("connect_ms") is not None]),
+        "connect_failed": sum(1 for s in sessions if not s.get("connected")),
+        "hangup_ms": summarize([s["hangup_ms"] for s in connected if s.get("hangup_ms") is not None]),
+        "hangup_failed": sum(1 for s in connected if s.get("hangup_ms") is None),
+        "setup_server_cpu_pct": cpu_pct([r for r in rows if setup[0] <= r["t"] <= setup[1]], "server"),
+    }
+    if hangup_from is not None:
+        after = [r for r in rows if r["t"] >= hangup_from - 1.0]
+        out["hangup_server_cpu_pct"] = cpu_pct(after, "server")
+        empty = next((r["t"] for r in after if r.get("active") == 0), None)
+        out["server_empty_after_s"] = round(empty - hangup_from, 1) if empty is not None else None
+        out["server_sessions_left"] = after[-1].get("active") if after else None
+    return out
+
+
 async def capacity_main(args: argparse.Namespace) -> int:
     n = args.sessions
     machine = machine_info()
     work = Path(tempfile.mkdtemp(prefix="voxline-capacity-"))
     q_paths = [str(p) for _, p in make_questions(work, tuple(QUESTIONS)[:4])]
+    real = bool(args.real_models)
+    at_once = float(args.at_once)
     settings: dict[str, Any] = {"sessions": n, "duration_s": args.duration, "gap_s": args.turn_gap,
-                                "ramp_interval_s": args.ramp_interval, "spread_s": args.spread}
+                                "ramp_interval_s": args.ramp_interval, "spread_s": 0.0 if at_once else args.spread,
+                                "at_once_s": at_once, "real_models": real}
     procs: list[ServerProcess] = []
     servers = [args.server] if args.server else []
     if not servers:
@@ -145,14 +170,15 @@ async def capacity_main(args: argparse.Namespace) -> int:
             port = free_port()
             servers.append(f"http://127.0.0.1:{port}")
             cmd = [sys.executable, *program, "--port", str(port), "--max-sessions", str(n + 20),
-                   "--session-create-rate-per-min", "100000"]
+                   "--session-create-rate-per-min", "100000", *(["--real-models"] if real else [])]
             procs.append(ServerProcess(cmd, work / f"server{k}.log", servers[-1]))
-        print(f"starting {len(procs)} x {' '.join(program)} (FIXED-RESPONSE BACK-ENDS, BENCHMARK ONLY; "
-              f"logs in {work})", file=sys.stderr, flush=True)
-        await asyncio.gather(*(p.start(timeout=60) for p in procs))
+        kind = ("REAL embedded STT/LLM/TTS models" if real
+                else "FIXED-RESPONSE STT/LLM/TTS back-ends (benchmark only)")
+        print(f"starting {len(procs)} x {' '.join(program)} ({kind}; logs in {work})", file=sys.stderr, flush=True)
+        await asyncio.gather(*(p.start(timeout=240 if real else 60) for p in procs))
         settings.update(server_kind=f"{len(procs)} x voxline.bench.capacity_server (callers spread over them, "
-                        "as a load balancer with session affinity would): real WebRTC, bus, Silero VAD and agent; "
-                        "FIXED-RESPONSE STT/LLM/TTS back-ends (benchmark only)", server_cmd=" ".join(cmd[1:]),
+                        f"as a load balancer with session affinity would): real WebRTC, bus, Silero VAD and agent; "
+                        f"{kind}", server_cmd=" ".join(cmd[1:]),
                         server_processes=len(procs))
     else:
         settings["server_kind"] = "external (--server); server CPU/RSS not measured"
@@ -176,7 +202,7 @@ async def capacity_main(args: argparse.Namespace) -> int:
         for k, idx in enumerate(shares):
             cfg = {"servers": servers, "questions": q_paths, "indices": idx, "start_at": start_at,
                    "ramp_interval_s": args.ramp_interval, "talk_from": talk_from, "end_at": end_at,
-                   "gap_s": args.turn_gap, "spread_s": args.spread, "sessions": n}
+                   "gap_s": args.turn_gap, "spread_s": settings["spread_s"], "sessions": n, "at_once_s": at_once}
             with open(work / f"client{k}.json", "wb") as out, open(work / f"client{k}.log", "wb") as err:
                 workers.append(spawn([sys.executable, "-m", "voxline.bench.capacity_worker", "--worker",
                                       json.dumps(cfg)], stdout=out, stderr=err))
@@ -186,6 +212,10 @@ async def capacity_main(args: argparse.Namespace) -> int:
         print(f"{n} callers in {client_procs} client process(es): connecting over {ramp_s:.0f} s, "
               f"talking for {args.duration:.0f} s", file=sys.stderr, flush=True)
         while time.time() < end_at + 55 and any(w.poll() is None for w in workers):
+            await asyncio.sleep(0.5)
+        # Tear-down is part of the run: sample until the server holds no session (or 15 s).
+        quiet_by = time.time() + 15
+        while time.time() < quiet_by and not (sampler.samples and sampler.samples[-1].get("active") == 0):
             await asyncio.sleep(0.5)
         stop.set()
         await sampler_task
@@ -205,6 +235,9 @@ async def capacity_main(args: argparse.Namespace) -> int:
                   "samples": [{**r, "t": round(r["t"] - talk_from, 1)} for r in sampler.samples]}
         report["timeline"] = timeline(report["samples"])
         report["clients"]["sessions_lost"] = n - len(sessions)
+        hung = [s["hangup_at"] for s in sessions if s.get("connected") and s.get("hangup_at")]
+        report["lifecycle"] = lifecycle_summary(sessions, sampler.samples, (start_at, talk_from),
+                                                min(hung) if hung else None)
     finally:
         for w in workers:
             if w.poll() is None:

@@ -1,4 +1,5 @@
-"""A voxline server for the capacity benchmark: everything real except the three models.
+"""A voxline server for the capacity benchmark: everything real except the three models
+(or, with `--real-models`, everything real: the embedded models `voxline run` loads).
 
 Builds the same parts as `voxline run` (MemoryBus, MediaServer, Orchestrator, real Silero
 VAD, real WebRTC, real agent), but the STT, LLM and TTS are the FIXED-RESPONSE BACK-ENDS of
@@ -27,18 +28,22 @@ from voxline.services.threads import ModelThread
 from voxline.services.vad import SileroModel
 
 
-async def serve(settings: Settings, stt_delay_s: float) -> None:
+async def serve(settings: Settings, stt_delay_s: float, real_models: bool = False) -> None:
     """Serve until SIGINT/SIGTERM."""
     bus = MemoryBus()
     await bus.start()
-    models = Models(FixedSTT(delay_s=stt_delay_s), FixedLLM(), FixedTTS(), SileroModel(), ModelThread("vad"),
-                    vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms)
-    orchestrator, _ = await start_agent(settings, bus, models)
+    fixed = None if real_models else Models(
+        FixedSTT(delay_s=stt_delay_s), FixedLLM(), FixedTTS(), SileroModel(), ModelThread("vad"),
+        vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms)
+    orchestrator, models = await start_agent(settings, bus, fixed)
     media = MediaServer(settings, bus)
     await media.start()
     runner = await serve_http(create_app(media, settings), settings.host, settings.port)
-    print(f"*** {LABEL}: STT, LLM and TTS give fixed answers; VAD, WebRTC, bus and agent are real ***",
-          flush=True)
+    if real_models:
+        print(f"*** real models: {models.stt.name}, {models.llm.name}, {models.tts.name} ***", flush=True)
+    else:
+        print(f"*** {LABEL}: STT, LLM and TTS give fixed answers; VAD, WebRTC, bus and agent are real ***",
+              flush=True)
     print(f"capacity server ready on http://{settings.host}:{settings.port}/", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,6 +67,7 @@ def main() -> None:
     parser.add_argument("--session-create-rate-per-min", type=int, default=100_000)
     parser.add_argument("--stt-delay-s", type=float, default=0.3)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--real-models", action="store_true", help="the embedded models `voxline run` loads")
     args = parser.parse_args()
     # Every benchmark caller comes from this machine's one address: the per-address cap is the session cap.
     settings = Settings.from_env(host=args.host, port=args.port, max_sessions=args.max_sessions,
@@ -69,7 +75,7 @@ def main() -> None:
                                  session_create_rate_per_min=args.session_create_rate_per_min,
                                  log_level=args.log_level, log_format="text")
     setup_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings, args.stt_delay_s))
+    asyncio.run(serve(settings, args.stt_delay_s, args.real_models))
 
 
 if __name__ == "__main__":

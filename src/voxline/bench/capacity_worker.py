@@ -35,6 +35,9 @@ class SessionStats:
     rtp_lost: int = 0
     jitter_ms: float | None = None
     server_rtp_lost: int | None = None  # what the server reported losing of ours (RTCP)
+    connect_ms: float | None = None  # set-up: offer sent -> media connected (None: it never connected)
+    hangup_ms: float | None = None  # tear-down: hang-up asked -> closed (None: it did not close in 10 s)
+    hangup_at: float | None = None  # when this caller hung up (the tear-down window starts at the first)
 
 
 def _gap_recorder(stats: SessionStats) -> Any:
@@ -74,20 +77,25 @@ def _gap_recorder(stats: SessionStats) -> Any:
 
 async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at: float, talk_from: float,
                        end_at: float, gap_s: float, stats: SessionStats, index: int, n: int = 1,
-                       spread_s: float = 0.0) -> None:
+                       spread_s: float = 0.0, at_once_s: float = 0.0) -> None:
     """One caller: question, reply, pause, again. With `spread_s`, callers start spread over
     that time and pause 0.5-1.5 x `gap_s` (seeded), as unrelated callers would; without it they
-    go in lockstep (the worst case: every reply at once)."""
+    go in lockstep (the worst case: every reply at once). With `at_once_s`, every caller asks at
+    the same moment, once every `at_once_s` seconds (a caller still waiting skips a round)."""
     from voxline.client.caller import Caller
 
     rng = random.Random(index)
     first = index / max(1, n) * spread_s if spread_s > 0 else (index % 10) * gap_s / 10
+    if at_once_s > 0:
+        first = 0.0
 
     await asyncio.sleep(max(0.0, connect_at - time.time()))
     caller = Caller(server)
     caller.recorder = _gap_recorder(stats)
     try:
+        started = time.time()
         await caller.connect(timeout=20)
+        stats.connect_ms = round((time.time() - started) * 1000, 1)
         stats.connected = True
         await caller.client.set_listening(True)
         await asyncio.sleep(max(0.0, talk_from - time.time()) + first)
@@ -110,7 +118,11 @@ async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at:
                 stats.turns_failed += 1
             # Later questions are counted by the server's turn numbers: follow them.
             turn = max(turn, max((e.get("turn", 0) for e in caller.of_type("turn.metrics")), default=0))
-            await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5) if spread_s > 0 else gap_s)
+            if at_once_s > 0:  # the next round of questions all callers ask together
+                rounds = int((time.time() - talk_from) // at_once_s) + 1
+                await asyncio.sleep(max(0.0, talk_from + rounds * at_once_s - time.time()))
+            else:
+                await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5) if spread_s > 0 else gap_s)
         await asyncio.sleep(max(0.0, end_at - time.time()))
         report = await caller.client.pc.getStats()
         for s in report.values():
@@ -123,9 +135,11 @@ async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at:
     except Exception as exc:  # noqa: BLE001 - one caller's failure is a result, not a crash
         stats.error = f"{type(exc).__name__}: {exc}"[:300]
     finally:
+        stats.hangup_at = time.time()
         try:
             await asyncio.wait_for(caller.close(), 10)
-        except Exception:  # noqa: BLE001
+            stats.hangup_ms = round((time.time() - stats.hangup_at) * 1000, 1)
+        except Exception:  # noqa: BLE001 - a hang-up that fails or hangs is counted (hangup_ms None)
             pass
 
 
@@ -138,7 +152,8 @@ async def worker_main(cfg: dict[str, Any]) -> dict[str, Any]:
     tasks = [asyncio.create_task(_one_session(
         cfg["servers"][i % len(cfg["servers"])], questions, cfg["start_at"] + i * cfg["ramp_interval_s"],
         cfg["talk_from"], cfg["end_at"],
-        cfg["gap_s"], st, i, cfg.get("sessions", 1), cfg.get("spread_s", 0.0))) for i, st in zip(cfg["indices"], all_stats)]
+        cfg["gap_s"], st, i, cfg.get("sessions", 1), cfg.get("spread_s", 0.0),
+        cfg.get("at_once_s", 0.0))) for i, st in zip(cfg["indices"], all_stats)]
     hard = cfg["end_at"] + 45 - time.time()
     done, pending = await asyncio.wait(tasks, timeout=hard)
     for t in pending:

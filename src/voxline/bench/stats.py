@@ -167,6 +167,18 @@ def capacity_row(run: dict[str, Any]) -> list[Any]:
             s.get("rss_mb_per_session"), c.get("cpu_pct"), s.get("other_processes_cpu_pct")]
 
 
+def lifecycle_text(life: dict[str, Any] | None) -> str:
+    """One line on call set-up and tear-down (they are outside the talking window above)."""
+    if not life:
+        return "set-up and hang-up: not measured"
+    c, h = life["connect_ms"], life["hangup_ms"]
+    return (f"set-up: connected p50 {_fmt(c.get('p50'))} / p95 {_fmt(c.get('p95'))} / max {_fmt(c.get('max'))} ms, "
+            f"{life['connect_failed']} failed to connect, server CPU {_fmt(life.get('setup_server_cpu_pct'))} %; "
+            f"hang-up: p50 {_fmt(h.get('p50'))} / p95 {_fmt(h.get('p95'))} ms, {life['hangup_failed']} failed, "
+            f"server CPU {_fmt(life.get('hangup_server_cpu_pct'))} %, server empty after "
+            f"{_fmt(life.get('server_empty_after_s'))} s ({_fmt(life.get('server_sessions_left'))} left)")
+
+
 CAPACITY_HEADER = ["N", "server procs", "connected", "answered/asked", "v2v p50", "v2v p95", "frames late (srv)",
                    "RTP lost (cli)", "gaps>100ms (cli)", "server CPU %", "server RSS MB",
                    "CPU %/session", "RSS MB/session", "clients CPU %", "others CPU %"]
@@ -182,6 +194,7 @@ def capacity_report_text(report: dict[str, Any]) -> str:
         "CPU % is of one core (200 % = both cores); per-session figures are (loaded - idle) / N; "
         "others = machine busy - server - clients - this conductor (other people's work).",
         format_table([capacity_row(report)], CAPACITY_HEADER),
+        lifecycle_text(report.get("lifecycle")),
         "frames late while other processes took > {others_threshold_pct:.0f} % CPU: "
         "{frames_late_while_others_busy} in {seconds_others_busy} s; otherwise: "
         "{frames_late_while_others_quiet} in {seconds_others_quiet} s".format(
