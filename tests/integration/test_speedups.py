@@ -116,3 +116,32 @@ async def test_no_reply_before_the_caller_finishes_and_none_cut_short(voice_serv
     assert said, result.reply_text
     last_words = [w for w in result.reply_text.lower().replace(".", " ").split() if len(w) > 2][-2:]
     assert any(w.strip(",!?'\"") in heard for w in last_words), (heard, result.reply_text)
+
+
+async def test_callers_waiting_at_once_are_transcribed_in_one_batch_with_the_same_words(stt, speech) -> None:
+    import asyncio
+    import threading
+
+    texts = ["What is the capital of France?", "How many days are in a week?", "Why is the ocean salty?",
+             "Please turn off the lights in the kitchen."]
+    alone = [stt.transcribe_sync(speech(t)) for t in texts]
+    batches: list[int] = []
+    real = stt._short_windows
+
+    def counted(audios: list[np.ndarray]) -> list[str]:
+        batches.append(len(audios))
+        return real(audios)
+
+    gate = threading.Event()
+    busy = stt.thread.submit(gate.wait)  # another caller's turn holds the model: these four wait together
+    stt._short_windows = counted
+    try:
+        tasks = [asyncio.create_task(stt.transcribe(speech(t))) for t in texts]
+        await asyncio.sleep(0.1)
+        gate.set()
+        together = await asyncio.gather(*tasks)
+    finally:
+        stt._short_windows = real
+        busy.result(timeout=5)
+    assert batches == [4]
+    assert together == alone  # batching changes no word

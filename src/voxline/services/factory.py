@@ -14,7 +14,8 @@ def build_stt(settings: Settings) -> STT:
         from voxline.services.stt.whisper import WhisperSTT
 
         return WhisperSTT(threads=settings.model_threads, beam_size=settings.stt_beam_size,
-                          path=settings.stt_model or None, language=whisper_language(settings.language))
+                          path=settings.stt_model or None, language=whisper_language(settings.language),
+                          batch_max=settings.stt_batch_max)
     if settings.stt == "openai":
         from voxline.services.stt.openai import OpenAISTT
 

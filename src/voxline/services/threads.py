@@ -8,6 +8,10 @@ arrival order: with many callers, every waiting caller's first clause (its deadl
 moment the caller stopped speaking: already past) goes before the rest of anyone's reply
 (due only when the audio before it has played out). Work without a deadline is due when it
 was submitted, so among itself it stays first come, first served.
+
+Work that can be batched (several callers' short STT windows in one encoder call) names a
+batch key: when the thread takes such an item, it takes the other waiting items of the same
+key with it (the earliest due first, up to the batch's limit) and runs them in one call.
 """
 
 from __future__ import annotations
@@ -28,13 +32,23 @@ _DONE = object()
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("voxline_model_deadline", default=None)
 
 
+class Batch:
+    """One item of batchable work: `run(items)` returns one result per item, in order."""
+
+    def __init__(self, key: str, item: Any, run: Callable[[list[Any]], list[Any]], limit: int) -> None:
+        self.key, self.item, self.run, self.limit = key, item, run, limit
+
+
+Work = Callable[[], Any] | Batch
+
+
 class ModelThread:
     """One named thread for one model, serving its queue earliest deadline first."""
 
     def __init__(self, name: str, clock: Callable[[], float] = time.time) -> None:
         self.name = name
         self.clock = clock
-        self._heap: list[tuple[float, int, Callable[[], Any], Future[Any]]] = []
+        self._heap: list[tuple[float, int, Work, Future[Any]]] = []
         self._seq = itertools.count()
         self._ready = threading.Condition()
         self._closed = False
@@ -42,7 +56,18 @@ class ModelThread:
 
     def submit(self, fn: Callable[[], T], due: float | None = None) -> Future[T]:
         """Queue `fn` for the model thread, due at `due` (default: the task's `deadline`, else now)."""
-        future: Future[T] = Future()
+        return self._queue(fn, due)
+
+    def submit_batch(self, key: str, item: Any, run: Callable[[list[Any]], list[T]], limit: int,
+                     due: float | None = None) -> Future[T]:
+        """Queue `item`, to be run by `run` together with the other waiting items of `key` (at most `limit`)."""
+        return self._queue(Batch(key, item, run, max(1, limit)), due)
+
+    async def run_batch(self, key: str, item: Any, run: Callable[[list[Any]], list[T]], limit: int) -> T:
+        return await asyncio.wrap_future(self.submit_batch(key, item, run, limit))
+
+    def _queue(self, fn: Work, due: float | None) -> Future[Any]:
+        future: Future[Any] = Future()
         when = due if due is not None else deadline.get()
         with self._ready:
             if self._closed:
@@ -62,12 +87,43 @@ class ModelThread:
                 if not self._heap:
                     return
                 _, _, fn, future = heapq.heappop(self._heap)
+                batch = self._take_batch(fn, future) if isinstance(fn, Batch) else []
+            if isinstance(fn, Batch):
+                self._run_batch(fn, batch)
+                continue
             if not future.set_running_or_notify_cancel():
                 continue
             try:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
                 future.set_exception(exc)
+
+    def _take_batch(self, first: Batch, future: Future[Any]) -> list[tuple[Batch, Future[Any]]]:
+        """`first` and the waiting items of its key, the earliest due first (the lock is held)."""
+        batch = [(first, future)]
+        mates = sorted(e for e in self._heap if isinstance(e[2], Batch) and e[2].key == first.key)
+        taken = {id(e[3]) for e in mates[: first.limit - 1]}
+        if taken:
+            batch += [(e[2], e[3]) for e in mates if id(e[3]) in taken]  # type: ignore[misc]
+            self._heap = [e for e in self._heap if id(e[3]) not in taken]
+            heapq.heapify(self._heap)
+        return batch
+
+    @staticmethod
+    def _run_batch(first: Batch, batch: list[tuple[Batch, Future[Any]]]) -> None:
+        live = [(b, f) for b, f in batch if f.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = first.run([b.item for b, _ in live])
+            if len(results) != len(live):
+                raise RuntimeError(f"a batch of {len(live)} gave {len(results)} results")
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
+            for _, f in live:
+                f.set_exception(exc)
+            return
+        for (_, f), result in zip(live, results):
+            f.set_result(result)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         ctx = contextvars.copy_context()

@@ -144,3 +144,49 @@ async def test_a_second_callers_first_piece_goes_before_the_rest_of_the_first_ca
 async def _drain(pipeline: ReplyPipeline) -> None:
     async for _ in pipeline.outputs():
         pass
+
+
+def test_waiting_batchable_work_of_one_key_runs_together_earliest_due_first_up_to_the_limit() -> None:
+    clock = Clock()
+    thread = ModelThread("test", clock=clock)
+    gate, calls = threading.Event(), []
+
+    def run(items: list[str]) -> list[str]:
+        calls.append(list(items))
+        return [i.upper() for i in items]
+
+    busy = thread.submit(gate.wait)
+    late = thread.submit(lambda: calls.append(["plain, due later"]), due=clock.now + 5)
+    jobs = {name: thread.submit_batch("stt", name, run, limit=3, due=clock.now + due)
+            for name, due in (("c", 0.3), ("a", 0.1), ("d", 0.4), ("b", 0.2))}
+    other = thread.submit_batch("other", "x", run, limit=3, due=clock.now + 0.15)
+    gate.set()
+    busy.result(timeout=5)
+    assert {k: f.result(timeout=5) for k, f in jobs.items()} == {"a": "A", "b": "B", "c": "C", "d": "D"}
+    assert other.result(timeout=5) == "X" and late.result(timeout=5) is None
+    # a, b, c together (d over the limit); another key is never mixed in; then by deadline.
+    assert calls == [["a", "b", "c"], ["x"], ["d"], ["plain, due later"]]
+    thread.close()
+
+
+def test_a_failed_batch_fails_each_of_its_callers_and_the_thread_serves_on() -> None:
+    thread = ModelThread("test")
+    gate = threading.Event()
+
+    def boom(items: list[int]) -> list[int]:
+        raise ValueError("model fault")
+
+    busy = thread.submit(gate.wait)
+    jobs = [thread.submit_batch("stt", i, boom, limit=4) for i in range(2)]
+    short = thread.submit_batch("short", 1, lambda items: [], limit=4)  # wrong number of results
+    cancelled = thread.submit_batch("stt", 9, boom, limit=4)
+    cancelled.cancel()
+    gate.set()
+    busy.result(timeout=5)
+    for job in jobs:
+        with pytest.raises(ValueError, match="model fault"):
+            job.result(timeout=5)
+    with pytest.raises(RuntimeError, match="gave 0 results"):
+        short.result(timeout=5)
+    assert thread.submit(lambda: 42).result(timeout=5) == 42
+    thread.close()

@@ -10,6 +10,9 @@ A voice turn is short, so turns that fit `window_s` are encoded in that window a
 greedily here; longer ones go through faster-whisper's full 30 s path. Measured on espeak and
 Piper speech (tests/integration/test_speedups.py), the short window's word error rate is no
 worse than the full window's.
+
+Several callers' short windows waiting at once are encoded and decoded in one batch
+(`batch_max`): on 2 cores four 10 s windows take ~380 ms together against ~490 ms one by one.
 """
 
 from __future__ import annotations
@@ -48,11 +51,20 @@ def window_features(extractor: Callable[[np.ndarray], np.ndarray], audio: np.nda
     return window
 
 
+def _audio_16k(pcm: bytes, sample_rate: int) -> np.ndarray:
+    """s16 `pcm` at `sample_rate` as float32 samples at 16 kHz."""
+    if sample_rate != 16_000:
+        from voxline.audio.resample import resample_s16
+
+        pcm = resample_s16(pcm, sample_rate, 16_000)
+    return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+
+
 class WhisperSTT:
     name = "whisper-tiny.en"
 
     def __init__(self, threads: int = 2, beam_size: int = 1, path: str | None = None, window_s: float = 10.0,
-                 language: str | None = "en") -> None:
+                 language: str | None = "en", batch_max: int = 4) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
@@ -73,37 +85,45 @@ class WhisperSTT:
         self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         self.beam_size = beam_size
         self.window_s = window_s  # 0 or 30 = always the full window
+        self.batch_max = batch_max  # short windows encoded together when callers wait at once (1: never)
         self.thread = ModelThread("stt")
         log.info("stt model loaded", extra={"model": self.name, "load_ms": round((time.perf_counter() - started) * 1000)})
 
-    def transcribe_sync(self, pcm: bytes, sample_rate: int = 16_000) -> str:
-        if sample_rate != 16_000:
-            from voxline.audio.resample import resample_s16
+    def fits_short_window(self, pcm: bytes, sample_rate: int = 16_000) -> bool:
+        seconds = len(pcm) / 2 / sample_rate
+        return bool(self.language) and 0 < self.window_s < 30 and 0.1 <= seconds <= self.window_s - 0.5
 
-            pcm = resample_s16(pcm, sample_rate, 16_000)
-        audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+    def transcribe_sync(self, pcm: bytes, sample_rate: int = 16_000) -> str:
+        audio = _audio_16k(pcm, sample_rate)
         if audio.size < 1600:  # under 0.1 s: nothing to hear
             return ""
-        if self.language and 0 < self.window_s < 30 and audio.size / 16_000 <= self.window_s - 0.5:
-            return self._short_window(audio)
+        if self.fits_short_window(pcm, sample_rate):
+            return self._short_windows([audio])[0]
         segments, _ = self.model.transcribe(audio, language=self.language, beam_size=self.beam_size,
                                             condition_on_previous_text=False, without_timestamps=True,
                                             vad_filter=False)
         return " ".join(seg.text.strip() for seg in segments).strip()
 
-    def _short_window(self, audio: np.ndarray) -> str:
+    def _short_windows(self, audios: list[np.ndarray]) -> list[str]:
+        """Transcribe each of `audios` (16 kHz, each fitting the short window) in one encoder and decoder batch."""
         import ctranslate2
 
-        window = window_features(self.model.feature_extractor, audio, int(self.window_s * FRAMES_PER_S))
-        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(window[None]), to_cpu=False)
-        max_tokens = int(40 + 12 * audio.size / 16_000)  # speech runs at ~3-5 tokens a second
-        result = self.model.model.generate(encoded, [self._prompt], beam_size=self.beam_size,
-                                           max_length=max_tokens, suppress_blank=True, suppress_tokens=[-1])
+        frames = int(self.window_s * FRAMES_PER_S)
+        windows = np.stack([window_features(self.model.feature_extractor, a, frames) for a in audios])
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(windows), to_cpu=False)
+        longest = max(a.size for a in audios) / 16_000
+        max_tokens = int(40 + 12 * longest)  # speech runs at ~3-5 tokens a second
+        results = self.model.model.generate(encoded, [self._prompt] * len(audios), beam_size=self.beam_size,
+                                            max_length=max_tokens, suppress_blank=True, suppress_tokens=[-1])
         eot = self._tokenizer.eot
-        text: str = self._tokenizer.decode([t for t in result[0].sequences_ids[0] if t < eot])
-        return text.strip()
+        return [str(self._tokenizer.decode([t for t in r.sequences_ids[0] if t < eot])).strip() for r in results]
+
+    def _batch(self, items: list[tuple[bytes, int]]) -> list[str]:
+        return self._short_windows([_audio_16k(pcm, rate) for pcm, rate in items])
 
     async def transcribe(self, pcm: bytes, sample_rate: int = 16_000) -> str:
+        if self.batch_max > 1 and self.fits_short_window(pcm, sample_rate):
+            return await self.thread.run_batch("short window", (pcm, sample_rate), self._batch, self.batch_max)
         return await self.thread.run(self.transcribe_sync, pcm, sample_rate)
 
     async def warm(self) -> None:
