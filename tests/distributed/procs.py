@@ -98,10 +98,11 @@ class Proc:
         return self
 
     # -- readiness ----------------------------------------------------------------------------
-    def get_json(self, path: str, timeout: float = 3.0) -> tuple[int, Any]:
+    def get_json(self, path: str, timeout: float = 3.0, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """(status, parsed JSON body) of a GET on this process; raises OSError if unreachable."""
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers or {}),
+                                        timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             body = exc.read()
@@ -132,8 +133,9 @@ class Proc:
                 raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s:\n{self.tail()}")
             await asyncio.sleep(0.2)
 
-    async def get_json_async(self, path: str, timeout: float = 3.0) -> tuple[int, Any]:
-        return await asyncio.to_thread(self.get_json, path, timeout)
+    async def get_json_async(self, path: str, timeout: float = 3.0,
+                             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        return await asyncio.to_thread(self.get_json, path, timeout, headers)
 
     # -- logs ---------------------------------------------------------------------------------
     def text(self) -> str:

@@ -92,7 +92,7 @@ async def test_the_session_goes_on_across_a_broker_restart(single, speech) -> No
         replies = [e for e in caller.of_type("agent.text") if e.get("final") and e.get("turn") == 2]
         assert replies and replies[-1]["text"].strip(), replies
         assert caller.first_sound_after(end) is not None, "turn 2's reply audio never reached the caller"
-        status, session = await media.get_json_async(f"/sessions/{sid}")
+        status, session = await media.get_json_async(f"/sessions/{sid}", headers=caller.session_headers)
         assert status == 200 and session["state"] == "connected" and session["turns"] == 2, session
         assert not caller.of_type("error"), caller.of_type("error")
         assert media.running and agent.running

@@ -107,7 +107,7 @@ async def test_killed_agent_its_session_goes_on_with_history_on_the_other(pair: 
         survivor_lines = " | ".join(r["msg"] for r in survivor.session_records(sid))
         assert "taken over" in survivor_lines and "resumed with 2 messages of history" in survivor_lines, survivor_lines
         assert "transcript: " in survivor_lines and "reply: " in survivor_lines, survivor_lines
-        status, session = await media.get_json_async(f"/sessions/{sid}")
+        status, session = await media.get_json_async(f"/sessions/{sid}", headers=caller.session_headers)
         assert status == 200 and session["state"] == "connected", session
         assert session["turns"] == 2, session
         said = " ".join(m["content"] for m in session["history"] if m["role"] == "user")
@@ -153,7 +153,7 @@ async def test_a_question_asked_during_the_rebalance_is_answered_after_it(pair: 
         first = caller.first_sound_after(end)
         assert first is not None
         print(f"rebalance window: reply audio {first - end:.1f} s after the question ended")
-        status, session = await media.get_json_async(f"/sessions/{sid}")
+        status, session = await media.get_json_async(f"/sessions/{sid}", headers=caller.session_headers)
         assert status == 200 and session["state"] == "connected" and session["turns"] == 2, session
     finally:
         await caller.close()

@@ -83,7 +83,7 @@ async def test_a_spoken_turn_crosses_the_split_deployment_and_a_quiet_session_su
         # errored, on the media server, on the agent, or in the consumers between them.
         quiet_from = time.time()
         await asyncio.sleep(QUIET_S)
-        status, session = await media.get_json_async(f"/sessions/{sid}")
+        status, session = await media.get_json_async(f"/sessions/{sid}", headers=caller.session_headers)
         assert status == 200 and session["state"] == "connected" and not session.get("ended_at"), session
         assert not [e for e in caller.events if e.get("ts", 0) >= quiet_from and e["type"] in ("error", "session.ended")]
 
@@ -96,7 +96,7 @@ async def test_a_spoken_turn_crosses_the_split_deployment_and_a_quiet_session_su
         print(f"\nsplit mode voice-to-voice: turn 1 {t1['v2v_ms']} ms, turn 2 {t2['v2v_ms']} ms")
         print("turn metrics:", [e.get("metrics") for e in caller.of_type("turn.metrics")])
 
-        status, session = await media.get_json_async(f"/sessions/{sid}")
+        status, session = await media.get_json_async(f"/sessions/{sid}", headers=caller.session_headers)
         assert status == 200 and session["turns"] == 2, session
     finally:
         await caller.close()

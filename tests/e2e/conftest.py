@@ -62,14 +62,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_json(method: str, url: str, body: dict | None = None, timeout: float = 5.0, token: str = ""):
-    """(status, parsed JSON or text) without raising on HTTP errors."""
+def http_json(method: str, url: str, body: dict | None = None, timeout: float = 5.0, token: str = "",
+              secret: str = ""):
+    """(status, parsed JSON or text) without raising on HTTP errors; `secret` is a session's
+    X-Session-Token (what its own routes need)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
+    if secret:
+        req.add_header("X-Session-Token", secret)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw, status = r.read(), r.status
@@ -288,8 +292,8 @@ class PageKit:
             with contextlib.suppress(Exception):
                 # End a session the test left open, so the one-session server stays usable.
                 loc = page.evaluate("() => window.voxline.location")
-                if loc:
-                    http_json("DELETE", loc, token=TOKEN)  # servers without a token ignore it
+                if loc:  # servers without a token ignore it
+                    http_json("DELETE", loc, token=TOKEN, secret=page.evaluate("() => window.voxline.sessionToken"))
         if failed and self.console:
             (self.artifacts / f"{name}-console.txt").write_text("\n".join(self.console))
         for ctx in self.contexts:

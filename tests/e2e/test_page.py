@@ -57,13 +57,21 @@ def wait_event(page, predicate_js: str, timeout_ms: int):
 def hang_up_and_check(page, server: str, sid: str, token: str = ""):
     location = page.evaluate("() => window.voxline.location")
     assert location and location.endswith(f"/whip/{sid}"), location
+    secret = secret_of(page)
     button(page, "Hang up").click()
     expect(page.locator("#conn-status")).to_contain_text("Session ended", timeout=10_000)
     expect(button(page, "Start conversation")).to_be_enabled()
-    status, body = http_json("GET", f"{server}/sessions/{sid}", token=token)
+    status, body = http_json("GET", f"{server}/sessions/{sid}", token=token, secret=secret)
     assert status == 404 or (status == 200 and body.get("state") == "ended"), (status, body)
-    status, body = http_json("DELETE", location, token=token)
+    status, body = http_json("DELETE", location, token=token, secret=secret)
     assert status == 404, (status, body)
+
+
+def secret_of(page) -> str:
+    """The session's secret the page holds (X-Session-Token of its WHIP answer)."""
+    secret = page.evaluate("() => window.voxline.sessionToken")
+    assert secret, "the page holds no session secret (X-Session-Token not exposed by CORS?)"
+    return secret
 
 
 # --------------------------------------------------------------------------- errors
@@ -100,7 +108,7 @@ def test_conversation_same_origin(server, browser, pages, artifacts):
     expect(page.locator("#log")).to_contain_text(
         re.compile(rf"Backend session ID received: {sid} \(replaces temporary tmp-[0-9a-f-]+\)")
     )
-    status, info = http_json("GET", f"{server}/sessions/{sid}")
+    status, info = http_json("GET", f"{server}/sessions/{sid}", secret=secret_of(page))
     assert status == 200, info
     assert info["session_id"] == sid
     assert str(info.get("client_ref", "")).startswith("tmp-"), info
@@ -187,7 +195,7 @@ def test_cross_origin_page_with_token(token_server, static_server, browser, page
     page.keyboard.press("Enter")
     expect(page.locator("#listening-badge")).to_have_text("Not listening", timeout=10_000)
     expect(page.locator("#btn-listen-start")).to_be_focused()
-    status, info = http_json("GET", f"{server}/sessions/{sid}", token=TOKEN)
+    status, info = http_json("GET", f"{server}/sessions/{sid}", token=TOKEN, secret=secret_of(page))
     assert status == 200 and info["listening"] is False, (status, info)
     # DELETE with a CORS preflight.
     hang_up_and_check(page, server, sid, token=TOKEN)
@@ -202,7 +210,7 @@ def test_stop_listening_stops_new_turns(server, loop_browser, pages, artifacts):
     button(page, "Stop listening").click()
     expect(page.locator("#listening-badge")).to_have_text("Not listening", timeout=10_000)
     expect(button(page, "Start listening")).to_be_enabled()
-    status, info = http_json("GET", f"{server}/sessions/{sid}")
+    status, info = http_json("GET", f"{server}/sessions/{sid}", secret=secret_of(page))
     assert status == 200 and info["listening"] is False, (status, info)
 
     page.wait_for_timeout(3_000)  # a turn already being transcribed may still finish

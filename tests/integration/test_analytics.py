@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from metrics_text import parse_metrics
-from tests.integration.test_recovery import call, get_json, play_a_turn, wait_for
+from tests.integration.test_recovery import call, get_json, own, play_a_turn, wait_for
 from voxline.bus.codec import decode_json
 from voxline.bus.topics import Topic
 from voxline.logs import SessionFilter
@@ -33,10 +33,10 @@ async def test_session_detail_has_duration_turns_and_stage_latencies(media_serve
     await media.publish_event(sid, "interruption", turn=1)
     await media.publish_event(sid, "error", stage="llm", message="timed out", turn=1)
     await wait_for(lambda: media.registry.get(sid).errors == 1, "the error was not counted")
-    state = await get_json(http, f"{url}/sessions/{sid}")
+    state = await get_json(http, f"{url}/sessions/{sid}", own(resp))
     assert state["turns"] == 1 and state["interruptions"] == 1 and state["errors"] == 1
     assert state["duration_s"] >= 0 and state["turn_metrics"][0]["server_voice_to_voice_ms"] == 700.0
-    assert "resume_token_hash" not in state
+    assert "resume_token_hash" not in state and "session_token_hash" not in state
     await pc.close()
 
 
@@ -44,14 +44,15 @@ async def test_session_detail_has_duration_turns_and_stage_latencies(media_serve
 async def test_list_filters_pages_and_aggregates(media_server, http) -> None:
     url, media = media_server.url, media_server.media
     started = time.time()
-    sids, pcs = [], []
+    sids, pcs, secrets = [], [], []
     for i in range(5):
         resp, pc = await call(http, url, **{"X-Session-ID": f"tmp-{i % 2}"})
         sids.append(resp.headers["X-Session-ID"])
+        secrets.append(own(resp))
         pcs.append(pc)
     for i, sid in enumerate(sids[:3]):
         await play_a_turn(media, sid, f"question {i}", f"answer {i}")
-    async with http.delete(f"{url}/whip/{sids[0]}") as resp:
+    async with http.delete(f"{url}/whip/{sids[0]}", headers=secrets[0]) as resp:
         assert resp.status == 200
 
     everything = await get_json(http, f"{url}/sessions")
@@ -128,7 +129,7 @@ async def test_prometheus_metrics_follow_sessions_and_turns(media_server, http) 
     peer.dropped_in += 2
     assert peer.direct is not None  # Opus was negotiated: the direct path took the caller's audio
     peer.direct.concealed += 1
-    async with http.delete(f"{url}/whip/{sid}") as r:
+    async with http.delete(f"{url}/whip/{sid}", headers=own(resp)) as r:
         assert r.status == 200
     m = parse_metrics(await (await http.get(f"{url}/metrics")).text())
     assert m["voxline_sessions_active"] == 0
@@ -154,7 +155,7 @@ async def test_media_log_lines_reach_the_logs_topic_and_carry_the_session_id(med
     with caplog.at_level(logging.INFO, logger="voxline.media"):
         resp, pc = await call(http, url)
         sid = resp.headers["X-Session-ID"]
-        await http.post(f"{url}/listening/stop", json={"session_id": sid})
+        await http.post(f"{url}/listening/stop", json={"session_id": sid}, headers=own(resp))
         await wait_for(lambda: len(got) >= 2, "no media log lines on the logs topic")
         await pc.close()
         await wait_for(lambda: media.registry.get(sid).state.value == "disconnected", "drop not noticed")

@@ -15,18 +15,19 @@ from voxline.config import Settings
 EVIL = "http://evil.example"
 
 
-async def _session(http: aiohttp.ClientSession, url: str) -> tuple[str, object]:
+async def _session(http: aiohttp.ClientSession, url: str) -> tuple[str, object, dict[str, str]]:
+    """A new session: its ID, the offering peer, and the headers carrying its secret."""
     sdp, pc = await make_offer()
     resp = await post_offer(http, url, sdp)
     assert resp.status == 201
-    return resp.headers["X-Session-ID"], pc
+    return resp.headers["X-Session-ID"], pc, {"X-Session-Token": resp.headers["X-Session-Token"]}
 
 
 async def test_foreign_host_is_421_and_known_names_pass(media_server) -> None:
     url = media_server.url
     port = url.rsplit(":", 1)[1]
     async with aiohttp.ClientSession() as http:
-        sid, pc = await _session(http, url)
+        sid, pc, own = await _session(http, url)
         for path in ("/sessions", f"/sessions/{sid}", "/metrics", "/", "/app.js"):
             async with http.get(url + path, headers={"Host": f"rebind.evil.example:{port}"}) as resp:
                 assert resp.status == 421, path
@@ -35,7 +36,7 @@ async def test_foreign_host_is_421_and_known_names_pass(media_server) -> None:
                                                                 "Content-Type": "application/sdp"}) as resp:
             assert resp.status == 421
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST"):
-            async with http.get(f"{url}/sessions/{sid}", headers={"Host": host}) as resp:
+            async with http.get(f"{url}/sessions/{sid}", headers={"Host": host, **own}) as resp:
                 assert resp.status == 200, host
         async with http.get(f"{url}/healthz", headers={"Host": "evil.example"}) as resp:
             assert resp.status == 200  # probes come with whatever Host the prober uses
@@ -57,12 +58,12 @@ async def test_configured_host_names_pass() -> None:
 async def test_foreign_origin_websocket_is_refused(media_server) -> None:
     url = media_server.url
     async with aiohttp.ClientSession() as http:
-        sid, pc = await _session(http, url)
+        sid, pc, own = await _session(http, url)
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await http.ws_connect(f"{url}/sessions/{sid}/events", headers={"Origin": EVIL})
+            await http.ws_connect(f"{url}/sessions/{sid}/events", headers={"Origin": EVIL, **own})
         assert refused.value.status == 403
         for origin in ("http://localhost:5173", url):  # the allow-list and our own origin
-            async with http.ws_connect(f"{url}/sessions/{sid}/events", headers={"Origin": origin}) as ws:
+            async with http.ws_connect(f"{url}/sessions/{sid}/events", headers={"Origin": origin, **own}) as ws:
                 assert (await ws.receive_json())["session_id"] == sid
     await pc.close()  # type: ignore[attr-defined]
 
@@ -70,16 +71,16 @@ async def test_foreign_origin_websocket_is_refused(media_server) -> None:
 async def test_text_plain_cross_site_post_cannot_stop_listening(media_server) -> None:
     url = media_server.url
     async with aiohttp.ClientSession() as http:
-        sid, pc = await _session(http, url)
+        sid, pc, own = await _session(http, url)
         body = json.dumps({"session_id": sid})
         for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
             async with http.post(f"{url}/listening/stop", data=body,
-                                 headers={"Content-Type": kind, "Origin": EVIL}) as resp:
+                                 headers={"Content-Type": kind, "Origin": EVIL, **own}) as resp:
                 assert resp.status == 415, kind
                 assert (await resp.json())["error"] == "unsupported_media_type"
-        state = await (await http.get(f"{url}/sessions/{sid}")).json()
+        state = await (await http.get(f"{url}/sessions/{sid}", headers=own)).json()
         assert state["listening"] is True
-        async with http.post(f"{url}/listening/stop", json={"session_id": sid}) as resp:
+        async with http.post(f"{url}/listening/stop", json={"session_id": sid}, headers=own) as resp:
             assert resp.status == 200
     await pc.close()  # type: ignore[attr-defined]
 
@@ -114,7 +115,7 @@ async def test_operator_token_guards_listings_and_a_caller_token_does_not_open_t
             sdp, pc = await make_offer()
             resp = await post_offer(http, running.url, sdp, **caller)
             assert resp.status == 201
-            sid = resp.headers["X-Session-ID"]
+            sid, secret = resp.headers["X-Session-ID"], resp.headers["X-Session-Token"]
             for path in ("/sessions", "/metrics"):
                 async with http.get(running.url + path, headers=caller) as r:
                     assert r.status == 401, path  # a caller's credential does not list others' calls
@@ -122,10 +123,13 @@ async def test_operator_token_guards_listings_and_a_caller_token_does_not_open_t
                     assert r.status == 200, path
             async with http.get(f"{running.url}/sessions/{sid}", headers=operator) as r:
                 assert r.status == 200  # the operator: any session
-            async with http.get(f"{running.url}/sessions/{sid}?token=caller-tok") as r:
+            async with http.get(f"{running.url}/sessions/{sid}?token={secret}") as r:
                 assert r.status == 401  # ?token= only on the WebSocket
-            async with http.ws_connect(f"{running.url}/sessions/{sid}/events?token=caller-tok") as ws:
+            async with http.ws_connect(f"{running.url}/sessions/{sid}/events?token={secret}") as ws:
                 assert (await ws.receive_json())["session_id"] == sid
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # the callers' token is not the secret
+                await http.ws_connect(f"{running.url}/sessions/{sid}/events?token=caller-tok")
+            assert refused.value.status == 403
         await pc.close()  # type: ignore[attr-defined]
     finally:
         await stop_server(cleanup)

@@ -34,7 +34,8 @@ async def test_one_address_holds_at_most_its_share_of_live_sessions(media_server
             created.append(await post_offer(http, media_server.url, sdp))
         assert [r.status for r in created] == [201, 201, 429]
         assert (await created[2].json())["error"] == "too_many_sessions"
-        async with http.delete(media_server.url + created[0].headers["Location"]) as resp:
+        async with http.delete(media_server.url + created[0].headers["Location"],
+                               headers={"X-Session-Token": created[0].headers["X-Session-Token"]}) as resp:
             assert resp.status == 200
         sdp, pc = await make_offer()
         pcs.append(pc)

@@ -139,7 +139,8 @@ async def test_video_caller_ssrc_fan_out_and_empty_opus_hold_memory_and_are_coun
         await asyncio.sleep(1.0)
         grown = _rss_mb(pid) - before
         counts = await _metrics(http, url)
-        state = await (await http.get(f"{url}/sessions/{resp.headers['X-Session-ID']}")).json()
+        state = await (await http.get(f"{url}/sessions/{resp.headers['X-Session-ID']}",
+                                      headers={"X-Session-Token": resp.headers["X-Session-Token"]})).json()
     await pc.close()
     assert video_grown < 60, f"server RSS grew {video_grown:.0f} MB in {VIDEO_S:.0f} s of a 720p caller"
     assert grown < 60, f"server RSS grew {grown:.0f} MB during {VIDEO_S + FLOOD_S:.0f} s of a hostile caller"
@@ -210,7 +211,7 @@ async def test_candidate_flood_reaches_at_most_the_cap_of_ports(media_proc) -> N
                     pass
             await asyncio.sleep(0.05)
         counts = await _metrics(http, url)
-        async with http.delete(url + resp.headers["Location"]):
+        async with http.delete(url + resp.headers["Location"], headers={"X-Session-Token": resp.headers["X-Session-Token"]}):
             pass
     await pc.close()
     for t in targets:

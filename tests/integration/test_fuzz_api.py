@@ -73,7 +73,8 @@ async def test_fuzz_every_route_without_5xx_and_to_the_schema(media_server) -> N
         assert doc["openapi"].startswith("3.")
         # A bystander session (a real, connected caller), made before the fuzzing, that must be untouched by it.
         bystander = WhipClient(media_server.url)
-        sid = (await bystander.connect(WavSource())).session_id
+        mine = await bystander.connect(WavSource())
+        sid = mine.session_id
 
         calls = await asyncio.to_thread(fuzz, media_server.url, doc)
         operations = {f"{method.upper()} {path}" for path, item in doc["paths"].items()
@@ -84,9 +85,9 @@ async def test_fuzz_every_route_without_5xx_and_to_the_schema(media_server) -> N
 
         # The bystander still works: listening off/on, GET, and it is still connected.
         for path, expected in (("stop", False), ("start", True)):
-            resp = await http.post(f"{media_server.url}/listening/{path}", json={"session_id": sid})
+            resp = await http.post(f"{media_server.url}/listening/{path}", json={"session_id": sid}, headers=mine.headers)
             assert resp.status == 200 and (await resp.json())["listening"] is expected
-        state = await (await http.get(f"{media_server.url}/sessions/{sid}")).json()
+        state = await (await http.get(f"{media_server.url}/sessions/{sid}", headers=mine.headers)).json()
         assert state["state"] == "connected" and state["listening"] is True
         assert sid in media_server.media.peers
         assert (await http.get(f"{media_server.url}/healthz")).status == 200
@@ -152,22 +153,27 @@ def ws_messages(rng: random.Random) -> list[str | bytes]:
     return [one() for _ in range(rng.randrange(1, 20))]
 
 
+SECRETS: dict[str, dict[str, str]] = {}  # session ID -> the headers with its secret
+
+
 async def _bystander(http: aiohttp.ClientSession, url: str) -> tuple[str, Any, aiohttp.ClientWebSocketResponse]:
     sdp, pc = await make_offer()
-    sid = (await post_offer(http, url, sdp)).headers["X-Session-ID"]
-    ws = await http.ws_connect(f"{url}/sessions/{sid}/events")
+    resp = await post_offer(http, url, sdp)
+    sid = resp.headers["X-Session-ID"]
+    SECRETS[sid] = {"X-Session-Token": resp.headers["X-Session-Token"]}
+    ws = await http.ws_connect(f"{url}/sessions/{sid}/events", headers=SECRETS[sid])
     await asyncio.wait_for(ws.receive_json(), 5)
     return sid, pc, ws
 
 
 async def _still_works(http: aiohttp.ClientSession, url: str, sid: str, ws: aiohttp.ClientWebSocketResponse) -> None:
-    resp = await http.post(f"{url}/listening/stop", json={"session_id": sid})
+    resp = await http.post(f"{url}/listening/stop", json={"session_id": sid}, headers=SECRETS[sid])
     assert resp.status == 200
     while True:  # the bystander's socket still carries its own events
         got = await asyncio.wait_for(ws.receive_json(), 5)
         if got.get("type") in ("log", "listening") and got["session_id"] == sid:
             break
-    await http.post(f"{url}/listening/start", json={"session_id": sid})
+    await http.post(f"{url}/listening/start", json={"session_id": sid}, headers=SECRETS[sid])
 
 
 async def test_events_websocket_ignores_arbitrary_messages(media_server) -> None:
@@ -178,7 +184,7 @@ async def test_events_websocket_ignores_arbitrary_messages(media_server) -> None
         rng = random.Random(6)
         samples = [ws_messages(rng) for _ in range(15)]
         for batch in samples:
-            async with http.ws_connect(f"{url}/sessions/{target}/events") as ws:
+            async with http.ws_connect(f"{url}/sessions/{target}/events", headers=SECRETS[target]) as ws:
                 for m in batch:
                     await (ws.send_str(m) if isinstance(m, str) else ws.send_bytes(m))
                 await ws.send_str('{"type":"ping"}')
@@ -198,12 +204,12 @@ async def test_events_websocket_closes_oversize_and_floods(media_server) -> None
     async with aiohttp.ClientSession() as http:
         sid, pc, bystander = await _bystander(http, url)
         target, pc2, _ = await _bystander(http, url)
-        async with http.ws_connect(f"{url}/sessions/{target}/events") as ws:
+        async with http.ws_connect(f"{url}/sessions/{target}/events", headers=SECRETS[target]) as ws:
             await ws.send_str("x" * (MAX_CLIENT_MESSAGE + 1))
             while (msg := await asyncio.wait_for(ws.receive(), 5)).type == aiohttp.WSMsgType.TEXT:
                 pass
             assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1009, msg
-        async with http.ws_connect(f"{url}/sessions/{target}/events") as ws:
+        async with http.ws_connect(f"{url}/sessions/{target}/events", headers=SECRETS[target]) as ws:
             for _ in range(MAX_CLIENT_BURST * 3):
                 if ws.closed:
                     break
@@ -212,7 +218,7 @@ async def test_events_websocket_closes_oversize_and_floods(media_server) -> None
                 pass
             assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1008, msg
         # A normal client (a ping every few seconds) is never closed for its rate.
-        async with http.ws_connect(f"{url}/sessions/{target}/events") as ws:
+        async with http.ws_connect(f"{url}/sessions/{target}/events", headers=SECRETS[target]) as ws:
             for _ in range(5):
                 await ws.send_str('{"type":"ping"}')
                 await asyncio.sleep(0.05)

@@ -55,10 +55,12 @@ async def test_whip_creates_a_session_with_a_server_id(media_server, http) -> No
     assert resp.headers["ETag"]
     assert resp.headers["Access-Control-Allow-Origin"] == ORIGIN
     exposed = resp.headers["Access-Control-Expose-Headers"]
-    assert all(h in exposed for h in ("Location", "X-Session-ID", "ETag"))
+    assert all(h in exposed for h in ("Location", "X-Session-ID", "X-Session-Token", "ETag"))
+    own = {"X-Session-Token": resp.headers["X-Session-Token"]}
+    assert len(own["X-Session-Token"]) >= 22 and own["X-Session-Token"] != resp.headers["X-Resume-Token"]
     answer = await resp.text()
     assert answer.startswith("v=0") and "m=audio" in answer
-    state = await (await http.get(f"{media_server.url}/sessions/{sid}")).json()
+    state = await (await http.get(f"{media_server.url}/sessions/{sid}", headers=own)).json()
     assert state["session_id"] == sid and state["client_ref"] == "tmp-abc123"
     assert state["listening"] is True and state["state"] == "connected"
     await pc.close()
@@ -111,12 +113,14 @@ async def test_delete_ends_the_session_and_frees_it(media_server, http) -> None:
     sdp, pc = await make_offer()
     resp = await post_offer(http, media_server.url, sdp)
     location, sid = resp.headers["Location"], resp.headers["X-Session-ID"]
-    deleted = await http.delete(media_server.url + location)
+    own = {"X-Session-Token": resp.headers["X-Session-Token"]}
+    deleted = await http.delete(media_server.url + location, headers=own)
     assert deleted.status == 200 and (await deleted.json())["state"] == "ended"
     assert sid not in media_server.media.peers
-    assert (await (await http.get(f"{media_server.url}/sessions/{sid}")).json())["state"] == "ended"
-    await expect_error(await http.delete(media_server.url + location), 404)
-    await expect_error(await http.delete(f"{media_server.url}/whip/{new_session_id()}"), 404, "unknown_session")
+    assert (await (await http.get(f"{media_server.url}/sessions/{sid}", headers=own)).json())["state"] == "ended"
+    await expect_error(await http.delete(media_server.url + location, headers=own), 404)
+    await expect_error(await http.delete(f"{media_server.url}/whip/{new_session_id()}", headers=own), 404,
+                       "unknown_session")
     await expect_error(await http.delete(f"{media_server.url}/whip/not-an-id"), 400, "malformed_session_id")
     await pc.close()
 
@@ -142,9 +146,10 @@ async def test_cors_preflight_and_allow_list(media_server, http) -> None:
 
 async def test_listening_start_and_stop(media_server, http) -> None:
     sdp, pc = await make_offer()
-    sid = (await post_offer(http, media_server.url, sdp)).headers["X-Session-ID"]
+    created = await post_offer(http, media_server.url, sdp)
+    sid, own = created.headers["X-Session-ID"], {"X-Session-Token": created.headers["X-Session-Token"]}
     for path, expected in (("stop", False), ("start", True)):
-        resp = await http.post(f"{media_server.url}/listening/{path}", json={"session_id": sid})
+        resp = await http.post(f"{media_server.url}/listening/{path}", json={"session_id": sid}, headers=own)
         assert resp.status == 200
         assert await resp.json() == {"session_id": sid, "listening": expected}
         assert media_server.media.registry.get(sid).listening is expected
@@ -157,14 +162,15 @@ async def test_listening_start_and_stop(media_server, http) -> None:
     await expect_error(await http.post(url, json={"session_id": 42}), 400, "malformed_session_id")
     future = f"session_{int(time.time() * 1000) + 3_600_000}_{'a' * 16}"
     await expect_error(await http.post(url, json={"session_id": future}), 400, "malformed_session_id")
-    await expect_error(await http.post(url, json={"session_id": new_session_id()}), 404, "unknown_session")
-    await http.delete(f"{media_server.url}/whip/{sid}")
-    await expect_error(await http.post(url, json={"session_id": sid}), 409, "session_ended")
+    await expect_error(await http.post(url, json={"session_id": new_session_id()}, headers=own), 404, "unknown_session")
+    await http.delete(f"{media_server.url}/whip/{sid}", headers=own)
+    await expect_error(await http.post(url, json={"session_id": sid}, headers=own), 409, "session_ended")
     await pc.close()
 
 
 async def test_unknown_routes_and_sessions_are_json_404(media_server, http) -> None:
-    await expect_error(await http.get(f"{media_server.url}/sessions/{new_session_id()}"), 404, "unknown_session")
+    unknown = f"{media_server.url}/sessions/{new_session_id()}"
+    await expect_error(await http.get(unknown, headers={"X-Session-Token": "x" * 22}), 404, "unknown_session")
     await expect_error(await http.get(f"{media_server.url}/no/such/route"), 404)
     await expect_error(await http.put(f"{media_server.url}/whip"), 405)
     health = await http.get(f"{media_server.url}/healthz")
@@ -176,15 +182,15 @@ async def test_unknown_routes_and_sessions_are_json_404(media_server, http) -> N
 async def test_events_websocket_replays_the_backlog(media_server, http) -> None:
     sdp, pc = await make_offer()
     resp = await post_offer(http, media_server.url, sdp, **{"X-Session-ID": "tmp-ws"})
-    sid = resp.headers["X-Session-ID"]
-    async with http.ws_connect(f"{media_server.url}/sessions/{sid}/events") as ws:
+    sid, own = resp.headers["X-Session-ID"], {"X-Session-Token": resp.headers["X-Session-Token"]}
+    async with http.ws_connect(f"{media_server.url}/sessions/{sid}/events", headers=own) as ws:
         first = await asyncio.wait_for(ws.receive_json(), 5)
         assert first["session_id"] == sid and first["type"] == "log" and first["stage"] == "whip"
         assert sid in first["message"] and "tmp-ws" in first["message"]
-        await http.post(f"{media_server.url}/listening/stop", json={"session_id": sid})
+        await http.post(f"{media_server.url}/listening/stop", json={"session_id": sid}, headers=own)
         seen = [await asyncio.wait_for(ws.receive_json(), 5) for _ in range(2)]
         assert all(e["session_id"] == sid and "ts" in e for e in seen)
-        await http.delete(f"{media_server.url}/whip/{sid}")
+        await http.delete(f"{media_server.url}/whip/{sid}", headers=own)
         types = []
         while "session.ended" not in types:
             types.append((await asyncio.wait_for(ws.receive_json(), 5))["type"])

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.integration.test_http_api import make_offer, post_offer
-from tests.integration.test_recovery import _wait_healthy, call, get_json, play_a_turn, wait_for
+from tests.integration.test_recovery import _wait_healthy, call, get_json, own, play_a_turn, wait_for
 from tests.integration.test_sessions_store import SETTINGS, Node
 from voxline.bench.system import free_port
 from voxline.config import Settings
@@ -41,7 +41,8 @@ async def test_readyz_is_503_while_full_and_ready_again_when_a_session_ends(medi
         assert resp.headers["Retry-After"]
     async with http.get(f"{media_server.url}/healthz") as resp:  # alive all the same: no restart
         assert resp.status == 200
-    async with http.delete(f"{media_server.url}{created.headers['Location']}") as resp:
+    async with http.delete(f"{media_server.url}{created.headers['Location']}",
+                           headers={"X-Session-Token": created.headers["X-Session-Token"]}) as resp:
         assert resp.status == 200
     async with http.get(f"{media_server.url}/readyz") as resp:
         assert resp.status == 200
@@ -72,7 +73,7 @@ async def test_a_draining_media_server_refuses_new_calls_keeps_live_ones_and_end
         assert not drain.done() and pc.connectionState == "connected"  # the live call goes on
         assert a.media.peers[sid].pc.connectionState == "connected"
         assert a.media.registry.get(sid).state.value == "connected"  # type: ignore[union-attr]
-        status, _ = await _status(http, "DELETE", f"{a.url}/whip/{sid}")  # the caller hangs up
+        status, _ = await _status(http, "DELETE", f"{a.url}/whip/{sid}", headers=own(resp))  # the caller hangs up
         assert status == 200
         assert await asyncio.wait_for(drain, 10) == 0  # done as soon as the last call ended, none handed over
         await pc.close()
@@ -97,7 +98,8 @@ async def test_calls_left_at_the_end_of_a_drain_resume_on_another_media_server_w
         await wait_for(lambda: pc.connectionState in ("closed", "failed"), "the caller was not told")
         moved, pc2 = await call(http, b.url, **{"X-Session-ID": sid, "X-Resume-Token": token})
         assert moved.status == 201 and moved.headers["X-Session-ID"] == sid
-        state = await get_json(http, f"{b.url}/sessions/{sid}")
+        assert "X-Session-Token" not in moved.headers
+        state = await get_json(http, f"{b.url}/sessions/{sid}", own(resp))  # the secret from A opens it on B
         assert state["state"] == "connected" and state["node"] == "drain-b"
         assert [m["content"] for m in state["history"]] == ["Remember the number seven.", "Seven, noted."]
         await a.stop()  # what stopping does to A's copy must not end B's call
@@ -135,7 +137,7 @@ async def test_sigterm_drains_a_real_media_process_and_it_exits_when_the_last_ca
         assert status == 503 and body["error"] == "draining"
         await asyncio.sleep(0.5)
         assert proc.poll() is None and pc.connectionState == "connected"  # still serving the call
-        status, _ = await _status(http, "DELETE", f"{url}/whip/{sid}")
+        status, _ = await _status(http, "DELETE", f"{url}/whip/{sid}", headers=own(resp))
         assert status == 200
         assert await asyncio.to_thread(proc.wait, 15) == 0  # left well before the 60 s drain limit
         await pc.close()

@@ -22,7 +22,7 @@ from voxline.client.audio import WavSource
 from voxline.client.whip import WhipClient
 from voxline.rtc.connection import new_peer_connection
 
-EXPOSED = ("Location", "X-Session-ID", "X-Resume-Token", "ETag", "Link", "Retry-After")  # README's list
+EXPOSED = ("Location", "X-Session-ID", "X-Resume-Token", "X-Session-Token", "ETag", "Link", "Retry-After")  # README's list
 
 
 @pytest.fixture
@@ -69,9 +69,10 @@ async def test_cors_exposes_every_header_readme_lists(media_server, http) -> Non
         assert resp.status == 201
         exposed = {h.strip().lower() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
         assert {h.lower() for h in EXPOSED} <= exposed, exposed
-        for header in ("Location", "X-Session-ID", "X-Resume-Token", "ETag"):  # and a 201 carries them
+        for header in ("Location", "X-Session-ID", "X-Resume-Token", "X-Session-Token", "ETag"):  # and a 201 carries them
             assert resp.headers.get(header), header
-        await http.delete(media_server.url + resp.headers["Location"])
+        await http.delete(media_server.url + resp.headers["Location"],
+                          headers={"X-Session-Token": resp.headers["X-Session-Token"]})
     finally:
         await pc.close()
 
@@ -114,13 +115,14 @@ async def test_listen_on_connect_false_keeps_audio_from_the_agent_until_listenin
     task = asyncio.create_task(collect())
     client = WhipClient(media_server.url)
     try:
-        sid = (await client.connect(WavSource())).session_id
+        session = await client.connect(WavSource())
+        sid = session.session_id
         peer = media_server.media.peers[sid]
         assert await until(lambda: peer.frames_in > 25, 10), "no audio reached the media server"
-        state = await (await http.get(f"{media_server.url}/sessions/{sid}")).json()
+        state = await (await http.get(f"{media_server.url}/sessions/{sid}", headers=session.headers)).json()
         assert state["listening"] is False
         assert not [m for m in heard if m.session_id == sid]  # received, but not passed on
-        resp = await http.post(f"{media_server.url}/listening/start", json={"session_id": sid})
+        resp = await http.post(f"{media_server.url}/listening/start", json={"session_id": sid}, headers=session.headers)
         assert (await resp.json())["listening"] is True
         assert await until(lambda: any(m.session_id == sid for m in heard), 5), "audio did not flow after start"
     finally:
@@ -132,13 +134,15 @@ async def test_listen_on_connect_false_keeps_audio_from_the_agent_until_listenin
 
 async def test_an_unhandled_error_is_a_json_500_without_a_traceback(media_server, http, monkeypatch) -> None:
     sdp, pc = await make_offer()
-    sid = (await post_offer(http, media_server.url, sdp)).headers["X-Session-ID"]
+    created = await post_offer(http, media_server.url, sdp)
+    sid = created.headers["X-Session-ID"]
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("internal detail that must stay inside")
 
     monkeypatch.setattr(media_server.media.registry, "get", broken)
-    resp = await http.post(f"{media_server.url}/listening/stop", json={"session_id": sid})
+    resp = await http.post(f"{media_server.url}/listening/stop", json={"session_id": sid},
+                           headers={"X-Session-Token": created.headers["X-Session-Token"]})
     await expect_error(resp, 500, "internal")
     text = await resp.text()
     assert "Traceback" not in text and "internal detail" not in text and "RuntimeError" not in text, text

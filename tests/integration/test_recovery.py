@@ -67,8 +67,13 @@ async def play_a_turn(media: MediaServer, sid: str, user: str, reply: str, turn:
     await wait_for(lambda: media.registry.get(sid).turns >= turn, "the turn was not relayed")
 
 
-async def get_json(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    async with http.get(url) as resp:
+def own(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    """The headers that open a session's routes: its secret, from the answer that created it."""
+    return {"X-Session-Token": resp.headers["X-Session-Token"]}
+
+
+async def get_json(http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async with http.get(url, headers=headers) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
 
@@ -86,13 +91,14 @@ async def test_a_dropped_caller_resumes_with_the_same_id_and_history(media_serve
     resp, pc1 = await call(http, url, **{"X-Session-ID": "tmp-first"})
     assert resp.status == 201
     sid, location, token = resp.headers["X-Session-ID"], resp.headers["Location"], resp.headers["X-Resume-Token"]
+    mine = own(resp)
     assert len(token) >= 22  # 128 bits, URL-safe base64
     assert token not in str(media.registry.get(sid).to_json()) and media.registry.get(sid).resume_token_hash != token
     await play_a_turn(media, sid, "What is the capital of France?", "Paris.")
 
     await pc1.close()  # the network drops: no DELETE
     await wait_for(lambda: media.registry.get(sid).state.value == "disconnected", "the drop was not noticed")
-    state = await get_json(http, f"{url}/sessions/{sid}")
+    state = await get_json(http, f"{url}/sessions/{sid}", mine)
     assert state["state"] == "disconnected" and state["disconnected_at"]
 
     # Wrong token, or no such session: 404; a token with a malformed ID: 400. Never a 500.
@@ -108,7 +114,8 @@ async def test_a_dropped_caller_resumes_with_the_same_id_and_history(media_serve
     assert resumed.status == 201, await resumed.text()
     assert resumed.headers["X-Session-ID"] == sid and resumed.headers["Location"] == location
     assert "X-Resume-Token" not in resumed.headers  # the original token stays the session's
-    state = await get_json(http, f"{url}/sessions/{sid}")
+    assert "X-Session-Token" not in resumed.headers  # and so does its secret: it still opens the session
+    state = await get_json(http, f"{url}/sessions/{sid}", mine)
     assert state["state"] == "connected" and state["client_ref"] == "tmp-first"
     assert state["history"] == [{"role": "user", "content": "What is the capital of France?"},
                                 {"role": "assistant", "content": "Paris."}]
@@ -118,10 +125,10 @@ async def test_a_dropped_caller_resumes_with_the_same_id_and_history(media_serve
     await wait_for(lambda: media.peers[sid].pc.connectionState == "connected", "the resumed peer did not connect")
 
     await play_a_turn(media, sid, "And of Spain?", "Madrid.", turn=2)
-    assert len((await get_json(http, f"{url}/sessions/{sid}"))["history"]) == 4
+    assert len((await get_json(http, f"{url}/sessions/{sid}", mine))["history"]) == 4
 
     # DELETE ends it for good: no resume after that.
-    async with http.delete(url + location) as deleted:
+    async with http.delete(url + location, headers=mine) as deleted:
         assert deleted.status == 200
     again, pc3 = await call(http, url, **{"X-Session-ID": sid, "X-Resume-Token": token})
     assert again.status == 409 and (await again.json())["error"] == "session_ended"
@@ -137,10 +144,10 @@ async def test_a_dropped_caller_resumes_with_the_same_id_and_history(media_serve
 async def test_a_drop_not_resumed_in_time_ends(media_server, http) -> None:
     url, media = media_server.url, media_server.media
     resp, pc = await call(http, url)
-    sid, token = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"]
+    sid, token, mine = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"], own(resp)
     await pc.close()
     await wait_for(lambda: media.registry.get(sid).state.value == "ended", "the grace period did not end it")
-    state = await get_json(http, f"{url}/sessions/{sid}")
+    state = await get_json(http, f"{url}/sessions/{sid}", mine)
     assert state["end_reason"].startswith("peer connection")
     late, pc2 = await call(http, url, **{"X-Session-ID": sid, "X-Resume-Token": token})
     assert late.status == 409 and set(await late.json()) == {"error", "detail"}
@@ -158,7 +165,7 @@ async def test_a_restarted_server_lets_callers_resume_with_history(tmp_path: Pat
     media.store = SqliteStore(str(tmp_path))  # (start_server builds a memory store)
     await media.store.start()
     resp, pc = await call(http, first.url)
-    sid, token = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"]
+    sid, token, mine = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"], own(resp)
     await play_a_turn(media, sid, "Hello there.", "Hi! How can I help?")
     await media.flush()
     # Crash: no session ends, nothing more is written; only sockets and files go away.
@@ -187,11 +194,11 @@ async def test_a_restarted_server_lets_callers_resume_with_history(tmp_path: Pat
     await web.TCPSite(runner, "127.0.0.1", port).start()
     url = f"http://127.0.0.1:{port}"
     try:
-        state = await get_json(http, f"{url}/sessions/{sid}")
+        state = await get_json(http, f"{url}/sessions/{sid}", mine)
         assert state["state"] == "disconnected" and len(state["history"]) == 2
         resumed, pc2 = await call(http, url, **{"X-Session-ID": sid, "X-Resume-Token": token})
         assert resumed.status == 201 and resumed.headers["X-Session-ID"] == sid
-        state = await get_json(http, f"{url}/sessions/{sid}")
+        state = await get_json(http, f"{url}/sessions/{sid}", mine)
         assert state["state"] == "connected" and state["history"][0]["content"] == "Hello there."
         await pc2.close()
     finally:
@@ -229,7 +236,7 @@ async def test_kill_9_and_restart_lists_live_sessions_as_ended_server_restart(tm
         live, pc1 = await call(http, url, **{"X-Session-ID": "tmp-live"})
         done, pc2 = await call(http, url, **{"X-Session-ID": "tmp-done"})
         live_id, done_id = live.headers["X-Session-ID"], done.headers["X-Session-ID"]
-        async with http.delete(url + done.headers["Location"]) as resp:
+        async with http.delete(url + done.headers["Location"], headers=own(done)) as resp:
             assert resp.status == 200
         os.killpg(proc.pid, signal.SIGKILL)  # no clean shutdown at all
         proc.wait(10)
@@ -240,7 +247,7 @@ async def test_kill_9_and_restart_lists_live_sessions_as_ended_server_restart(tm
         await _wait_healthy(http, url, proc)
 
         async def restart_ended() -> bool:
-            state = await get_json(http, f"{url}/sessions/{live_id}")
+            state = await get_json(http, f"{url}/sessions/{live_id}", own(live))  # its secret outlives a kill -9
             return bool(state["state"] == "ended")
 
         await wait_for(restart_ended, "the orphaned session was not ended after the grace period")

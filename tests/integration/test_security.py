@@ -51,34 +51,38 @@ async def test_token_guards_whip_api_and_admin_routes(media_server) -> None:
                    ("POST", "/listening/stop", {"json": {"session_id": sid}}),
                    ("GET", "/sessions", {}), ("GET", f"/sessions/{sid}", {}), ("GET", "/metrics", {}),
                    ("GET", "/openapi.json", {})]
+        session_routes = {f"/whip/{sid}", "/listening/start", "/listening/stop", f"/sessions/{sid}"}
         for method, path, kw in guarded:
             assert await _status(http, method, url + path, **kw) == 401, (method, path)
             wrong = {**kw, "headers": {**kw.get("headers", {}), "Authorization": "Bearer wrong"}}  # type: ignore[dict-item]
-            assert await _status(http, method, url + path, **wrong) == 401, (method, path)
+            # a session's routes look the session up before judging a presented secret
+            expected = 404 if path in session_routes and method != "PATCH" else 401
+            assert await _status(http, method, url + path, **wrong) == expected, (method, path)
             # a token in the query only counts for the WebSocket, never with a wrong header
             assert await _status(http, method, url + path + "?token=nope", **kw) == 401
         # with the token, the same calls reach their handlers
         resp = await post_offer(http, url, sdp, **AUTH)
         assert resp.status == 201
-        real = resp.headers["X-Session-ID"]
-        assert await _status(http, "GET", f"{url}/sessions/{real}", headers=AUTH) == 200
+        real, secret = resp.headers["X-Session-ID"], resp.headers["X-Session-Token"]
+        own = {**AUTH, "X-Session-Token": secret}  # the callers' token and this session's secret
+        assert await _status(http, "GET", f"{url}/sessions/{real}", headers=own) == 200
         assert await _status(http, "GET", f"{url}/sessions", headers=AUTH) == 200
-        assert await _status(http, "POST", f"{url}/listening/stop", json={"session_id": real}, headers=AUTH) == 200
+        assert await _status(http, "POST", f"{url}/listening/stop", json={"session_id": real}, headers=own) == 200
         assert await _status(http, "GET", f"{url}/metrics", headers=AUTH) == 200
         # the public surface: page, assets, probes, CORS preflight
         for path in ("/", "/healthz", "/readyz"):
             assert await _status(http, "GET", url + path) == 200, path
         assert await _status(http, "OPTIONS", f"{url}/whip", headers={
             "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"}) == 204
-        # WebSocket: refused without the token, accepted with ?token=
+        # WebSocket: refused without the session's secret, accepted with it as ?token=
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(f"{url}/sessions/{real}/events")
         assert refused.value.status == 401
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await http.ws_connect(f"{url}/sessions/{real}/events?token=wrong")
-        async with http.ws_connect(f"{url}/sessions/{real}/events?token={TOKEN}") as ws:
+        async with http.ws_connect(f"{url}/sessions/{real}/events?token={secret}") as ws:
             assert (await ws.receive_json())["session_id"] == real
-        assert await _status(http, "DELETE", f"{url}/whip/{real}", headers=AUTH) == 200
+        assert await _status(http, "DELETE", f"{url}/whip/{real}", headers=own) == 200
     await pc.close()
 
 
@@ -216,8 +220,11 @@ async def test_no_secret_in_the_logs_of_a_real_process_that_uses_them(speech, tm
             assert await caller.wait_reply_done(after=2, timeout=30), caller.events
             errors = " ".join(json.dumps(e) for e in caller.of_type("error"))
             assert API_KEY not in errors, errors  # nor in what the caller is told
+            assert caller.client.session is not None
+            secret = caller.client.session.token
         async with aiohttp.ClientSession() as http:
             await _status(http, "GET", f"{url}/sessions/{caller.session_id}?token={TOKEN}", headers=AUTH)
+            await _status(http, "GET", f"{url}/sessions/{caller.session_id}", headers={"X-Session-Token": secret})
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -234,3 +241,4 @@ async def test_no_secret_in_the_logs_of_a_real_process_that_uses_them(speech, tm
     assert "session created" in text and "401" in text, text[-3000:]  # the logs saw the requests and the refusal
     assert TOKEN not in text, [line for line in text.splitlines() if TOKEN in line][:3]
     assert API_KEY not in text, [line for line in text.splitlines() if API_KEY in line][:3]
+    assert secret and secret not in text, [line for line in text.splitlines() if secret in line][:3]

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.integration.test_recovery import call, get_json, play_a_turn, wait_for
+from tests.integration.test_recovery import call, get_json, own, play_a_turn, wait_for
 from voxline.bench.system import free_port
 from voxline.bus.memory import MemoryBus
 from voxline.config import Settings
@@ -90,12 +90,14 @@ async def test_sessions_are_written_through(kind: str, tmp_path: Path, request: 
             return stored is not None and stored.turns == 1 and len(stored.history) == 2
 
         await wait_for(has_turn, "the turn did not reach the store", timeout=5)
-        async with http.delete(f"{node.url}/whip/{sid}") as r:
+        assert len(record.session_token_hash) == 64
+        async with http.delete(f"{node.url}/whip/{sid}", headers=own(resp)) as r:
             assert r.status == 200
         ended = await store.get(sid)
         assert ended is not None and ended.state.value == "ended" and ended.ended_at
         listing = await get_json(http, f"{node.url}/sessions")
-        assert listing["sessions"][0]["session_id"] == sid and listing["sessions"][0]["history"][1]["content"] == "Two."
+        assert listing["sessions"][0]["session_id"] == sid
+        assert (await get_json(http, f"{node.url}/sessions/{sid}", own(resp)))["history"][1]["content"] == "Two."
         await pc.close()
     finally:
         await node.stop()
@@ -130,7 +132,7 @@ async def test_two_media_servers_share_a_redis_store_and_hand_over_a_dropped_cal
         sid, token = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"]
         await play_a_turn(a.media, sid, "Remember the number seven.", "Seven, noted.")
         await a.media.flush()
-        seen_on_b = await get_json(http, f"{b.url}/sessions/{sid}")
+        seen_on_b = await get_json(http, f"{b.url}/sessions/{sid}", own(resp))
         assert seen_on_b["state"] == "connected" and len(seen_on_b["history"]) == 2
         # While A still holds the call, B refuses to take it.
         busy, pc_busy = await call(http, b.url, **{"X-Session-ID": sid, "X-Resume-Token": token})
@@ -140,7 +142,7 @@ async def test_two_media_servers_share_a_redis_store_and_hand_over_a_dropped_cal
         await wait_for(lambda: a.media.registry.get(sid).state.value == "disconnected", "A did not notice")
         moved, pc2 = await call(http, b.url, **{"X-Session-ID": sid, "X-Resume-Token": token})
         assert moved.status == 201 and moved.headers["X-Session-ID"] == sid
-        state = await get_json(http, f"{b.url}/sessions/{sid}")
+        state = await get_json(http, f"{b.url}/sessions/{sid}", own(resp))  # the secret A issued opens it on B
         assert state["state"] == "connected" and state["node"] == "node-b" and len(state["history"]) == 2
         # A's grace period runs out: it lets go of its copy without ending B's session.
         await wait_for(lambda: a.media.registry.get(sid).ended, "A kept its copy", timeout=10)

@@ -41,6 +41,11 @@ class Caller:
     def session_id(self) -> str:
         return self.client.session.session_id if self.client.session else ""
 
+    @property
+    def session_headers(self) -> dict[str, str]:
+        """What opens this caller's session routes (its secret), for reading its state."""
+        return self.client.session.headers if self.client.session else {}
+
     async def __aenter__(self) -> Caller:
         await self.connect()
         return self
@@ -56,7 +61,7 @@ class Caller:
         if direct is not None:
             pacer().add(self.source, direct)
         ws_url = self.client.url(f"/sessions/{session.session_id}/events").replace("http", "ws", 1)
-        ws = self._ws = await self.client.http.ws_connect(ws_url + (f"?token={self.token}" if self.token else ""))
+        ws = self._ws = await self.client.http.ws_connect(ws_url, headers=session.headers)
         self._tasks.append(asyncio.create_task(self._collect(ws)))
         deadline = time.time() + timeout
         while self.client.pc.connectionState != "connected" or self.client.remote_track is None:

@@ -1,4 +1,5 @@
-"""Minimal WHIP client (RFC 9725): POST the offer, keep the server's session ID, DELETE to end."""
+"""Minimal WHIP client (RFC 9725): POST the offer, keep the server's session ID and secret,
+DELETE to end."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ class WhipSession:
     session_id: str
     location: str
     client_ref: str
+    token: str = ""  # X-Session-Token: what opens this session's routes (docs/security.md)
+    resume_token: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Session-Token": self.token} if self.token else {}
 
 
 class WhipClient:
@@ -73,24 +80,26 @@ class WhipClient:
                 raise WhipError(resp.status, body)
             session_id = resp.headers["X-Session-ID"]
             location = resp.headers["Location"]
+            token, resume = resp.headers.get("X-Session-Token", ""), resp.headers.get("X-Resume-Token", "")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         tune_jitter_buffers(self.pc, self.jitter_prefetch)
         if on_audio is not None and self.inline_audio:
             self.direct = receive_direct(self.pc, on_audio, rate=48_000)  # Opus, straight off the socket
-        self.session = WhipSession(session_id, location, client_ref)
+        self.session = WhipSession(session_id, location, client_ref, token, resume)
         return self.session
 
     async def set_listening(self, on: bool) -> None:
         assert self.session is not None
         path = "/listening/start" if on else "/listening/stop"
-        async with self.http.post(self.url(path), json={"session_id": self.session.session_id}) as resp:
+        async with self.http.post(self.url(path), json={"session_id": self.session.session_id},
+                                  headers=self.session.headers) as resp:
             if resp.status != 200:
                 raise WhipError(resp.status, await resp.text())
 
     async def close(self) -> None:
         try:
             if self.session is not None:
-                async with self.http.delete(self.url(self.session.location)) as resp:
+                async with self.http.delete(self.url(self.session.location), headers=self.session.headers) as resp:
                     await resp.read()
         except aiohttp.ClientError:
             pass

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from voxline.http_errors import ApiError
 from voxline.media import analytics, ice
+from voxline.media.access import is_operator, require_credential, require_session_access
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 from voxline.prometheus import text_response
 from voxline.sessions.ids import is_valid_session_id
@@ -28,9 +29,11 @@ async def _session_from_body(request: web.Request) -> Session:
         raise ApiError(400, "missing_session_id", "the body must be JSON: {\"session_id\": \"...\"}")
     if not is_valid_session_id(sid):
         raise ApiError(400, "malformed_session_id", "session IDs look like session_{unix_ms}_{16 chars of [0-9a-z]}")
+    require_credential(request)
     session = request.app[SERVER_KEY].registry.get(sid)
     if session is None:
         raise ApiError(404, "unknown_session", f"no session {sid}")
+    require_session_access(request, session)
     if session.ended:
         raise ApiError(409, "session_ended", f"session {sid} has ended")
     return session
@@ -50,9 +53,11 @@ async def listening_stop(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     sid = session_id_from_path(request)
+    require_credential(request)
     session = await request.app[SERVER_KEY].get_session(sid)  # live here, or from the store
     if session is None:
         raise ApiError(404, "unknown_session", f"no session {sid}")
+    require_session_access(request, session)
     return web.json_response(session.to_json())
 
 
@@ -67,7 +72,11 @@ async def list_sessions(request: web.Request) -> web.Response:
         raise ApiError(503, "store_unavailable", f"the session store cannot be read: {type(exc).__name__}",
                        {"Retry-After": "5"}) from None
     chunk, next_cursor = analytics.page(sessions, limit, offset, cursor)
-    return web.json_response({"sessions": [s.to_json() for s in chunk], "count": len(chunk),
+    records = [s.to_json() for s in chunk]
+    if not is_operator(request):  # what callers said and heard is for the operator (and each session's owner)
+        for record in records:
+            record["history"] = []
+    return web.json_response({"sessions": records, "count": len(chunk),
                               "next_cursor": next_cursor, "aggregates": analytics.aggregates(sessions)})
 
 

@@ -1,4 +1,5 @@
-"""`/sessions/{id}/events`: the session's JSON events over a WebSocket, backlog first."""
+"""`/sessions/{id}/events`: the session's JSON events over a WebSocket, backlog first (for the
+holder of the session's secret, `voxline.media.access`, or the operator)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import WSMsgType, web
 from voxline.bucket import TokenBucket
 from voxline.bus.messages import Pong, StateChanged, to_dict
 from voxline.http_errors import ApiError
+from voxline.media.access import require_credential, require_session_access
 from voxline.media.middleware import allowed_origin
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 
@@ -25,9 +27,11 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     sid = session_id_from_path(request)
     if request.headers.get("Origin") and allowed_origin(request, server.settings) is None:
         raise ApiError(403, "forbidden_origin", "this page's origin may not watch sessions (VOXLINE_CORS_ORIGINS)")
+    require_credential(request, query_allowed=True)
     session = server.registry.get(sid)
     if session is None:
         raise ApiError(404, "unknown_session", f"no session {sid}")
+    require_session_access(request, session, query_allowed=True)
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_CLIENT_MESSAGE)
     await ws.prepare(request)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from voxline.bus.base import Bus
 from voxline.bus.messages import (
@@ -34,6 +35,14 @@ from voxline.sessions.registry import Session, SessionLimitReached, SessionRegis
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Issued:
+    """What a new session's creator gets once (only their hashes are kept)."""
+
+    resume_token: str
+    session_token: str
+
+
 class SessionLifecycle:
     def __init__(self, settings: Settings, bus: Bus, registry: SessionRegistry, peers: dict[str, MediaPeer],
                  metrics: MediaMetrics, persistence: Persistence, node: str) -> None:
@@ -51,11 +60,13 @@ class SessionLifecycle:
     async def send(self, msg: Control | Event) -> None:
         await publish(self.bus, msg)
 
-    async def open_session(self, offer_sdp: str, client_ref: str | None) -> tuple[Session, str, str]:
-        """Create a session for a WHIP offer; returns it with the SDP answer and its resume token."""
+    async def open_session(self, offer_sdp: str, client_ref: str | None) -> tuple[Session, str, Issued]:
+        """Create a session for a WHIP offer; returns it with the SDP answer and its two secrets."""
         session = self.registry.create(client_ref)
         session.node = self.node
-        token, session.resume_token_hash = new_resume_token()
+        resume, session.resume_token_hash = new_resume_token()
+        secret, session.session_token_hash = new_resume_token()  # same shape: 128 bits, stored hashed
+        token = Issued(resume, secret)
         session_var.set(session.id)
         peer = self._new_peer(session)
         try:

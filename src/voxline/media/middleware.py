@@ -13,12 +13,13 @@ from aiohttp import web
 
 from voxline.config import Settings
 from voxline.http_errors import HTTP_CODES, ApiError, error_response
+from voxline.media.access import OPERATOR
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-EXPOSE = "Location, X-Session-ID, X-Resume-Token, ETag, Link, Retry-After"
-ALLOW_HEADERS = "Content-Type, Authorization, X-Session-ID, X-Resume-Token, If-Match"
+EXPOSE = "Location, X-Session-ID, X-Resume-Token, X-Session-Token, ETag, Link, Retry-After"
+ALLOW_HEADERS = "Content-Type, Authorization, X-Session-ID, X-Resume-Token, X-Session-Token, If-Match"
 ALLOW_METHODS = "GET, POST, DELETE, PATCH, OPTIONS"
 PUBLIC_PATHS = ("/healthz", "/readyz")
 
@@ -146,6 +147,9 @@ def auth(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
     need it (or `metrics_token` for `/metrics`). The page and its assets, health probes and
     CORS preflights stay open. Only the events WebSocket may carry the token as `?token=`
     (browsers cannot set its headers); anywhere else a query token would end up in logs.
+
+    A session's own routes are not opened by `auth_token`: their handlers need that session's
+    secret or the operator (`voxline.media.access`); here they only learn who the operator is.
     """
     token = settings.auth_token
     admin = settings.admin_token
@@ -165,7 +169,10 @@ def auth(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
         else:
             given = request.query.get("token", "") if _is_events_socket(request.path) else ""
         if admin and _same(given, admin):
+            request[OPERATOR] = True
             return await handler(request)  # the operator
+        if _is_session_route(request.method, request.path):
+            return await handler(request)  # the session's secret decides, in the handler
         if metrics_token and request.path == "/metrics" and _same(given, metrics_token):
             return await handler(request)
         if admin and request.path in OPERATOR_PATHS:
@@ -182,6 +189,12 @@ OPERATOR_PATHS = ("/sessions", "/metrics")
 
 def _same(given: str, secret: str) -> bool:
     return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def _is_session_route(method: str, path: str) -> bool:
+    """`DELETE /whip/{id}`, `GET /sessions/{id}[/events]`, `POST /listening/*`: one session's routes."""
+    prefix = {"DELETE": "/whip/", "GET": "/sessions/", "POST": "/listening/"}.get(method)
+    return prefix is not None and path.startswith(prefix)
 
 
 def _is_events_socket(path: str) -> bool:

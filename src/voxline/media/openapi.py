@@ -35,6 +35,12 @@ def _json(description: str, ref: str) -> dict[str, Any]:
 E400 = _error("Malformed request (bad SDP, bad JSON, malformed session ID).")
 E401 = _error("A bearer token is configured and the request did not carry it.", "WWW-Authenticate")
 E404 = _error("Unknown session or route.")
+# A session's own routes (DELETE, listening, its state, its events): its secret or the operator.
+E401_SESSION = _error("Neither this session's secret (X-Session-Token) nor the operator's token was presented.",
+                      "WWW-Authenticate")
+E403_SESSION = _error("The presented credential does not open this session.")
+SESSION_ONLY = {"401": E401_SESSION, "403": E403_SESSION}
+SESSION_SECURITY: list[dict[str, list[str]]] = [{"sessionToken": []}, {"bearer": []}]
 E405 = _error("Method not allowed on this route.", "Allow")
 E409 = _error("The session has ended.")
 E413 = _error("The request body is larger than the server accepts.")
@@ -76,7 +82,8 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
     listening = {
         "requestBody": LISTENING_BODY,
         "responses": {"200": _json("Listening state set.", "#/components/schemas/Listening"),
-                      "400": E400, "404": E404, "409": E409, "413": E413, "415": E415},
+                      "400": E400, "404": E404, "409": E409, "413": E413, "415": E415, **SESSION_ONLY},
+        "x-session-secret": True,
     }
     paths: dict[str, dict[str, Any]] = {
         "/whip": {
@@ -90,7 +97,7 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
                 "responses": {
                     "201": {"description": "Session created: the SDP answer.",
                             "headers": {h: {"$ref": f"#/components/headers/{h}"}
-                                        for h in ("Location", "X-Session-ID", "ETag")},
+                                        for h in ("Location", "X-Session-ID", "X-Session-Token", "ETag")},
                             "content": {"application/sdp": {"schema": {"type": "string"}}}},
                     "400": E400, "413": E413, "415": E415, "429": E429, "503": E503,
                 },
@@ -101,8 +108,9 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
         "/whip/{session_id}": {
             "parameters": [SID_PARAM],
             "delete": {"summary": "End the session (hang up).", "operationId": "whipDelete",
+                       "x-session-secret": True,
                        "responses": {"200": _json("Session ended.", "#/components/schemas/Ended"),
-                                     "400": E400, "404": E404}},
+                                     "400": E400, "404": E404, **SESSION_ONLY}},
             "patch": {"summary": "Trickle ICE: not supported (send all candidates in the offer).",
                       "operationId": "whipPatch",
                       "requestBody": {"required": False, "content": {
@@ -131,20 +139,24 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
                           "400": E400, "503": E503}}},
         "/sessions/{session_id}": {"get": {
             "summary": "One session's state and analytics.", "operationId": "getSession",
-            "parameters": [SID_PARAM],
-            "responses": {"200": _json("The session.", "#/components/schemas/Session"), "400": E400, "404": E404}}},
+            "parameters": [SID_PARAM], "x-session-secret": True,
+            "responses": {"200": _json("The session.", "#/components/schemas/Session"), "400": E400, "404": E404,
+                          **SESSION_ONLY}}},
         "/sessions/{session_id}/events": {"get": {
             "summary": "The session's events as JSON messages over a WebSocket (backlog first).",
-            "description": ("Upgrade to a WebSocket. The token may be given as `?token=`. Client messages: "
+            "description": ("Upgrade to a WebSocket. The session's secret (or the operator's token) may be "
+                            "given as `?token=`, the only route that reads a query token. Client messages: "
                             '`{"type":"ping"}` (answered by a pong event); others are ignored. Messages over '
                             "4 KiB close the socket with 1009; a client flooding messages is closed with 1008."),
-            "operationId": "sessionEvents",
+            "operationId": "sessionEvents", "x-session-secret": True,
             "parameters": [SID_PARAM, {"name": "token", "in": "query", "required": False,
                                        "schema": {"type": "string"}}],
             "x-message-schema": {"$ref": "#/components/schemas/Event"},  # each WebSocket text message
             "responses": {"101": {"description": "Switching to the WebSocket protocol; then one JSON text message "
                                                  "per event (`#/components/schemas/Event`)."},
-                          "400": E400, "403": _error("The page's Origin is not allowed."), "404": E404}}},
+                          "400": E400, "401": E401_SESSION,
+                          "403": _error("The page's Origin is not allowed, or the credential does not open this session."),
+                          "404": E404}}},
         "/healthz": {"get": {"summary": "Liveness.", "operationId": "healthz", "security": [],
                              "responses": {"200": _json("Alive.", "#/components/schemas/Status")}}},
         "/readyz": {"get": {"summary": "Readiness.", "operationId": "readyz", "security": [],
@@ -179,6 +191,8 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
                 _common(op, auth and not public)
                 if public:
                     op["security"] = []
+                if op.pop("x-session-secret", False):  # open with or without the callers' token
+                    op["security"] = SESSION_SECURITY
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "voxline media server", "version": "1",
@@ -209,12 +223,17 @@ def build_openapi(auth: bool = False, server_url: str | None = None) -> dict[str
             "headers": {
                 "Location": {"schema": {"type": "string"}, "description": "/whip/{session_id}"},
                 "X-Session-ID": {"schema": {"type": "string"}, "description": "The server's session ID."},
+                "X-Session-Token": {"schema": {"type": "string"},
+                                    "description": "This session's secret: what its own routes need (given once)."},
                 "ETag": {"schema": {"type": "string"}},
                 "Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."},
                 "Allow": {"schema": {"type": "string"}},
                 "WWW-Authenticate": {"schema": {"type": "string"}},
             },
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "The callers' token; the operator's token opens every route."},
+                                "sessionToken": {"type": "apiKey", "in": "header", "name": "X-Session-Token",
+                                                 "description": "A session's secret, from POST /whip."}},
         },
     }
     if auth:

@@ -19,7 +19,7 @@ from voxline.bus.base import Bus, Subscription
 from voxline.bus.messages import make_event, publish
 from voxline.bus.topics import Topic
 from voxline.config import Settings
-from voxline.media.lifecycle import SessionLifecycle
+from voxline.media.lifecycle import Issued, SessionLifecycle
 from voxline.media.metrics import MediaMetrics, TurnTracer
 from voxline.media.persistence import SWEEP_EVERY_S, Persistence
 from voxline.media.relay import EventRelay
@@ -144,7 +144,7 @@ class MediaServer:
                 log.exception("session reaper failed; trying again in a second")
 
     # -- the API the HTTP routes use ----------------------------------------------------------
-    async def open_session(self, offer_sdp: str, client_ref: str | None) -> tuple[Session, str, str]:
+    async def open_session(self, offer_sdp: str, client_ref: str | None) -> tuple[Session, str, Issued]:
         return await self.lifecycle.open_session(offer_sdp, client_ref)
 
     async def end_session(self, session_id: str, reason: str) -> Session | None:

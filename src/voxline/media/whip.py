@@ -1,4 +1,5 @@
-"""WHIP (RFC 9725): POST an SDP offer to create a session, DELETE its resource to end it."""
+"""WHIP (RFC 9725): POST an SDP offer to create a session, DELETE its resource (with the
+session's secret, `voxline.media.access`) to end it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections import defaultdict, deque
 from aiohttp import web
 
 from voxline.http_errors import ApiError
+from voxline.media.access import SESSION_TOKEN_HEADER, require_credential, require_session_access
+from voxline.media.lifecycle import Issued
 from voxline.media.resume import ResumeError
 from voxline.media.server import MediaServer
 from voxline.rtc.sdp import SdpError
@@ -136,7 +139,7 @@ async def post_whip(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_sdp", "the offer is not UTF-8 text") from None
     raw_ref = request.headers.get("X-Session-ID")
     resume_token = request.headers.get("X-Resume-Token")
-    token: str | None = None
+    issued: Issued | None = None
     try:
         if resume_token is not None:  # reconnecting to a session this server issued (docs/sessions.md)
             if not is_valid_session_id(raw_ref):
@@ -144,7 +147,7 @@ async def post_whip(request: web.Request) -> web.Response:
             session, answer = await server.resume_session(str(raw_ref), resume_token, offer)
         else:
             client_ref = raw_ref if raw_ref and CLIENT_REF.fullmatch(raw_ref) else None
-            session, answer, token = await server.open_session(offer, client_ref)
+            session, answer, issued = await server.open_session(offer, client_ref)
     except SessionLimitReached:
         raise ApiError(503, "session_limit", f"the server holds its maximum of {server.settings.max_sessions} sessions",
                        {"Retry-After": "10"}) from None
@@ -152,7 +155,7 @@ async def post_whip(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_sdp", str(exc)) from None
     except ResumeError as exc:
         raise ApiError(exc.status, exc.code, exc.detail) from None
-    if token is not None:  # a new session (not a resume): it counts against this address
+    if issued is not None:  # a new session (not a resume): it counts against this address
         limiter.record(client)
         owners.by_session[session.id] = client
     # Absolute behind a proxy that rewrites paths or hosts (VOXLINE_PUBLIC_URL); relative otherwise.
@@ -163,17 +166,20 @@ async def post_whip(request: web.Request) -> web.Response:
         "ETag": f'"{secrets.token_hex(8)}"',
         "Link": '</listening/start>; rel="voxline-listening"',
     }
-    if token is not None:
-        headers["X-Resume-Token"] = token
+    if issued is not None:  # a resumed session keeps both secrets the caller already holds
+        headers["X-Resume-Token"] = issued.resume_token
+        headers[SESSION_TOKEN_HEADER] = issued.session_token
     return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
 
 async def delete_whip(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     sid = session_id_from_path(request)
+    require_credential(request)
     session = server.registry.get(sid)
     if session is None:
         raise ApiError(404, "unknown_session", f"no session {sid}")
+    require_session_access(request, session)
     if session.ended:
         raise ApiError(404, "session_ended", f"session {sid} has already ended")
     await server.end_session(sid, "ended by the client (DELETE)")

@@ -46,8 +46,10 @@ class Session:
     history: list[dict[str, str]] = field(default_factory=list)
     disconnected_at: float | None = None
     node: str = ""  # the media server that holds the peer (shared stores)
-    # sha256 of the resume token given to the caller once; never shown by to_json.
+    # sha256 of the resume token and of the session secret given to the caller once (never
+    # shown by to_json): the first re-attaches a dropped call, the second opens its routes.
     resume_token_hash: str = ""
+    session_token_hash: str = ""
 
     @property
     def ended(self) -> bool:
@@ -64,6 +66,7 @@ class Session:
         out = asdict(self)
         out["session_id"] = out.pop("id")
         out.pop("resume_token_hash", None)
+        out.pop("session_token_hash", None)
         out["state"] = self.state.value
         out["duration_s"] = self.duration_s()
         return out

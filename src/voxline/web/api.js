@@ -3,7 +3,10 @@
 //
 // Query parameters:
 //   ?server=http://127.0.0.1:8001   voxline server base URL (default: this page's origin)
-//   ?token=...                      bearer token (HTTP: Authorization header; WebSocket: ?token=)
+//   ?token=...                      bearer token (HTTP: Authorization header)
+//
+// A session's own routes need its secret (X-Session-Token from POST /whip): every function
+// below that names a session takes it too (the WebSocket carries it as ?token=).
 
 import { WhipClient } from "./whip.js";
 
@@ -24,6 +27,7 @@ export const SERVER = serverBase();
 export const TOKEN = params.get("token") || "";
 export const api = (path) => `${SERVER}${path}`;
 export const authHeaders = (extra = {}) => (TOKEN ? { ...extra, Authorization: `Bearer ${TOKEN}` } : { ...extra });
+const sessionHeaders = (secret, extra = {}) => authHeaders(secret ? { ...extra, "X-Session-Token": secret } : extra);
 
 /** The STUN/TURN servers this server hands callers (TURN credentials are short-lived), or []. */
 export async function iceServers() {
@@ -41,24 +45,24 @@ export async function whipClient() {
 }
 
 /** The URL of a session's event stream (browsers cannot set headers on a WebSocket). */
-export function eventsUrl(sessionId) {
+export function eventsUrl(sessionId, secret) {
   const url = new URL(api(`/sessions/${encodeURIComponent(sessionId)}/events`));
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  if (TOKEN) url.searchParams.set("token", TOKEN);
+  if (secret || TOKEN) url.searchParams.set("token", secret || TOKEN);
   return url;
 }
 
 /** The session's record, or null when the server does not answer 200. */
-export async function getSession(sessionId) {
-  const r = await fetch(api(`/sessions/${encodeURIComponent(sessionId)}`), { headers: authHeaders() });
+export async function getSession(sessionId, secret) {
+  const r = await fetch(api(`/sessions/${encodeURIComponent(sessionId)}`), { headers: sessionHeaders(secret) });
   return r.ok ? r.json() : null;
 }
 
 /** POST /listening/start|stop; the reply's status and JSON body ({} when it has none). */
-export async function postListening(sessionId, on) {
+export async function postListening(sessionId, secret, on) {
   const r = await fetch(api(on ? "/listening/start" : "/listening/stop"), {
     method: "POST",
-    headers: authHeaders({ "Content-Type": "application/json" }),
+    headers: sessionHeaders(secret, { "Content-Type": "application/json" }),
     body: JSON.stringify({ session_id: sessionId }),
   });
   let body = {};
@@ -71,6 +75,6 @@ export async function postListening(sessionId, on) {
 }
 
 /** DELETE a session's resource while the tab closes (keepalive: the request outlives the page). */
-export function deleteOnUnload(location) {
-  fetch(location, { method: "DELETE", keepalive: true, headers: authHeaders() }).catch(() => {});
+export function deleteOnUnload(location, secret) {
+  fetch(location, { method: "DELETE", keepalive: true, headers: sessionHeaders(secret) }).catch(() => {});
 }

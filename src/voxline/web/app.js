@@ -22,7 +22,7 @@ $("btn-clear-log").addEventListener("click", () => ui.log.replaceChildren());
 window.addEventListener("pagehide", () => {
   // Best effort: end the session if the tab closes mid-call.
   if (app.client?.location) {
-    deleteOnUnload(app.client.location);
+    deleteOnUnload(app.client.location, app.sessionToken);
   }
 });
 
@@ -35,6 +35,7 @@ log("session", "info", `Page ready; server ${SERVER}${TOKEN ? " (with token)" : 
 window.voxline = {
   get phase() { return app.phase; },
   get sessionId() { return app.sessionId; },
+  get sessionToken() { return app.sessionToken; },
   get clientRef() { return app.clientRef; },
   get location() { return app.client?.location ?? null; },
   get pc() { return app.client?.pc ?? null; },

@@ -93,6 +93,7 @@ export async function startConversation() {
     const res = await client.connect(app.mic, { receiveAudio: true, clientRef: app.clientRef });
     if (app.client !== client) return; // hung up while connecting
     app.sessionId = res.sessionId;
+    app.sessionToken = res.sessionToken;
     log("whip", "info", "SDP answer received");
     if (res.sessionId) {
       log("session", "info", `Backend session ID received: ${res.sessionId} (replaces temporary ${app.clientRef})`);
@@ -147,7 +148,7 @@ export async function setListeningOnServer(on) {
   if (document.activeElement === btn) app.focusPending = true;
   btn.disabled = true;
   try {
-    const { ok, status, body } = await postListening(app.sessionId, on);
+    const { ok, status, body } = await postListening(app.sessionId, app.sessionToken, on);
     if (!ok) {
       log("session", "error", `POST ${path} -> ${status} ${body.error || ""} ${body.detail || ""}`.trim());
       showAlert("Could not change listening", body.detail || `The server answered ${status}.`, "warning");
@@ -184,6 +185,7 @@ export function endLocally(connState = "ended") {
   teardownMedia();
   app.phase = "idle";
   app.sessionId = null;
+  app.sessionToken = "";
   app.clientRef = null;
   app.pendingUser?.classList.remove("partial");
   app.pendingUser = null;

@@ -60,7 +60,7 @@ export function handleEvent(ev) {
 export function openEvents() {
   const sid = app.sessionId;
   if (!sid) return;
-  const url = eventsUrl(sid);
+  const url = eventsUrl(sid, app.sessionToken);
   const ws = new WebSocket(url.href);
   app.ws = ws;
   ws.addEventListener("open", () => {
@@ -94,7 +94,7 @@ export function openEvents() {
 
 export async function fetchSession() {
   try {
-    const s = await getSession(app.sessionId);
+    const s = await getSession(app.sessionId, app.sessionToken);
     if (!s) return;
     if (typeof s.listening === "boolean") setListening(s.listening);
     if (s.conversation_state) setAgentState(s.conversation_state);

@@ -52,6 +52,7 @@ export const app = {
   client: null,
   mic: null,
   sessionId: null,
+  sessionToken: "", // the session's secret (X-Session-Token), sent on every call about it
   clientRef: null,
   listening: false,
   ws: null,

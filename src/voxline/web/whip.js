@@ -92,6 +92,7 @@ export class WhipClient extends EventTarget {
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
     this.sessionId = null;
+    this.sessionToken = ""; // X-Session-Token: this session's secret, for its DELETE and routes
     this.location = null; // absolute URL of the session resource
     this.etag = null;
     this.clientRef = null;
@@ -207,11 +208,12 @@ export class WhipClient extends EventTarget {
         response.headers.get("X-Session-ID") ||
         (this.location ? decodeURIComponent(this.location.split("/").filter(Boolean).pop()) : null);
       this.etag = response.headers.get("ETag");
+      this.sessionToken = response.headers.get("X-Session-Token") || this.sessionToken; // a resume keeps it
       if (!this.location && this.sessionId) {
         this.location = new URL(`${this.endpointUrl.replace(/\/$/, "")}/${encodeURIComponent(this.sessionId)}`).href;
       }
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
-      return { sessionId: this.sessionId, location: this.location, etag: this.etag, pc, clientRef: this.clientRef };
+      return { sessionId: this.sessionId, sessionToken: this.sessionToken, location: this.location, etag: this.etag, pc, clientRef: this.clientRef };
     } catch (err) {
       this._closePeer();
       throw err;
@@ -240,7 +242,8 @@ export class WhipClient extends EventTarget {
     let status = null;
     try {
       if (url) {
-        const response = await this._fetch("DELETE", url, { headers: this._headers() });
+        const own = this.sessionToken ? { "X-Session-Token": this.sessionToken } : {};
+        const response = await this._fetch("DELETE", url, { headers: this._headers(own) });
         status = response.status;
         if (!response.ok && response.status !== 404) throw await readError(response);
       }
