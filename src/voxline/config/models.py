@@ -43,6 +43,8 @@ class ModelSettings(BaseModel):
     model_wait_policy: Literal["passive", "active", "library"] = "passive"  # library: leave OMP_WAIT_POLICY unset
     serve_llm_nice: Annotated[int, Field(ge=0, le=19)] = 10  # `voxline serve llm` runs this much nicer: STT/TTS first
     model_timeout_s: Seconds = 30.0
+    model_retries: Annotated[int, Field(ge=0, le=10)] = 2  # remote: asks again after a 429/503 (within model_timeout_s)
+    model_retry_max_wait_s: Annotated[float, Field(ge=0, le=60)] = 2.0  # remote: longest Retry-After honoured
     log_transcripts: Flag = False  # what callers said and the agent replied, in process logs and the logs topic
     model_queue: Positive = 4  # `voxline serve`: requests a model holds at once (served or waiting); more get 429
     stt_max_audio_s: Seconds = 120.0  # `voxline serve stt`: longest upload accepted (400 beyond, from its header)

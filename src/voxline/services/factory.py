@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from voxline.config import Settings
 from voxline.services import openmp
 from voxline.services.base import LLM, STT, TTS
+
+
+def _retry(settings: Settings) -> dict[str, Any]:
+    """How a remote back-end asks a busy (429/503) service again (`voxline.services.http_client`)."""
+    return {"retries": settings.model_retries, "retry_cap_s": settings.model_retry_max_wait_s}
 
 
 def build_stt(settings: Settings) -> STT:
@@ -21,7 +28,7 @@ def build_stt(settings: Settings) -> STT:
 
         return OpenAISTT(settings.stt_url, api_key=settings.stt_api_key or settings.api_key,
                          timeout_s=settings.model_timeout_s, model=settings.stt_model or "whisper-1",
-                         language=settings.language)
+                         language=settings.language, **_retry(settings))
     raise ValueError(f"unknown stt back-end {settings.stt!r} (expected 'whisper' or 'openai')")
 
 
@@ -38,7 +45,7 @@ def build_llm(settings: Settings) -> LLM:
 
         return OpenAILLM(settings.llm_url, api_key=settings.llm_api_key or settings.api_key, model=settings.llm_model,
                          max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
-                         timeout_s=settings.model_timeout_s)
+                         timeout_s=settings.model_timeout_s, **_retry(settings))
     raise ValueError(f"unknown llm back-end {settings.llm!r} (expected 'llamacpp' or 'openai')")
 
 
@@ -54,5 +61,5 @@ def build_tts(settings: Settings) -> TTS:
         from voxline.services.tts.openai import OpenAITTS
 
         return OpenAITTS(settings.tts_url, api_key=settings.tts_api_key or settings.api_key, voice=settings.tts_voice,
-                         timeout_s=settings.model_timeout_s, model=settings.tts_model)
+                         timeout_s=settings.model_timeout_s, model=settings.tts_model, **_retry(settings))
     raise ValueError(f"unknown tts back-end {settings.tts!r} (expected 'piper' or 'openai')")

@@ -3,13 +3,19 @@
 Every failure of a model service (HTTP error, refused connection, timeout, bad reply)
 becomes a `ServiceError` naming the service and the reason, so the agent can end the turn
 and go on; cancellation is never swallowed.
+
+A busy service (`429`/`503`, as `voxline serve` answers beyond its queue) is asked again,
+bounded: at most `retries` more tries, each after its `Retry-After` (capped at
+`retry_cap_s`), and only while the wait still fits in `timeout_s` from the first try (the
+call's deadline). The waits are `asyncio.sleep`: the loop goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -30,11 +36,15 @@ def api_base(base_url: str) -> str:
 class ServiceClient:
     """One `aiohttp.ClientSession` per back-end, created on first use inside the running loop."""
 
-    def __init__(self, what: str, base_url: str, api_key: str, timeout_s: float) -> None:
+    def __init__(self, what: str, base_url: str, api_key: str, timeout_s: float, retries: int = 2,
+                 retry_cap_s: float = 2.0) -> None:
         self.what = what
         self.base = api_base(base_url)
         self.api_key = api_key
         self.timeout_s = timeout_s
+        self.retries = retries
+        self.retry_cap_s = retry_cap_s
+        self.retried = 0  # busy answers asked again (for tests and metrics)
         self._session: aiohttp.ClientSession | None = None
 
     def url(self, path: str) -> str:
@@ -74,20 +84,44 @@ class ServiceClient:
             message = message.replace(self.api_key, "***")
         raise ServiceError(f"{self.what} service {resp.url} answered HTTP {resp.status}: {message or resp.reason}")
 
+    def retry_wait(self, resp: aiohttp.ClientResponse, tries: int, deadline: float) -> float | None:
+        """Seconds to wait before asking a busy service again, or None to take this answer."""
+        if resp.status not in (429, 503) or tries > self.retries:
+            return None
+        try:
+            wait = float(resp.headers.get("Retry-After", "1"))
+        except ValueError:  # an HTTP date, or junk: the default
+            wait = 1.0
+        wait = min(max(wait, 0.0), self.retry_cap_s)
+        return wait if asyncio.get_running_loop().time() + wait < deadline else None
+
     @contextlib.asynccontextmanager
-    async def post(self, path: str, stream: bool = False, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def post(self, path: str, stream: bool = False, form: Callable[[], aiohttp.FormData] | None = None,
+                   **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST and yield the checked response; on early exit the connection is closed, not reused,
-        so a server still streaming sees the disconnect and stops."""
+        so a server still streaming sees the disconnect and stops. `form` builds a multipart body
+        (once per try: aiohttp sends a FormData only once)."""
         url = self.url(path)
         timeout = self.stream_timeout() if stream else self.whole_timeout()
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        tries = 0
         try:
-            async with self.session().post(url, timeout=timeout, **kwargs) as resp:
-                try:
-                    await self.check(resp)
-                    yield resp
-                finally:
-                    if not resp.content.at_eof():
-                        resp.close()
+            while True:
+                tries += 1
+                body: dict[str, Any] = {"data": form()} if form is not None else {}
+                async with self.session().post(url, timeout=timeout, **body, **kwargs) as resp:
+                    wait = self.retry_wait(resp, tries, deadline)
+                    if wait is None:
+                        try:
+                            await self.check(resp)
+                            yield resp
+                        finally:
+                            if not resp.content.at_eof():
+                                resp.close()
+                        return
+                    resp.close()  # nothing to read from a busy answer
+                self.retried += 1
+                await asyncio.sleep(wait)
         except ServiceError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:

@@ -22,8 +22,9 @@ class OpenAILLM:
     supports_tools = True
 
     def __init__(self, base_url: str, api_key: str = "", model: str = "smollm2-135m-instruct",
-                 max_tokens: int = 96, temperature: float = 0.2, timeout_s: float = 30.0) -> None:
-        self.client = ServiceClient("llm", base_url, api_key, timeout_s)
+                 max_tokens: int = 96, temperature: float = 0.2, timeout_s: float = 30.0, retries: int = 2,
+                 retry_cap_s: float = 2.0) -> None:
+        self.client = ServiceClient("llm", base_url, api_key, timeout_s, retries, retry_cap_s)
         self.model = model
         self.max_tokens = max_tokens
         self.temperature = temperature

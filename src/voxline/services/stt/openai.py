@@ -24,8 +24,8 @@ def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
 
 class OpenAISTT:
     def __init__(self, base_url: str, api_key: str = "", timeout_s: float = 30.0, model: str = "whisper-1",
-                 language: str = "en") -> None:
-        self.client = ServiceClient("stt", base_url, api_key, timeout_s)
+                 language: str = "en", retries: int = 2, retry_cap_s: float = 2.0) -> None:
+        self.client = ServiceClient("stt", base_url, api_key, timeout_s, retries, retry_cap_s)
         self.model = model
         self.language = language  # empty: the vendor detects it
         self.name = f"openai-stt({self.client.base})"
@@ -33,13 +33,18 @@ class OpenAISTT:
     async def transcribe(self, pcm: bytes, sample_rate: int = 16_000) -> str:
         if len(pcm) < sample_rate // 10 * 2:  # under 0.1 s: nothing to hear, skip the round trip
             return ""
-        form = aiohttp.FormData()
-        form.add_field("file", wav_bytes(pcm, sample_rate), filename="audio.wav", content_type="audio/wav")
-        form.add_field("model", self.model)
-        if self.language:
-            form.add_field("language", self.language)
-        form.add_field("response_format", "json")
-        async with self.client.post("audio/transcriptions", data=form) as resp:
+        wav = wav_bytes(pcm, sample_rate)
+
+        def form() -> aiohttp.FormData:  # built again for a retry: aiohttp sends a FormData once
+            out = aiohttp.FormData()
+            out.add_field("file", wav, filename="audio.wav", content_type="audio/wav")
+            out.add_field("model", self.model)
+            if self.language:
+                out.add_field("language", self.language)
+            out.add_field("response_format", "json")
+            return out
+
+        async with self.client.post("audio/transcriptions", form=form) as resp:
             try:
                 body = await resp.json(content_type=None)
             except ValueError as exc:

@@ -16,8 +16,8 @@ class OpenAITTS:
     sample_rate: int = OPENAI_PCM_RATE
 
     def __init__(self, base_url: str, api_key: str = "", voice: str = "en_US-joe-medium",
-                 timeout_s: float = 30.0, model: str = "piper") -> None:
-        self.client = ServiceClient("tts", base_url, api_key, timeout_s)
+                 timeout_s: float = 30.0, model: str = "piper", retries: int = 2, retry_cap_s: float = 2.0) -> None:
+        self.client = ServiceClient("tts", base_url, api_key, timeout_s, retries, retry_cap_s)
         self.voice = voice
         self.model = model
         self.name = f"openai-tts({voice})"
