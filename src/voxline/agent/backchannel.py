@@ -14,7 +14,17 @@ BACKCHANNELS = frozenset({
     "mm", "mmm", "mm-hmm", "mm hmm", "mhm", "hmm", "hm", "uh-huh", "uh huh", "uh", "um", "ah", "oh",
     "yeah", "yea", "yes", "yep", "yup", "ok", "okay", "right", "sure", "alright", "all right",
     "i see", "got it", "cool", "nice", "great", "wow", "true", "exactly", "indeed",
+    # How Whisper (tiny.en) writes a hummed "mm-hmm" or "uh-huh" (measured on espeak-ng voices).
+    "uh-uh", "mm-mm", "mm-hm", "m-hm", "hmm-hmm", "hm-hm", "mhmm", "uh-hm", "uh-hmm", "uh-oh", "mm-kay",
 })
+# A hum that Whisper hears as a few function words ("and then them." for an espeak-ng
+# "mm-hmm"): no word in it says anything, so it is not taking the turn. "But", "no", "wait",
+# "what" are not here: alone, they are someone starting to speak.
+FRAGMENT_WORDS = frozenset({
+    "and", "then", "them", "the", "a", "an", "so", "in", "on", "of", "it", "its", "that", "there",
+    "they", "he", "she", "him", "her", "his", "to", "or", "as", "at", "er", "eh", "hm", "mm", "uh", "um",
+})
+MAX_FRAGMENT_WORDS = 3
 # Whisper's renderings of sounds without words: "(coughs)", "[laughs]", "*sigh*", "♪".
 _SOUND = re.compile(r"^\s*([(\[*♪].*[)\]*♪]|\W*)\s*$")
 _WORDS = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
@@ -34,6 +44,8 @@ def classify(text: str) -> Overlap:
     words = _WORDS.findall(text.lower())
     phrase = " ".join(words)
     if not words or phrase in _NOISE:
+        return Overlap.NOISE
+    if len(words) <= MAX_FRAGMENT_WORDS and all(w in FRAGMENT_WORDS for w in words):
         return Overlap.NOISE
     if phrase in BACKCHANNELS or "-".join(words) in BACKCHANNELS:
         return Overlap.BACKCHANNEL

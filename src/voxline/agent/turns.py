@@ -27,7 +27,7 @@ class TurnConfig:
     min_end_silence_ms: int = 200  # ... when every cue says the turn is complete
     max_end_silence_ms: int = 2500  # ... when the words (or the model) say it is not
     model_threshold: float = 0.5  # end-of-turn model score that reads "complete"
-    sustained_ms: int = 600  # speech this long in one turn is a real interruption of the agent
+    sustained_ms: int = 1000  # speech this long in one turn is a real interruption of the agent
     pause_ms: int = 96  # silence after which a speculative reply may start
     pre_roll_ms: int = 320  # audio kept from before the detected start
     trailing_ms: int = 96  # silence kept after the speech in the turn's audio

@@ -49,7 +49,7 @@ MAX_REFERENCE_S = 60.0  # reference queued ahead of playout, at most (a reply is
 @dataclass(frozen=True)
 class EchoConfig:
     enabled: bool = True
-    max_lag_ms: int = 500  # echo delay searched: playout to the caller and back, plus its room or line
+    max_lag_ms: int = 1500  # echo delay searched: playout to the caller and back (its jitter buffer too), its room or line
     window_ms: int = 192  # input correlated per decision
     min_ncc: float = 0.35  # correlation below which the input is taken as not echo at all
     suppress_r2: float = 0.55  # share of a chunk's energy the fitted echo explains: mute it

@@ -27,12 +27,12 @@ class AgentSettings(BaseModel):
     speculative_replies: Flag = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
     speculation_pause_ms: NonNegative = 96  # the pause after which that speculative work starts
     min_speech_ms: NonNegative = 160
-    barge_in_min_speech_ms: Positive = 600  # speech over the agent this long interrupts even without words
+    barge_in_min_speech_ms: Positive = 1000  # speech over the agent this long interrupts without words ("mm-hmm" reaches ~770)
     false_interruption_timeout_ms: Positive = 2000  # a sound over the reply not judged by then: the reply resumes
     greeting: str = ""  # said by the agent when a call connects; empty = the caller speaks first
     max_turn_s: Seconds = 20.0
     echo_cancel: Flag = False  # mute the agent's own voice when callers send it back (no AEC: speakerphones, phone lines)
-    echo_max_lag_ms: Annotated[int, Field(ge=20, le=2000)] = 500  # echo delay searched (playout to the caller and back)
+    echo_max_lag_ms: Annotated[int, Field(ge=20, le=3000)] = 1500  # echo delay searched (to the caller and back)
     echo_suppress: Annotated[float, Field(gt=0, le=1)] = 0.55  # share of a block's energy the agent's echo explains: muted
 
     # Tools (docs/tools.md): offered to the LLM, run once the turn is committed

@@ -23,18 +23,19 @@ from voxline.agent.conversation import (
 
 
 @pytest.mark.parametrize("text", ["Mm-hmm.", "mhm", "Yeah.", "yeah yeah", "Okay.", "OK, right.", "Uh-huh", "Right.",
-                                  "I see.", "Got it", "Sure."])
+                                  "I see.", "Got it", "Sure.", "Uh-uh.", "Mm-mm", "Uh-oh."])
 def test_backchannels(text: str) -> None:
     assert classify(text) is Overlap.BACKCHANNEL
 
 
-@pytest.mark.parametrize("text", ["", "  ", "(coughs)", "[laughs]", "*sigh*", "...", "♪", "you"])
+@pytest.mark.parametrize("text", ["", "  ", "(coughs)", "[laughs]", "*sigh*", "...", "♪", "you",
+                                  "and then them.", "And then them."])
 def test_sounds_without_words(text: str) -> None:
     assert classify(text) is Overlap.NOISE
 
 
 @pytest.mark.parametrize("text", ["Stop.", "Wait, what about London?", "No, I meant Tuesday", "Yeah but what about me",
-                                  "Okay stop talking"])
+                                  "Okay stop talking", "Stop!", "But", "No.", "What?", "And then what?"])
 def test_words_that_interrupt(text: str) -> None:
     assert classify(text) is Overlap.WORDS
 

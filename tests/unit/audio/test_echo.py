@@ -128,3 +128,29 @@ def test_disabled_and_bounded() -> None:
     for i in range(40):  # 80 s of reply sent at once: the timeline keeps at most a minute
         canceller.feed_reference(voice(2.0, seed=i % 3).tobytes(), T0)
     assert canceller._ref.size <= 60 * RATE
+
+
+def test_an_echo_late_by_more_than_a_second_is_muted() -> None:
+    """A starved loop or a grown jitter buffer on the caller's side: the echo comes 1.2 s late."""
+    reply = voice(5.0, seed=3)
+    canceller = EchoCanceller()
+    canceller.feed_reference(reply.tobytes(), T0)
+    echo = through_line(reply, 1_200, -10)
+    out = run(canceller, echo)
+    assert muted(out)[loud_blocks(echo)].mean() > 0.9
+    assert abs(canceller.stats.lag_ms - 1_200) < 5
+
+
+def test_an_echo_whose_lag_grows_mid_reply_is_followed() -> None:
+    """The caller's jitter buffer grows by 600 ms after a stall: the canceller finds the new lag."""
+    reply = voice(8.0, seed=4)
+    canceller = EchoCanceller()
+    canceller.feed_reference(reply.tobytes(), T0)
+    cut = 4 * RATE
+    before, after = through_line(reply, 150, -10), through_line(reply, 750, -10)
+    mic = np.concatenate([before[:cut], after[cut:]])
+    out = run(canceller, mic)
+    late = loud_blocks(mic)
+    late = late[late >= (cut + RATE) // BLOCK]  # a second after the jump
+    assert muted(out)[late].mean() > 0.9
+    assert abs(canceller.stats.lag_ms - 750) < 5
