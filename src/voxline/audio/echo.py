@@ -101,6 +101,7 @@ class EchoCanceller:
         self._moving: int | None = None  # a different lag, found once: the next search decides
         self._ncc = 0.0  # the last search's correlation at the lag it found
         self._learnt = 0  # frames the path was learnt from since the lag was found
+        self._leaking = False  # the last block was loud and the learnt path did not explain it
 
     # -- reference --------------------------------------------------------------------------
     def sent(self, kind: AudioKind, pcm: bytes, t: float, rate: int, turn: int = 0) -> None:
@@ -186,11 +187,14 @@ class EchoCanceller:
         self.stats.blocks += 1
         energy = float(x @ x)
         self.stats.in_energy += energy
-        if self._count - self._searched >= SEARCH_EVERY or not self._confirmed:
+        if self._count - self._searched >= SEARCH_EVERY or not self._confirmed or self._leaking:
             # A confident search moves the lag; an inconclusive one (a pause, the caller
             # talking over it) keeps the last one: the echo path does not change within a call.
             # Until two searches in a row agree, every block searches (the onset of an echo is
-            # ambiguous; a wrong lag would leak it); a new lag needs two searches too.
+            # ambiguous; a wrong lag would leak it); a new lag needs two searches too. While the
+            # learnt path fails to explain loud input (`_leaking`: the caller talks, or their
+            # jitter buffer grew or shrank after a stall) every block searches as well, so a
+            # moved echo leaks for a few blocks, not the 200-400 ms the VAD hears as speech.
             self._searched = self._count
             lag = self._search()
             if lag is None:
@@ -217,7 +221,9 @@ class EchoCanceller:
                 self.echo = self.echo or self._ncc >= ONSET_NCC
             # Near silence in the voice band (below ~-70 dBFS: a pause, a DC offset) is
             # nobody's voice: passed as it is.
-            self.echo = self.echo and self._total >= self._frames * QUIET_FRAME_ENERGY
+            loud = self._total >= self._frames * QUIET_FRAME_ENERGY
+            self.echo = self.echo and loud
+            self._leaking = loud and not self.echo and self._learnt >= LEARNING_FRAMES
         if self.echo:
             self.stats.muted += 1
         else:

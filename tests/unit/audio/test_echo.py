@@ -142,7 +142,8 @@ def test_an_echo_late_by_more_than_a_second_is_muted() -> None:
 
 
 def test_an_echo_whose_lag_grows_mid_reply_is_followed() -> None:
-    """The caller's jitter buffer grows by 600 ms after a stall: the canceller finds the new lag."""
+    """The caller's jitter buffer grows by 600 ms after a stall: the canceller finds the new lag
+    within a few blocks (a longer leak is heard as speech over the reply: a false pause)."""
     reply = voice(8.0, seed=4)
     canceller = EchoCanceller()
     canceller.feed_reference(reply.tobytes(), T0)
@@ -151,6 +152,6 @@ def test_an_echo_whose_lag_grows_mid_reply_is_followed() -> None:
     mic = np.concatenate([before[:cut], after[cut:]])
     out = run(canceller, mic)
     late = loud_blocks(mic)
-    late = late[late >= (cut + RATE) // BLOCK]  # a second after the jump
-    assert muted(out)[late].mean() > 0.9
+    late = late[late >= cut // BLOCK]
+    assert (~muted(out)[late]).sum() <= 5  # at most 100 ms of echo leaks (the VAD needs 160 ms)
     assert abs(canceller.stats.lag_ms - 750) < 5
