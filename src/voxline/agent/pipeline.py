@@ -113,7 +113,8 @@ class ReplyPipeline:
         try:
             self.times.stt_start = self.clock()
             if self.known_text is None:
-                text = (await asyncio.wait_for(self.models.stt.transcribe(self.pcm), self.timeout_s)).strip()
+                async with asyncio.timeout(self.timeout_s):  # not wait_for: see `with_timeout`
+                    text = (await self.models.stt.transcribe(self.pcm)).strip()
             else:
                 text = self.known_text
             self.times.stt_end = self.clock()
@@ -260,12 +261,20 @@ def trim_leading_silence(pcm: bytes, sample_rate: int, threshold: int = 300, kee
 
 
 async def with_timeout(stream: AsyncIterator[T], timeout_s: float) -> AsyncIterator[T]:
-    """Iterate `stream`, failing if any single item takes longer than `timeout_s` (a hung back-end)."""
+    """Iterate `stream`, failing if any single item takes longer than `timeout_s` (a hung back-end).
+
+    `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11, `wait_for` returns the result
+    instead of raising when a cancel arrives just as the item is ready, so a barge-in that
+    met a ready token was lost and the interrupted reply's LLM ran on to `max_tokens` (and
+    its TTS on). Python 3.12's `wait_for` is built on `timeout` and has no such gap; keep
+    `timeout` for the agent's model calls while 3.11 is supported.
+    """
     iterator = stream.__aiter__()
     try:
         while True:
             try:
-                item = await asyncio.wait_for(iterator.__anext__(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    item = await iterator.__anext__()
             except StopAsyncIteration:
                 return
             yield item

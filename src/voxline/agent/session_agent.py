@@ -268,7 +268,8 @@ class SessionAgent(ReplyRunner):
     async def _classify(self, overlap: int, pause: int, pcm: bytes) -> None:
         """Transcribe a sound heard over the agent's speech; a failure counts as no words."""
         try:
-            text = await asyncio.wait_for(self.models.stt.transcribe(pcm), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # not wait_for: see pipeline.with_timeout
+                text = await self.models.stt.transcribe(pcm)
         except Exception as exc:  # noqa: BLE001 - a sound not understood does not stop the reply
             log.warning("could not transcribe a sound over the reply: %s", exc)
             text = ""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from fakes import VirtualClock, fake_models, settle, speech
-from voxline.agent.pipeline import Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript
+from voxline.agent.pipeline import Audio, Delta, Failed, ReplyPipeline, ReplyText, Transcript, with_timeout
 
 HISTORY = [{"role": "system", "content": "test"}]
 
@@ -82,3 +83,38 @@ async def test_cancel_stops_the_work_before_anything_more_is_made() -> None:
     await clock.advance(5.0)
     assert len(models.tts.calls) == tts_before  # nothing more is synthesized
     assert pipeline._task is not None and pipeline._task.cancelled()
+
+
+async def test_a_cancel_that_meets_a_ready_item_still_stops_the_stream() -> None:
+    """A barge-in that lands just as the LLM's next token is ready must still stop the stream.
+
+    On Python 3.11 `asyncio.wait_for` returns the ready result instead of raising the cancel;
+    `with_timeout` built on it lost the barge-in and the interrupted reply's LLM ran on to
+    `max_tokens`. Each number of loop steps between the token and the cancel is tried, since
+    the gap was open for only some of them.
+    """
+    for steps in range(4):
+        tokens: asyncio.Queue[str] = asyncio.Queue()
+        closed = asyncio.Event()
+
+        async def llm() -> AsyncIterator[str]:
+            try:
+                while True:
+                    yield await tokens.get()
+            finally:
+                closed.set()  # the model thread's stop flag is set here
+
+        async def consume() -> None:
+            async for _ in with_timeout(llm(), 5.0):
+                pass
+
+        task = asyncio.create_task(consume())
+        for _ in range(2):
+            await asyncio.sleep(0)  # the consumer waits for the first token
+        tokens.put_nowait("Once")
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        assert done and task.cancelled(), f"the cancel was lost {steps} loop steps after a token"
+        assert closed.is_set()

@@ -85,7 +85,8 @@ class ToolRegistry:
         try:
             if tool is None:
                 raise ToolError(f"there is no tool named {call.name!r}")
-            output = await asyncio.wait_for(tool.run(parse_arguments(call.arguments)), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # not wait_for: see pipeline.with_timeout
+                output = await tool.run(parse_arguments(call.arguments))
             ok = True
         except TimeoutError:
             output, ok = f"error: {call.name} did not answer within {self.timeout_s:g} s", False
