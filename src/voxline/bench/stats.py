@@ -88,7 +88,7 @@ def _spread(pair: Sequence[float] | None) -> str:
 
 
 def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    """A plain Markdown table (readable in a terminal, pasteable into RESULTS.md)."""
+    """A plain Markdown table (readable in a terminal, pasteable into README)."""
     cells = [[str(h) for h in header]] + [[_fmt(c) if not isinstance(c, str) else c for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
 
