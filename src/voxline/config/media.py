@@ -35,4 +35,5 @@ class MediaSettings(BaseModel):
     rtc_max_pre_dtls_datagrams: Annotated[float, Field(ge=10)] = 50.0  # before DTLS completes (refilled at 1/5 a second)
     rtc_max_candidates: Positive = 16  # remote ICE candidates taken from an offer
     rtc_allow_private_candidates: Flag = True  # check remote candidates in private ranges (loopback: when offered)
+    rtc_resolve_mdns: Flag = True  # resolve browsers' mDNS (.local) candidates, then filter the address; false: refuse them
     rtc_close_timeout_s: Seconds = 5.0  # closing a peer connection never takes longer

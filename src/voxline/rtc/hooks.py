@@ -177,6 +177,56 @@ def use_port_range(pc: RTCPeerConnection, low: int, high: int) -> bool:
     return True
 
 
+MDNS_TIMEOUT_S = 1.0  # per name, all names at once: what aioice itself waits
+
+
+async def resolve_mdns_candidates(sdp: str, allowed: Callable[[str], bool],
+                                  timeout_s: float = MDNS_TIMEOUT_S) -> tuple[str, int]:
+    """The offer with each mDNS (`.local`) candidate's name replaced by the address it resolves
+    to, and those whose address is not `allowed` (or that do not resolve) removed; and how many went.
+
+    aioice would resolve the names itself and check whatever they name, so a caller (or anyone
+    answering mDNS on the server's LAN) could aim our ICE checks at a multicast, link-local or
+    otherwise refused address. Resolving here, once, lets the same filter as every other
+    candidate judge the address that is then used. Uses aioice's shared mDNS socket (its
+    module-level helpers, as `Connection.add_remote_candidate` does). Remove when aioice lets a
+    caller filter resolved candidates (0.13 cannot).
+    """
+    names = {parts[4] for line in sdp.splitlines()
+             if line.startswith("a=candidate:") and len(parts := line.split()) >= 8 and parts[4].endswith(".local")}
+    if not names:
+        return sdp, 0
+    get_protocol = getattr(aioice.ice, "get_or_create_mdns_protocol", None)
+    unref = getattr(aioice.ice, "unref_mdns_protocol", None)
+    resolved: dict[str, str | None] = dict.fromkeys(names)
+    subscriber = object()
+    if get_protocol is not None and unref is not None:
+        try:
+            protocol = await get_protocol(subscriber)
+            found = await asyncio.gather(*(protocol.resolve(n, timeout=timeout_s) for n in sorted(names)),
+                                         return_exceptions=True)
+            resolved = {n: a if isinstance(a, str) else None for n, a in zip(sorted(names), found, strict=True)}
+        except OSError as exc:  # no multicast on this host: nothing resolves
+            log.warning("mDNS candidates not resolved: %s", exc)
+        finally:
+            await unref(subscriber)
+    else:
+        log.warning("aioice internals changed: mDNS candidates refused")
+    kept: list[str] = []
+    dropped = 0
+    for line in sdp.splitlines():
+        parts = line.split()
+        if line.startswith("a=candidate:") and len(parts) >= 8 and parts[4] in resolved:
+            address = resolved[parts[4]]
+            if address is None or not allowed(address):
+                dropped += 1
+                continue
+            parts[4] = address
+            line = " ".join(parts)
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n", dropped
+
+
 FAST_PATHS = ("receive_direct", "decode_inline", "send_direct")
 
 

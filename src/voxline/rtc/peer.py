@@ -28,13 +28,21 @@ from voxline.bus.topics import Topic
 from voxline.config import Settings
 from voxline.logs import session_var
 from voxline.rtc.connection import new_peer_connection
-from voxline.rtc.hooks import decode_inline, offered_host_addresses, receive_direct, tune_jitter_buffers, use_port_range
+from voxline.rtc.hooks import (
+    decode_inline,
+    offered_host_addresses,
+    receive_direct,
+    resolve_mdns_candidates,
+    tune_jitter_buffers,
+    use_port_range,
+)
 from voxline.rtc.playout import PlayoutTrack
 from voxline.rtc.receive import DirectReceiver, ReceiveLimits
 from voxline.rtc.sdp import (
     MAX_CANDIDATES,
     SdpError,
     announce_address,
+    candidate_allowed,
     check_offer,
     filter_candidates,
     first_audio_codec,
@@ -56,6 +64,11 @@ class PeerLimits:
     allow_private: bool = True  # remote candidates in private ranges (LAN callers, mDNS-resolved browsers)
     max_candidates: int = MAX_CANDIDATES
     close_timeout_s: float = 5.0
+    resolve_mdns: bool = True  # mDNS candidates: resolved and their address filtered; False: refused
+
+    def allowed(self, address: str) -> bool:
+        """An IP address we may send ICE checks to (what an mDNS name resolved to)."""
+        return candidate_allowed(address, self.allow_loopback, self.allow_private, allow_mdns=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PeerLimits:
@@ -64,7 +77,8 @@ class PeerLimits:
         return cls(ReceiveLimits(settings.rtc_max_packets_per_s, settings.rtc_max_bytes_per_s,
                                  settings.rtc_max_pre_dtls_datagrams),
                    allow_loopback=loopback, allow_private=settings.rtc_allow_private_candidates,
-                   max_candidates=settings.rtc_max_candidates, close_timeout_s=settings.rtc_close_timeout_s)
+                   max_candidates=settings.rtc_max_candidates, close_timeout_s=settings.rtc_close_timeout_s,
+                   resolve_mdns=settings.rtc_resolve_mdns)
 
 
 def _is_ip(address: str) -> bool:
@@ -105,7 +119,10 @@ class MediaPeer:
         check_offer(offer_sdp)
         limits = self.limits
         offer_sdp, self.candidates_dropped = filter_candidates(offer_sdp, limits.allow_loopback, limits.allow_private,
-                                                               limits.max_candidates)
+                                                               limits.max_candidates, limits.resolve_mdns)
+        if limits.resolve_mdns:  # names become the addresses they resolve to, checked like any other
+            offer_sdp, refused = await resolve_mdns_candidates(offer_sdp, limits.allowed)
+            self.candidates_dropped += refused
         if self.candidates_dropped:
             log.info("refused %d ICE candidates of the offer (not allowed, or over %d)", self.candidates_dropped,
                      limits.max_candidates, extra={"session_id": self.session.id})

@@ -74,17 +74,18 @@ def announce_address(sdp: str, address: str) -> str:
 MAX_CANDIDATES = 16  # a browser offers a handful per m-line; every one costs STUN checks we send
 
 
-def candidate_allowed(address: str, allow_loopback: bool, allow_private: bool) -> bool:
+def candidate_allowed(address: str, allow_loopback: bool, allow_private: bool, allow_mdns: bool = True) -> bool:
     """Whether the server may send ICE checks to this remote address.
 
     Never multicast, link-local, unspecified, broadcast or reserved addresses (a caller could
-    aim our checks at a LAN); loopback and private ranges only when allowed. Hostnames
-    (mDNS `.local` candidates of browsers) pass: aioice resolves them.
+    aim our checks at a LAN); loopback and private ranges only when allowed. mDNS `.local`
+    names of browsers pass only with `allow_mdns`: they are resolved before the offer is
+    applied (`hooks.resolve_mdns_candidates`) and the address they name is checked here too.
     """
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address.endswith(".local") and len(address) <= 255
+        return allow_mdns and address.endswith(".local") and len(address) <= 255
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_multicast or ip.is_link_local or ip.is_unspecified or str(ip) == "255.255.255.255":
@@ -97,7 +98,7 @@ def candidate_allowed(address: str, allow_loopback: bool, allow_private: bool) -
 
 
 def filter_candidates(sdp: str, allow_loopback: bool, allow_private: bool,
-                      limit: int = MAX_CANDIDATES) -> tuple[str, int]:
+                      limit: int = MAX_CANDIDATES, allow_mdns: bool = True) -> tuple[str, int]:
     """The offer with refused ICE candidates removed and at most `limit` kept; and how many went.
 
     A candidate is `a=candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...`;
@@ -109,7 +110,7 @@ def filter_candidates(sdp: str, allow_loopback: bool, allow_private: bool,
         if line.startswith("a=candidate:"):
             parts = line.split()
             ok = len(parts) >= 8 and parts[5].isdigit() and 0 < int(parts[5]) < 65536 \
-                and candidate_allowed(parts[4], allow_loopback, allow_private)
+                and candidate_allowed(parts[4], allow_loopback, allow_private, allow_mdns)
             if not ok or count >= limit:
                 dropped += 1
                 continue
