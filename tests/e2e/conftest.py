@@ -137,6 +137,14 @@ def static_server():
 @contextlib.contextmanager
 def run_server(name: str, artifacts: Path, data_dir: Path, **env_extra: str):
     """`voxline run` on a free port until the block ends; yields its base URL."""
+    with run_server_process(name, artifacts, data_dir, **env_extra) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def run_server_process(name: str, artifacts: Path, data_dir: Path, **env_extra: str):
+    """`voxline run` on a free port until the block ends; yields (base URL, process), so a
+    test can signal it mid-call (stopping an exited one is harmless)."""
     exe = VENV_BIN / "voxline"
     if not exe.exists():
         pytest.fail(f"{exe} not found: install the project into the venv (make setup)")
@@ -165,7 +173,7 @@ def run_server(name: str, artifacts: Path, data_dir: Path, **env_extra: str):
             if time.monotonic() > deadline:
                 pytest.fail(f"voxline run: no 200 from /healthz in 180 s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:

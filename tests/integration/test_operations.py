@@ -18,6 +18,7 @@ from tests.integration.test_recovery import _wait_healthy, call, get_json, own, 
 from tests.integration.test_sessions_store import SETTINGS, Node
 from voxline.bench.system import free_port
 from voxline.config import Settings
+from voxline.media.relay import RESUMABLE_CLOSE
 from voxline.sessions.store import create_store
 
 
@@ -92,7 +93,11 @@ async def test_calls_left_at_the_end_of_a_drain_resume_on_another_media_server_w
         resp, pc = await call(http, a.url)
         sid, token = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"]
         await play_a_turn(a.media, sid, "Remember the number seven.", "Seven, noted.")
+        events = await http.ws_connect(f"{a.url}/sessions/{sid}/events")
         assert await a.media.drain(timeout_s=0.5) == 1  # the caller stayed: handed over
+        while (msg := await asyncio.wait_for(events.receive(), 5)).type == aiohttp.WSMsgType.TEXT:
+            pass  # the backlog, then the close that tells the page to resume at once
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == RESUMABLE_CLOSE, msg
         stored = await stores[1].get(sid)
         assert stored is not None and stored.state.value == "disconnected" and not stored.ended
         await wait_for(lambda: pc.connectionState in ("closed", "failed"), "the caller was not told")

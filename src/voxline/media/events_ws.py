@@ -14,6 +14,7 @@ from voxline.bus.messages import Pong, StateChanged, to_dict
 from voxline.http_errors import ApiError
 from voxline.media.access import require_credential, require_session_access
 from voxline.media.middleware import allowed_origin
+from voxline.media.relay import CLOSE_KEY
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ async def _send(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]])
     try:
         while not ws.closed:
             obj = await queue.get()
+            if CLOSE_KEY in obj:  # the call was handed over (relay.release_watchers)
+                await ws.close(code=obj[CLOSE_KEY], message=b"resume the call")
+                break
             await ws.send_json(obj)
             if obj.get("type") == "session.ended":
                 await ws.close()

@@ -36,6 +36,8 @@ from voxline.sessions.registry import Session, SessionRegistry
 
 log = logging.getLogger(__name__)
 BACKLOG = 200  # events kept per session for late WebSocket subscribers
+RESUMABLE_CLOSE = 4001  # events WebSocket close code: the session lives on; resume its call (docs/web.md)
+CLOSE_KEY = "_close"  # a watcher-queue item asking the WebSocket to close with this code (never sent)
 HISTORY = 50  # conversation messages kept per session (for resume and hand-over)
 MAX_WATCHER_QUEUE = 1000  # a WebSocket this far behind misses events rather than growing
 
@@ -104,6 +106,13 @@ class EventRelay:
             for queue in self.watchers.get(session.id, ()):
                 if queue.qsize() < MAX_WATCHER_QUEUE:
                     queue.put_nowait(obj)
+
+    def release_watchers(self, session_id: str) -> None:
+        """The call left this server resumable (drain, stop): its pages' event streams close
+        with `RESUMABLE_CLOSE`, which tells them to resume at once rather than wait for ICE
+        to notice that the media stopped (several seconds)."""
+        for queue in self.watchers.get(session_id, ()):
+            queue.put_nowait({CLOSE_KEY: RESUMABLE_CLOSE})
 
     def forget_ended(self) -> None:
         """Drop the backlogs of sessions no longer in the registry."""

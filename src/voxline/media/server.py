@@ -101,7 +101,7 @@ class MediaServer:
                 waiter.cancel()
         handed = 0
         for peer in list(self.peers.values()):
-            handed += await self.lifecycle.disconnect(peer, "media server draining")
+            handed += await self._hand_over(peer, "media server draining")
         await self.flush()
         if handed:
             log.warning("drain over: %d calls handed over (resumable for %.0f s)", handed, self.settings.resume_grace_s)
@@ -110,7 +110,7 @@ class MediaServer:
     async def stop(self) -> None:
         self.ready = False
         for peer in list(self.peers.values()):  # resumable: a restarted or another server takes them
-            await self.lifecycle.disconnect(peer, "media server stopped")
+            await self._hand_over(peer, "media server stopped")
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -119,6 +119,13 @@ class MediaServer:
             await self._sub.close()
         await self.flush()
         await self.store.close()
+
+    async def _hand_over(self, peer: MediaPeer, reason: str) -> int:
+        """Drop a call resumably (saved first), then tell its pages to resume it elsewhere."""
+        handed = await self.lifecycle.disconnect(peer, reason)
+        if handed:
+            self.relay.release_watchers(peer.session.id)
+        return handed
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)

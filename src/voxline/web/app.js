@@ -36,6 +36,7 @@ window.voxline = {
   get phase() { return app.phase; },
   get sessionId() { return app.sessionId; },
   get sessionToken() { return app.sessionToken; },
+  get resumes() { return app.resumes; },
   get clientRef() { return app.clientRef; },
   get location() { return app.client?.location ?? null; },
   get pc() { return app.client?.pc ?? null; },

@@ -3,6 +3,7 @@
 import { SERVER, api, postListening, whipClient } from "./api.js";
 import { fetchSession, openEvents } from "./events.js";
 import { attachAgentMeter, startMeters, stopMeters } from "./meters.js";
+import { watchConnection } from "./resume.js";
 import { app, ui } from "./state.js";
 import { clearAlert, log, render, setAgentState, setConn, setListening, showAlert } from "./view.js";
 import { WhipError, temporaryId } from "./whip.js";
@@ -132,13 +133,12 @@ export async function startConversation() {
 export function onPcState(client, state) {
   if (app.client !== client) return;
   log("whip", state === "failed" ? "error" : "info", `Peer connection ${state}`);
+  if (app.phase === "reconnecting") return; // resume.js shows the state until it is back
   if (state === "connected") setConn("connected");
   else if (state === "connecting" || state === "new") setConn("connecting");
   else if (state === "disconnected") setConn("disconnectedTemp");
-  else if (state === "failed") {
-    setConn("failed");
-    showAlert("Media connection failed", "The audio connection to the server failed (ICE). Hang up and try again.");
-  }
+  else if (state === "failed") setConn("failed");
+  watchConnection(client, state); // failed, closed, or disconnected too long: resume the session
 }
 
 export async function setListeningOnServer(on) {
@@ -187,6 +187,7 @@ export function endLocally(connState = "ended") {
   app.sessionId = null;
   app.sessionToken = "";
   app.clientRef = null;
+  app.resumes = 0;
   app.pendingUser?.classList.remove("partial");
   app.pendingUser = null;
   app.lastUserBubble = null;

@@ -6,6 +6,7 @@
 import { eventsUrl, getSession } from "./api.js";
 import { endLocally } from "./call.js";
 import { onTurnMetrics } from "./latency.js";
+import { onEventsLost } from "./resume.js";
 import { app } from "./state.js";
 import { markInterrupted, onAgentText, onFinal, onState } from "./transcript.js";
 import { log, setAgentState, setListening, showAlert } from "./view.js";
@@ -61,6 +62,9 @@ export function openEvents() {
   const sid = app.sessionId;
   if (!sid) return;
   const url = eventsUrl(sid, app.sessionToken);
+  const old = app.ws; // one stream at a time (a retry timer and a resume may both open one)
+  app.ws = null;
+  old?.close(1000, "replaced");
   const ws = new WebSocket(url.href);
   app.ws = ws;
   ws.addEventListener("open", () => {
@@ -81,6 +85,8 @@ export function openEvents() {
     if (app.ws !== ws) return;
     app.ws = null;
     if (app.phase !== "connected" || app.sessionId !== sid) return;
+    onEventsLost(e.code); // the media server itself may be gone: resume the call
+    if (app.phase !== "connected") return;
     if (app.wsRetries >= 5) {
       log("session", "error", `Event stream closed (code ${e.code}); giving up after 5 retries`);
       showAlert("Live updates lost", "The event stream from the server closed. Audio may still work; hang up and start again to restore the transcript.", "warning");

@@ -46,7 +46,8 @@ export const ui = {
 };
 
 export const app = {
-  phase: "idle", // idle | connecting | connected | ending
+  phase: "idle", // idle | connecting | connected | reconnecting (resume.js) | ending
+  resumes: 0, // times this call was resumed on a fresh peer connection
   turnTotals: [], // {turn, ms} of each answered turn, for the chart
   focusPending: false, // the focused control got disabled: move focus on the next render
   client: null,

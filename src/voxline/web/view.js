@@ -68,6 +68,7 @@ export function setConn(state) {
     new: "Connecting…",
     connected: "Connected",
     disconnectedTemp: "Connection interrupted",
+    reconnecting: "Reconnecting…",
     failed: "Connection failed",
     closed: "Disconnected",
     ended: "Session ended",
@@ -95,7 +96,7 @@ export function render() {
   ui.start.querySelector(".label").textContent = app.phase === "connecting" ? "Connecting…" : "Start conversation";
   ui.listenStart.disabled = !connected || app.listening;
   ui.listenStop.disabled = !connected || !app.listening;
-  ui.hangup.disabled = !connected;
+  ui.hangup.disabled = !connected && app.phase !== "reconnecting";
   ui.sessionId.textContent = app.sessionId || (app.clientRef ? `${app.clientRef} (temporary)` : "-");
   // A control that just became disabled drops the keyboard focus: give it to the next
   // sensible control (e.g. Start conversation -> Stop listening -> Start listening).

@@ -5,6 +5,7 @@
 //   const { sessionId, location, pc } = await client.connect(micStream, { receiveAudio: true });
 //   audioElement.srcObject = client.remoteStream;   // the server's audio, same peer connection
 //   ...
+//   await client.resume(micStream);                 // its media server went away: same session, new peer
 //   await client.disconnect();                      // DELETE on the Location, then close
 //
 // No trickle ICE: the offer is sent once ICE gathering is complete (or after a short
@@ -96,6 +97,8 @@ export class WhipClient extends EventTarget {
     this.location = null; // absolute URL of the session resource
     this.etag = null;
     this.clientRef = null;
+    this.resumeToken = null; // X-Resume-Token of the 201 that created the session (never logged)
+    this.receiveAudio = true;
     /** A MediaStream with the server's audio track (available right after connect()). */
     this.remoteStream = null;
   }
@@ -159,9 +162,29 @@ export class WhipClient extends EventTarget {
    */
   async connect(mediaStream, { receiveAudio = true, clientRef } = {}) {
     if (this.pc) throw new WhipError("already connected; call disconnect() first", { code: "busy" });
+    this.clientRef = clientRef || temporaryId();
+    this.receiveAudio = receiveAudio;
+    return this._offer(mediaStream, { "X-Session-ID": this.clientRef });
+  }
+
+  /**
+   * Reattach this client's session after its media server went away (a rollout, a crash):
+   * a fresh peer connection, offered with `X-Session-ID` and the `X-Resume-Token` the first
+   * answer carried. The server keeps the session ID and its history; `remoteStream` is new.
+   * A WhipError with status 404/409 means the session cannot come back (ended, expired).
+   */
+  async resume(mediaStream) {
+    if (!this.sessionId || !this.resumeToken) {
+      throw new WhipError("nothing to resume: no session ID or resume token", { code: "no_session" });
+    }
+    this._closePeer(); // the old connection is dead; no DELETE: the session must live on
+    return this._offer(mediaStream, { "X-Session-ID": this.sessionId, "X-Resume-Token": this.resumeToken });
+  }
+
+  async _offer(mediaStream, idHeaders) {
+    const receiveAudio = this.receiveAudio ?? true;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
     this.pc = pc;
-    this.clientRef = clientRef || temporaryId();
     this.remoteStream = new MediaStream();
 
     pc.addEventListener("track", (e) => {
@@ -169,6 +192,7 @@ export class WhipClient extends EventTarget {
       this.dispatchEvent(Object.assign(new Event("track"), { track: e.track, streams: e.streams, transceiver: e.transceiver }));
     });
     pc.addEventListener("connectionstatechange", () => {
+      if (this.pc !== pc) return; // a replaced connection (resumed) no longer speaks for the client
       this.dispatchEvent(new CustomEvent("connectionstatechange", { detail: { state: pc.connectionState } }));
     });
 
@@ -195,7 +219,7 @@ export class WhipClient extends EventTarget {
         headers: this._headers({
           "Content-Type": "application/sdp",
           Accept: "application/sdp",
-          "X-Session-ID": this.clientRef,
+          ...idHeaders,
         }),
         body: pc.localDescription.sdp,
       });
@@ -209,13 +233,14 @@ export class WhipClient extends EventTarget {
         (this.location ? decodeURIComponent(this.location.split("/").filter(Boolean).pop()) : null);
       this.etag = response.headers.get("ETag");
       this.sessionToken = response.headers.get("X-Session-Token") || this.sessionToken; // a resume keeps it
+      this.resumeToken = response.headers.get("X-Resume-Token") || this.resumeToken; // given once, at creation
       if (!this.location && this.sessionId) {
         this.location = new URL(`${this.endpointUrl.replace(/\/$/, "")}/${encodeURIComponent(this.sessionId)}`).href;
       }
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
       return { sessionId: this.sessionId, sessionToken: this.sessionToken, location: this.location, etag: this.etag, pc, clientRef: this.clientRef };
     } catch (err) {
-      this._closePeer();
+      if (this.pc === pc) this._closePeer();
       throw err;
     }
   }
@@ -250,6 +275,7 @@ export class WhipClient extends EventTarget {
     } finally {
       this._closePeer();
       this.sessionId = null;
+      this.resumeToken = null;
     }
     return status;
   }
