@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from .conftest import free_port, http_json, run_server_process
 from .proxy import SwitchingProxy
-from .test_page import COUNT_FINALS_JS, KEY_WORDS, start
+from .test_page import COUNT_FINALS_JS, KEY_WORDS, secret_of, start
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +36,11 @@ def test_the_page_resumes_its_call_on_another_server_when_its_own_goes_away(
           SwitchingProxy(proxy_port, a) as proxy):
         page = pages.open(browser, f"{proxy.url}/")
         sid = start(page)
+        secret = secret_of(page)
         # A first turn on A (the fake microphone asks again ~28 s later).
         page.wait_for_function(f"() => ({AGENT_FINALS_JS})() >= 1", timeout=120_000)
         expect(page.locator(".bubble.user:not(.partial)").first).to_contain_text(KEY_WORDS)
-        status, on_a = http_json("GET", f"{a}/sessions/{sid}")
+        status, on_a = http_json("GET", f"{a}/sessions/{sid}", secret=secret)
         assert status == 200 and on_a["node"] == "resume-a", on_a
         answered_on_a = page.evaluate(AGENT_FINALS_JS)
         bubbles_on_a = page.locator(".bubble").count()
@@ -52,11 +53,12 @@ def test_the_page_resumes_its_call_on_another_server_when_its_own_goes_away(
                                timeout=60_000)
         assert proc_a.wait(30) == 0
         assert page.evaluate("() => window.voxline.sessionId") == sid  # the same session
+        assert secret_of(page) == secret  # and its secret: a resume keeps it
         expect(page.locator("#conn-status")).to_contain_text("Connected", timeout=20_000)
         assert page.locator(".bubble").count() >= bubbles_on_a  # the transcript stayed on screen
         expect(page.locator("#log")).to_contain_text(re.compile(rf"Session {sid} resumed"))
 
-        status, on_b = http_json("GET", f"{b}/sessions/{sid}")
+        status, on_b = http_json("GET", f"{b}/sessions/{sid}", secret=secret)
         assert status == 200 and on_b["node"] == "resume-b" and on_b["state"] == "connected", on_b
         assert any(KEY_WORDS.search(m["content"]) for m in on_b["history"] if m["role"] == "user"), on_b
         # The agent on B answers the next question, over the resumed connection.
@@ -64,5 +66,5 @@ def test_the_page_resumes_its_call_on_another_server_when_its_own_goes_away(
         page.wait_for_function(f"() => ({COUNT_FINALS_JS})() > {finals}", timeout=120_000)
         page.wait_for_function(f"() => ({AGENT_FINALS_JS})() > {answered_on_a}", timeout=120_000)
         page.screenshot(path=str(artifacts / "resumed.png"), full_page=True)
-        status, _ = http_json("DELETE", f"{b}/whip/{sid}")
+        status, _ = http_json("DELETE", f"{b}/whip/{sid}", secret=secret)
         assert status == 200

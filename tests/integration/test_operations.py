@@ -93,7 +93,8 @@ async def test_calls_left_at_the_end_of_a_drain_resume_on_another_media_server_w
         resp, pc = await call(http, a.url)
         sid, token = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"]
         await play_a_turn(a.media, sid, "Remember the number seven.", "Seven, noted.")
-        events = await http.ws_connect(f"{a.url}/sessions/{sid}/events")
+        events = await http.ws_connect(f"{a.url}/sessions/{sid}/events",
+                                       headers={"X-Session-Token": resp.headers["X-Session-Token"]})
         assert await a.media.drain(timeout_s=0.5) == 1  # the caller stayed: handed over
         while (msg := await asyncio.wait_for(events.receive(), 5)).type == aiohttp.WSMsgType.TEXT:
             pass  # the backlog, then the close that tells the page to resume at once
