@@ -49,3 +49,57 @@ async def test_the_relay_hands_history_over_and_keeps_inter_process_events_from_
         await controls.close()
         await media.stop()
         await bus.close()
+
+
+async def test_the_reaper_logs_a_failure_and_sweeps_again(caplog: Any) -> None:
+    """#14.1: a sweep that raises is logged, and the next second's sweep still ends sessions."""
+    bus = MemoryBus()
+    await bus.start()
+    media = MediaServer(Settings(session_idle_timeout_s=0.5), bus)
+    await media.start()
+    real, calls = media.lifecycle.check, 0
+
+    async def fails_once(now: float) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("store exploded")
+        await real(now)
+
+    media.lifecycle.check = fails_once  # type: ignore[method-assign]
+    session = media.registry.create()
+    try:
+        for _ in range(50):
+            if session.ended:
+                break
+            await asyncio.sleep(0.1)
+        assert session.ended and session.end_reason == "idle timeout" and calls >= 2
+        assert any("session reaper failed" in r.getMessage() and r.exc_info for r in caplog.records)
+        assert not any(t.done() for t in media.tasks)  # the loop is still running
+    finally:
+        await media.stop()
+        await bus.close()
+
+
+async def test_closing_a_peer_whose_connection_hangs_is_bounded(caplog: Any) -> None:
+    """#14.1: cleanup never hangs on aiortc: a close that never returns is given up after
+    `close_timeout_s` and logged."""
+    from voxline.rtc.peer import MediaPeer, PeerLimits
+    from voxline.sessions.registry import Session
+
+    async def closed(_: str, __: str) -> None:
+        pass
+
+    peer = MediaPeer(Session(id="session_1700000000000_" + "a" * 16), MemoryBus(), closed, 2,
+                     limits=PeerLimits(close_timeout_s=0.3))
+    real_close = peer.pc.close
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    peer.pc.close = hangs  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(peer.close(), 5)  # returns: well before this outer guard
+        assert any("did not finish cleanly" in r.getMessage() for r in caplog.records)
+    finally:
+        await real_close()
