@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--turns", action="store_true",
                    help="turn-taking mode: pauses, backchannels, interruptions, echo (voxline.bench.turns)")
     p.add_argument("--per-kind", type=int, default=3, help="turn-taking mode: cases of each kind")
+    p.add_argument("--answers", action="store_true",
+                   help="answers mode: spoken questions (facts, arithmetic, advice, follow-ups) scored by expected words")
+    p.add_argument("--answers-config", default=None,
+                   help="answers mode: JSON file of configurations to compare, {name: {setting: value}}, a server each")
+    p.add_argument("--answers-split", choices=("test", "tune", "all"), default="test",
+                   help="answers mode: the held-out questions (test, reported), those tuned on, or both")
+    p.add_argument("--answers-limit", type=int, default=0, help="answers mode: only the first N items (0: all)")
     return parser
 
 

@@ -8,6 +8,8 @@
 - `capacity_server`, `fixed_backends`: the capacity mode's server (everything real but the models).
 - `children`: the benchmark's child processes end when it does (SIGTERM, SIGKILL, exit).
 - `wer`: word error rate mode (`--wer`): the same spoken corpus from the file and over calls.
+- `answers`, `answers_corpus`, `answers_report`: answers mode (`--answers`): spoken questions
+  scored by expected words, per configuration and group.
 - `turns`, `turns_corpus`, `turns_caller`: turn-taking mode (`--turns`): the cases, a caller
   that echoes the agent back, the table; `turns_echo`: the echo front ends compared offline.
 """
@@ -23,8 +25,8 @@ from voxline.bench.latency import latency_main
 
 
 async def bench_main(args: argparse.Namespace) -> int:
-    """`voxline bench`: latency (default), capacity (`--sessions N`), word error rate (`--wer`) or
-    turn-taking (`--turns`)."""
+    """`voxline bench`: latency (default), capacity (`--sessions N`), word error rate (`--wer`),
+    turn-taking (`--turns`) or answers (`--answers`)."""
     for name, default in (("timeout", 60.0), ("turn_gap", 2.0), ("ramp_interval", 0.15), ("spread", 6.0),
                           ("client_procs", 0), ("capacity_server", None), ("per_kind", 3),
                           ("real_models", False), ("at_once", 0.0)):
@@ -36,6 +38,10 @@ async def bench_main(args: argparse.Namespace) -> int:
             from voxline.bench.wer import wer_main
 
             return await wer_main(args)
+        if getattr(args, "answers", False):
+            from voxline.bench.answers import answers_main
+
+            return await answers_main(args)
         if getattr(args, "turns", False):
             from voxline.bench.turns import turns_main
 

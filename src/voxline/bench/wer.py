@@ -53,26 +53,36 @@ class Utterance:
     pcm16k: bytes
 
 
+class Speaker:
+    """Says a text in one of VOICES at 16 kHz (espeak-ng, or Piper loaded on first use)."""
+
+    def __init__(self) -> None:
+        espeak = shutil.which("espeak-ng")
+        if espeak is None:
+            raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+        self.espeak = espeak
+        self._piper: Any = None
+
+    def __call__(self, text: str, voice: tuple[str, str, str, int]) -> bytes:
+        _, engine, name, wpm = voice
+        if engine == "espeak":
+            wav = subprocess.run([self.espeak, "-v", name, "-s", str(wpm), "--stdout", text], check=True,
+                                 capture_output=True, timeout=30).stdout
+            with wave.open(io.BytesIO(wav)) as w:
+                return resample_s16(w.readframes(w.getnframes()), w.getframerate(), 16_000)
+        if self._piper is None:
+            self._piper = _piper()
+        return bytes(self._piper(text, float(name)))
+
+
 def corpus(texts: Sequence[str] = TEXTS, per_text: int = 2) -> list[Utterance]:
     """Each text in `per_text` voices, rotating through VOICES (36 utterances by default)."""
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
-    piper: Any = None
+    speak = Speaker()
     out = []
     for i, text in enumerate(texts):
         for k in range(per_text):
-            label, engine, voice, wpm = VOICES[(i + 3 * k) % len(VOICES)]
-            if engine == "espeak":
-                wav = subprocess.run([espeak, "-v", voice, "-s", str(wpm), "--stdout", text], check=True,
-                                     capture_output=True, timeout=30).stdout
-                with wave.open(io.BytesIO(wav)) as w:
-                    pcm = resample_s16(w.readframes(w.getnframes()), w.getframerate(), 16_000)
-            else:
-                if piper is None:
-                    piper = _piper()
-                pcm = piper(text, float(voice))
-            out.append(Utterance(text, label, pcm))
+            voice = VOICES[(i + 3 * k) % len(VOICES)]
+            out.append(Utterance(text, voice[0], speak(text, voice)))
     return out
 
 

@@ -92,7 +92,8 @@ def split_questions(samples: np.ndarray, min_gap_s: float = SPLIT_SILENCE_S,
     return [samples[a:b] for a, b in zip(edges, edges[1:], strict=False)]
 
 
-def _max_turn(events: list[dict[str, Any]]) -> int:
+def last_turn(events: list[dict[str, Any]]) -> int:
+    """The highest turn number the events mention (0: none yet)."""
     return max((int(e.get("turn") or 0) for e in events if isinstance(e.get("turn"), int)), default=0)
 
 
@@ -108,7 +109,7 @@ async def call(server: str, question: np.ndarray, token: str | None = None, time
         await caller.client.set_listening(True)
         await asyncio.sleep(lead_in_s)
         for piece in split_questions(question, split_silence_s):
-            after = _max_turn(caller.events) + 1
+            after = last_turn(caller.events) + 1
             speech_end = await caller.say(piece)
             asked.append((after, speech_end))
             if not await caller.wait_reply_done(after=after, timeout=timeout):
@@ -120,7 +121,7 @@ async def call(server: str, question: np.ndarray, token: str | None = None, time
     finally:
         await caller.close()
     result.events = caller.events
-    result.turns = _turns(caller, asked)
+    result.turns = turn_results(caller, asked)
     result.transcript = " ".join(t.transcript for t in result.turns if t.transcript)
     result.reply_text = next((t.reply_text for t in reversed(result.turns) if t.reply_text), "")
     result.voice_to_voice_ms = result.turns[0].voice_to_voice_ms if result.turns else None
@@ -132,7 +133,7 @@ async def call(server: str, question: np.ndarray, token: str | None = None, time
     return result
 
 
-def _turns(caller: Caller, asked: list[tuple[int, float]]) -> list[TurnResult]:
+def turn_results(caller: Caller, asked: list[tuple[int, float]]) -> list[TurnResult]:
     """One result per question: the server turns from its first one up to the next question's
     (a question with a long pause inside can take two), their words and the reply heard."""
     out = []
