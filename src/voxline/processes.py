@@ -35,7 +35,7 @@ async def start_agent(settings: Settings, bus: Bus, models: Models | None = None
     if models is None:
         models = await asyncio.to_thread(Models.load, settings)
         await models.load_tools(settings)
-        await models.warm(settings.system_prompt)
+        await models.warm(settings.system_prompt, settings.prompt_examples)
     orchestrator = Orchestrator(settings, bus, models)
     await orchestrator.start()
     return orchestrator, models

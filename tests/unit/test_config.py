@@ -16,6 +16,7 @@ from voxline.config import ENV_FILE_VAR, SECRETS_DIR_VAR, ConfigError, Settings
 
 # Values for the fields whose text has a format (URLs, lists, paths); the rest are derived.
 FORMATTED = {
+    "prompt_examples": "Hello? -> Hi there. | Thanks! -> You are welcome.",
     "public_url": "https://voice.example",
     "stt_url": "http://10.0.0.1:9011",
     "llm_url": "http://10.0.0.1:9012",

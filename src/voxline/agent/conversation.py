@@ -17,6 +17,7 @@ transcribed, so no path leaves the agent silent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from voxline.agent.actions import (
@@ -47,8 +48,9 @@ APOLOGY = "Sorry, I had a problem answering that. Please try again."
 
 class Conversation:
     def __init__(self, system_prompt: str, max_history_messages: int = 12, max_held_s: float = 20.0,
-                 speculate: bool = True, overlap_timeout_ms: int = 2000) -> None:
+                 speculate: bool = True, overlap_timeout_ms: int = 2000, examples: Sequence[ChatMessage] = ()) -> None:
         self.system_prompt = system_prompt
+        self.examples = list(examples)  # after the system prompt, before the history (agent/prompt.py)
         self.speculate = speculate
         self.overlap_timeout_ms = overlap_timeout_ms
         self.max_history_messages = max_history_messages
@@ -261,7 +263,7 @@ class Conversation:
         return self._held_pcm + pcm
 
     def messages(self) -> list[ChatMessage]:
-        return [{"role": "system", "content": self.system_prompt}, *(m for _, m in self.history)]
+        return [{"role": "system", "content": self.system_prompt}, *self.examples, *(m for _, m in self.history)]
 
     def reply_history(self) -> list[ChatMessage]:
         """What a reply to the next transcript builds on: without the last user message when

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from voxline.agent.prompt import prompt_prefix
 from voxline.agent.tools.registry import ToolRegistry
 from voxline.config import Settings
 from voxline.services import model_files
@@ -63,7 +64,7 @@ class Models:
             return
         self.tools = await load_tools(settings)
 
-    async def warm(self, system_prompt: str = "") -> None:
+    async def warm(self, system_prompt: str = "", examples: str = "") -> None:
         """Run each model once so the first caller does not pay for lazy initialisation."""
         started = time.perf_counter()
         for name, model in (("stt", self.stt), ("llm", self.llm), ("tts", self.tts)):
@@ -71,7 +72,8 @@ class Models:
             if warm is None:
                 continue
             try:
-                await (warm(system_prompt) if name == "llm" else warm())
+                await (warm(prompt_prefix(system_prompt, examples) if system_prompt else []) if name == "llm"
+                       else warm())
             except Exception as exc:  # noqa: BLE001 - a remote service may not be up yet
                 log.warning("warm-up of %s failed: %s", name, exc)
         log.info("models warm", extra={"warm_ms": round((time.perf_counter() - started) * 1000)})

@@ -14,6 +14,7 @@ from typing import Any
 
 from voxline.agent.conversation import Conversation
 from voxline.agent.models import Models
+from voxline.agent.prompt import parse_examples
 from voxline.agent.session_agent import SessionAgent
 from voxline.agent.turns import TurnConfig, TurnDetector
 from voxline.audio.echo import EchoCanceller, EchoConfig
@@ -132,7 +133,8 @@ class Orchestrator:
         if agent is None:
             s = self.settings
             conversation = Conversation(s.system_prompt, s.max_history_messages,
-                                        overlap_timeout_ms=s.false_interruption_timeout_ms)
+                                        overlap_timeout_ms=s.false_interruption_timeout_ms,
+                                        examples=parse_examples(s.prompt_examples))
             detector = TurnDetector(TurnConfig(threshold=s.vad_threshold, min_speech_ms=s.min_speech_ms,
                                                pause_ms=s.speculation_pause_ms,
                                                end_silence_ms=s.end_of_turn_silence_ms,

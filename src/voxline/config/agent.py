@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from voxline.config.types import Flag, Names, NonNegative, Positive, Seconds
 
@@ -15,6 +15,9 @@ class AgentSettings(BaseModel):
     # Measured with SmolLM2-135M: naming the assistant or asking for "plain sentences" makes
     # this small model drift (even into French); this wording keeps answers short and on topic.
     system_prompt: str = "You are a helpful voice assistant. Keep answers short and simple."
+    # Example exchanges after the system prompt ("user says -> assistant answers | ..."), the same
+    # for every session, so llama.cpp evaluates them once (agent/prompt.py); empty = none.
+    prompt_examples: str = ""
     max_history_messages: NonNegative = 12
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     vad_in_thread: Flag = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
@@ -44,3 +47,12 @@ class AgentSettings(BaseModel):
     tool_filler_after_s: Annotated[float, Field(ge=0)] = 1.0  # a call running longer gets a spoken filler
     tool_filler_text: str = "One moment."
     tool_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3  # LLM -> tools -> LLM rounds in one reply
+
+    @field_validator("prompt_examples")
+    @classmethod
+    def _examples(cls, text: str) -> str:
+        for pair in filter(None, (p.strip() for p in text.split("|"))):
+            user, sep, assistant = pair.partition("->")
+            if not sep or not user.strip() or not assistant.strip():
+                raise ValueError(f"{pair!r} is not 'what the user says -> what the assistant answers'")
+        return text

@@ -39,7 +39,8 @@ def build_llm(settings: Settings) -> LLM:
 
         return LlamaCppLLM(threads=settings.model_threads, max_tokens=settings.llm_max_tokens,
                            temperature=settings.llm_temperature, path=settings.llm_gguf or None,
-                           chat_format=settings.llm_chat_format or None)
+                           chat_format=settings.llm_chat_format or None,
+                           stop_at_newline=settings.llm_stop_at_newline)
     if settings.llm == "openai":
         from voxline.services.llm.openai import OpenAILLM
 

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,7 +51,8 @@ class LlamaCppLLM:
     name = "smollm2-135m-instruct"
 
     def __init__(self, threads: int = 2, max_tokens: int = 96, temperature: float = 0.2,
-                 path: str | None = None, n_ctx: int = 2048, chat_format: str | None = None) -> None:
+                 path: str | None = None, n_ctx: int = 2048, chat_format: str | None = None,
+                 stop_at_newline: bool = False) -> None:
         from llama_cpp import Llama, llama_chat_format
 
         started = time.perf_counter()
@@ -73,6 +74,7 @@ class LlamaCppLLM:
                              "model?); set llm_chat_format (e.g. chatml, gemma) if it is a chat model")
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.stop = ["\n"] if stop_at_newline else None  # a spoken reply is one paragraph
         self.thread = ModelThread("llm")
         # Cleared while a reply's first sentence is being synthesized: generation of the rest
         # waits, so the two cores go to the audio the caller is waiting for.
@@ -88,6 +90,7 @@ class LlamaCppLLM:
             max_tokens=max_tokens,
             temperature=self.temperature,
             repeat_penalty=1.1,
+            stop=self.stop,
         ))
         for chunk in chunks:
             self.gate.wait(GATE_MAX_WAIT_S)
@@ -102,10 +105,10 @@ class LlamaCppLLM:
         async for delta in self.thread.stream(lambda stop: self._generate(messages, limit, stop)):
             yield delta
 
-    async def warm(self, system_prompt: str = "") -> None:
-        messages: list[ChatMessage] = [{"role": "user", "content": "Hi"}]
-        if system_prompt:
-            messages.insert(0, {"role": "system", "content": system_prompt})
+    async def warm(self, prefix: Sequence[ChatMessage] = ()) -> None:
+        """One short reply to `prefix` (what every session's prompt starts with: the system
+        prompt and examples) and "Hi": the prefix stays in llama.cpp's cache for the first caller."""
+        messages: list[ChatMessage] = [*prefix, {"role": "user", "content": "Hi"}]
         async for _ in self.stream(messages, max_tokens=2):
             pass
 
