@@ -12,12 +12,18 @@ from voxline.config.types import Flag, Names, NonNegative, Positive, Seconds
 class AgentSettings(BaseModel):
     """How the agent converses (turn taking, interruptions, echo) and which tools it offers."""
 
-    # Measured with SmolLM2-135M: naming the assistant or asking for "plain sentences" makes
-    # this small model drift (even into French); this wording keeps answers short and on topic.
-    system_prompt: str = "You are a helpful voice assistant. Keep answers short and simple."
+    # Tuned with `voxline bench --answers` on its `tune` split (README, Answers): with SmolLM2-135M,
+    # naming the assistant or asking for "plain sentences" made it drift (even into French).
+    system_prompt: str = "You are a helpful voice assistant. Answer in one short sentence."
     # Example exchanges after the system prompt ("user says -> assistant answers | ..."), the same
-    # for every session, so llama.cpp evaluates them once (agent/prompt.py); empty = none.
-    prompt_examples: str = ""
+    # for every session, so llama.cpp evaluates them once (agent/prompt.py); empty = none. None is
+    # a question of the benchmark (a unit test checks). A small model copies their form.
+    prompt_examples: str = ("What is the capital of Egypt? -> The capital of Egypt is Cairo. | "
+                            "What is four times two? -> Four times two is 8. | "
+                            "What is eleven minus five? -> Eleven minus five is 6. | "
+                            "How do I stay warm in winter? -> Wear a warm coat, a hat and gloves. | "
+                            "My name is Nina. -> Nice to meet you, Nina. | "
+                            "Do you know my name? -> Yes, your name is Nina.")
     max_history_messages: NonNegative = 12
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     vad_in_thread: Flag = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
