@@ -22,8 +22,8 @@ class AgentSettings(BaseModel):
                             "What is four times two? -> Four times two is 8. | "
                             "What is eleven minus five? -> Eleven minus five is 6. | "
                             "How do I stay warm in winter? -> Wear a warm coat, a hat and gloves. | "
-                            "My name is Nina. -> Nice to meet you, Nina. | "
-                            "Do you know my name? -> Yes, your name is Nina.")
+                            "My friend is called Tom. -> Nice to hear about Tom. | "
+                            "What is my friend called? -> Your friend is called Tom.")
     max_history_messages: NonNegative = 12
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     vad_in_thread: Flag = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
