@@ -5,6 +5,7 @@ requests while a small one and the health probe must still be answered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -91,3 +92,27 @@ async def test_oversized_prompt_is_400(llm: Any) -> None:
             body["messages"] = [{"role": "user", "content": "hi"}]
             async with http.post(f"{url}/v1/chat/completions", json=body) as resp:
                 assert resp.status == 400
+
+
+async def test_serving_off_loopback_without_an_api_key_warns_loudly(caplog: Any) -> None:
+    """#14.5: `voxline serve` off loopback without `api_key` says so before anything is bound
+    (the task is cancelled while the model loads, so no port ever opens on 0.0.0.0)."""
+    import logging
+
+    from voxline.bench.system import free_port
+    from voxline.modelserver.app import serve
+
+    async def started(host: str, settings: Settings) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="voxline.modelserver"):
+            task = asyncio.create_task(serve("tts", settings, host, free_port()))
+            await asyncio.sleep(0)  # up to loading the model (a thread): the warning comes first
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return [r.getMessage() for r in caplog.records if "WITHOUT AN API KEY" in r.getMessage()]
+
+    assert await started("0.0.0.0", Settings())  # anyone who reaches the port could use the model
+    assert not await started("0.0.0.0", Settings(api_key="k3y"))
+    assert not await started("127.0.0.1", Settings())
+    assert Settings().host == "127.0.0.1"  # and loopback is the default bind

@@ -152,3 +152,34 @@ async def test_two_media_servers_share_a_redis_store_and_hand_over_a_dropped_cal
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_resume_on_a_full_media_server_is_refused_and_counts_against_max_sessions(redis_url: str, http) -> None:
+    """#14.4: adopting another node's dropped call is a session here too: a full node answers
+    503, and the call stays resumable where there is room."""
+    stores = [create_store("redis", redis_url=redis_url) for _ in range(2)]
+    a = await Node(Settings(**SETTINGS, node_id="cap-a", resume_grace_s=10), stores[0]).start()
+    b = await Node(Settings(max_sessions=1, session_create_rate_per_min=1000, node_id="cap-b", resume_grace_s=10),
+                   stores[1]).start()
+    pcs = []
+    try:
+        await stores[0].redis.flushdb()  # type: ignore[attr-defined]
+        resp, pc = await call(http, a.url)
+        sid, token = resp.headers["X-Session-ID"], resp.headers["X-Resume-Token"]
+        other, pc_other = await call(http, b.url)  # B's one slot is taken by its own caller
+        pcs += [pc, pc_other]
+        assert other.status == 201
+        await pc.close()  # the caller drops from A
+        await wait_for(lambda: a.media.registry.get(sid).state.value == "disconnected", "A did not notice")
+        refused, pc_refused = await call(http, b.url, **{"X-Session-ID": sid, "X-Resume-Token": token})
+        pcs.append(pc_refused)
+        assert refused.status == 503 and (await refused.json())["error"] == "session_limit"
+        assert b.media.registry.live_count() == 1
+        back, pc_back = await call(http, a.url, **{"X-Session-ID": sid, "X-Resume-Token": token})
+        pcs.append(pc_back)
+        assert back.status == 201 and back.headers["X-Session-ID"] == sid  # still resumable where there is room
+    finally:
+        for p in pcs:
+            await p.close()
+        await a.stop()
+        await b.stop()
