@@ -10,11 +10,11 @@ JSON with that status, never a traceback:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ApiError(Exception):
@@ -43,8 +43,16 @@ HTTP_CODES = {
 }
 
 
+class ErrorBody(BaseModel):
+    """The body of every error of the media server and agent APIs (`#/components/schemas/Error`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    error: str = Field(description="Stable machine-readable code.")
+    detail: str = Field(description="Human-readable reason.")
+
+
 def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps({"error": code, "detail": detail}),
+    return web.Response(status=status, text=ErrorBody(error=code, detail=detail).model_dump_json(),
                         content_type="application/json", headers=headers)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from voxline.http_errors import ApiError
-from voxline.media import analytics, ice
+from voxline.media import analytics, bodies, ice
 from voxline.media.access import is_operator, require_credential, require_session_access
 from voxline.media.whip import SERVER_KEY, session_id_from_path
 from voxline.prometheus import text_response
@@ -42,13 +42,13 @@ async def _session_from_body(request: web.Request) -> Session:
 async def listening_start(request: web.Request) -> web.Response:
     session = await _session_from_body(request)
     await request.app[SERVER_KEY].set_listening(session, True)
-    return web.json_response({"session_id": session.id, "listening": True})
+    return bodies.Listening(session_id=session.id, listening=True).response()
 
 
 async def listening_stop(request: web.Request) -> web.Response:
     session = await _session_from_body(request)
     await request.app[SERVER_KEY].set_listening(session, False)
-    return web.json_response({"session_id": session.id, "listening": False})
+    return bodies.Listening(session_id=session.id, listening=False).response()
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -58,7 +58,7 @@ async def get_session(request: web.Request) -> web.Response:
     if session is None:
         raise ApiError(404, "unknown_session", f"no session {sid}")
     require_session_access(request, session)
-    return web.json_response(session.to_json())
+    return bodies.Session.of(session).response()
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -72,16 +72,15 @@ async def list_sessions(request: web.Request) -> web.Response:
         raise ApiError(503, "store_unavailable", f"the session store cannot be read: {type(exc).__name__}",
                        {"Retry-After": "5"}) from None
     chunk, next_cursor = analytics.page(sessions, limit, offset, cursor)
-    records = [s.to_json() for s in chunk]
+    records = [bodies.Session.of(s) for s in chunk]
     if not is_operator(request):  # what callers said and heard is for the operator (and each session's owner)
-        for record in records:
-            record["history"] = []
-    return web.json_response({"sessions": records, "count": len(chunk),
-                              "next_cursor": next_cursor, "aggregates": analytics.aggregates(sessions)})
+        records = [record.model_copy(update={"history": []}) for record in records]
+    return bodies.SessionList(sessions=records, count=len(chunk), next_cursor=next_cursor,
+                              aggregates=bodies.Aggregates.model_validate(analytics.aggregates(sessions))).response()
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return bodies.Status().response()
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -95,7 +94,7 @@ async def readyz(request: web.Request) -> web.Response:
     live = server.registry.live_count()
     if live >= server.settings.max_sessions:  # out of rotation while full: new callers go to another pod
         raise ApiError(503, "full", f"{live} of {server.settings.max_sessions} sessions live", {"Retry-After": "5"})
-    return web.json_response({"status": "ready", "sessions": live, "max_sessions": server.settings.max_sessions})
+    return bodies.Ready(sessions=live, max_sessions=server.settings.max_sessions).response()
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -114,4 +113,5 @@ async def metrics(request: web.Request) -> web.Response:
 async def ice_servers(request: web.Request) -> web.Response:
     """What the page passes to RTCPeerConnection: configured STUN/TURN, fresh TURN credentials."""
     settings = request.app[SERVER_KEY].settings
-    return web.json_response({"iceServers": ice.ice_servers(settings)}, headers={"Cache-Control": "no-store"})
+    body = bodies.IceServers.model_validate({"iceServers": ice.ice_servers(settings)})
+    return body.response(headers={"Cache-Control": "no-store"})

@@ -12,6 +12,7 @@ from collections import defaultdict, deque
 from aiohttp import web
 
 from voxline.http_errors import ApiError
+from voxline.media import bodies
 from voxline.media.access import SESSION_TOKEN_HEADER, require_credential, require_session_access
 from voxline.media.lifecycle import Issued
 from voxline.media.resume import ResumeError
@@ -183,7 +184,7 @@ async def delete_whip(request: web.Request) -> web.Response:
     if session.ended:
         raise ApiError(404, "session_ended", f"session {sid} has already ended")
     await server.end_session(sid, "ended by the client (DELETE)")
-    return web.json_response({"session_id": sid, "state": "ended"})
+    return bodies.Ended(session_id=sid).response()
 
 
 async def patch_whip(request: web.Request) -> web.Response:
