@@ -3,9 +3,8 @@
 Sans-I/O, no clock: the agent feeds what it sent (`feed_reference`, with the time it was sent)
 and each inbound chunk (`process`, with the time its last sample was captured); times are
 seconds on one clock (the agent's and the media server's `time.time()`). What was sent is
-placed on a playout timeline as the media server plays it: each piece starts when it was sent
-or when the one before it ends, a clear (barge-in) drops what had not played, a pause holds
-it until the resume (`sent` takes each message the agent sends).
+placed on a playout timeline as the media server plays it (`voxline.audio.echo_reference`;
+`sent` takes each message the agent sends).
 
 For each 20 ms of input while the timeline holds audio within `max_lag_ms` before it:
 1. the lag of the echo (network both ways, the caller's speaker, room or line) is found by
@@ -27,10 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voxline.audio.resample import resample_s16
+from voxline.audio.echo_reference import RATE, PlayoutTimeline, index
 from voxline.bus.codec import AudioKind
 
-RATE = 16_000
+__all__ = ["BLOCK", "RATE", "EchoCanceller", "EchoConfig", "EchoStats"]
+
 BLOCK = 320  # 20 ms: one decision per block
 FRAME, HOP = 320, 160  # the spectral fit's frames (20 ms, half overlapping)
 _HANN = np.hanning(FRAME).astype(np.float32)
@@ -43,7 +43,6 @@ ONSET_NCC = 0.5  # until then, a search correlation this high is echo
 STAMP_SLACK = RATE // 50  # 20 ms
 LAG_SLACK = 40  # samples (2.5 ms) of lag error the per-frequency path absorbs as phase
 SEARCH_EVERY = 3_200  # input samples between lag searches (200 ms: the echo path is steady)
-MAX_REFERENCE_S = 60.0  # reference queued ahead of playout, at most (a reply is far shorter)
 
 
 @dataclass(frozen=True)
@@ -79,11 +78,7 @@ class EchoCanceller:
         self.stats = EchoStats()
         self.echo = False  # the last block processed was muted as echo
         self.explained = 0.0  # share of the last judged block's energy the echo explained
-        self._ref = np.zeros(0, dtype=np.float32)
-        self._ref_start = 0  # absolute sample index of _ref[0]
-        self._cursor = 0  # absolute sample index where the next reference piece plays
-        self._held: np.ndarray | None = None  # playout paused: the reference it holds
-        self._held_turn = 0
+        self.reference = PlayoutTimeline(cfg.enabled, self.max_lag + self.window)
         self._in = np.zeros(self.window + self.max_lag // 2 + BLOCK, dtype=np.float32)  # recent input
         self._count = 0  # input samples seen
         self._offset: int | None = None  # absolute index of input sample 0 (earliest arrival seen)
@@ -103,63 +98,14 @@ class EchoCanceller:
         self._learnt = 0  # frames the path was learnt from since the lag was found
         self._leaking = False  # the last block was loud and the learnt path did not explain it
 
-    # -- reference --------------------------------------------------------------------------
+    # -- reference ----------------------------------------------------------------------------
     def sent(self, kind: AudioKind, pcm: bytes, t: float, rate: int, turn: int = 0) -> None:
-        """The agent sent a message of reply audio at `t`, as `voxline.rtc.playout` plays it:
-        audio is queued, a clear drops the queue, a pause holds it until a resume (or until
-        audio of a newer turn comes)."""
-        if kind is AudioKind.AUDIO:
-            if self._held is not None and turn > self._held_turn:
-                self.sent(AudioKind.RESUME, b"", t, rate, turn)
-            if self._held is not None:  # queued behind a pause: it plays after the held audio
-                more = _float16k(pcm, rate)[: max(0, int(MAX_REFERENCE_S * RATE) - self._held.size)]
-                self._held = np.concatenate([self._held, more])
-            else:
-                self.feed_reference(pcm, t, rate)
-        elif kind is AudioKind.CLEAR:
-            self.cut(t)
-            self._held = None
-        elif kind is AudioKind.PAUSE and self._held is None:
-            self._held, self._held_turn = self._unplayed(t), turn
-            self.cut(t)
-        elif kind is AudioKind.RESUME and self._held is not None:
-            held, self._held = self._held, None
-            self._place_reference(held, t)
+        """The agent sent a message of reply audio at `t` (see `PlayoutTimeline.sent`)."""
+        self.reference.sent(kind, pcm, t, rate, turn)
 
     def feed_reference(self, pcm: bytes, t: float, rate: int = RATE) -> None:
         """`pcm` (mono s16) was sent at `t`: it plays after whatever is queued before it."""
-        if not self.config.enabled or not pcm:
-            return
-        self._place_reference(_float16k(pcm, rate), t)
-
-    def _place_reference(self, samples: np.ndarray, t: float) -> None:
-        if not self.config.enabled or samples.size == 0:
-            return
-        start = max(_index(t), self._cursor)
-        end = self._ref_start + self._ref.size
-        if self._ref.size == 0 or start - end > self.max_lag + self.window:
-            self._ref, self._ref_start = samples, start  # nothing recent: a new timeline
-        else:
-            gap = np.zeros(max(0, start - end), dtype=np.float32)
-            self._ref = np.concatenate([self._ref[: max(0, start - self._ref_start)], gap, samples])
-        self._cursor = start + samples.size
-        excess = self._ref.size - int(MAX_REFERENCE_S * RATE)
-        if excess > 0:  # bounded: drop the far future, not what is about to echo
-            self._ref = self._ref[:-excess]
-            self._cursor -= excess
-
-    def _unplayed(self, t: float) -> np.ndarray:
-        """The reference queued to play after `t` (what a pause holds)."""
-        keep = max(0, _index(t) - self._ref_start)
-        return self._ref[keep:].copy()
-
-    def cut(self, t: float) -> None:
-        """Playout was cleared at `t` (barge-in): what had not played yet never will."""
-        now = _index(t)
-        keep = max(0, now - self._ref_start)
-        if keep < self._ref.size:
-            self._ref = self._ref[:keep]
-        self._cursor = min(self._cursor, now)
+        self.reference.feed(pcm, t, rate)
 
     # -- input ------------------------------------------------------------------------------
     def process(self, pcm: bytes, t: float) -> bytes:
@@ -167,8 +113,8 @@ class EchoCanceller:
         x = np.frombuffer(pcm, dtype=np.int16)
         if not self.config.enabled or x.size == 0:
             return pcm
-        self._place(x.size, _index(t))
-        if not self._reference_near(self._abs(self._count) - self.window - self.max_lag,
+        self._place(x.size, index(t))
+        if not self.reference.near(self._abs(self._count) - self.window - self.max_lag,
                                     self._abs(self._count + x.size)):
             self._remember(x.astype(np.float32))
             self._next_frame = self._count + FRAME
@@ -239,7 +185,7 @@ class EchoCanceller:
         back = self._count - end
         x = _spectrum(self._in[self._in.size - back - FRAME: self._in.size - back])
         start = self._abs(end) - self._lag - FRAME
-        y = _spectrum(self._ref_slice(start, start + FRAME))
+        y = _spectrum(self.reference.slice(start, start + FRAME))
         yy = np.abs(y) ** 2
         if self._syy.any():
             path = self._sxy / (self._syy + 1e-3)
@@ -256,7 +202,7 @@ class EchoCanceller:
         spectral fit refines), first differences (they whiten speech a little)."""
         w, lmax = self.window // 2, self.max_lag // 2
         end = self._abs(self._count)
-        seg = self._ref_slice(end - 2 * (w + lmax) - 2, end)
+        seg = self.reference.slice(end - 2 * (w + lmax) - 2, end)
         seg = np.diff(seg[0::2] + seg[1::2])
         if not seg.any():
             return None
@@ -301,34 +247,11 @@ class EchoCanceller:
         else:
             self._in = np.concatenate([self._in[x.size:], x])
 
-    def _reference_near(self, start: int, end: int) -> bool:
-        ref_end = self._ref_start + self._ref.size
-        return self._ref.size > 0 and start < ref_end and end > self._ref_start
-
-    def _ref_slice(self, start: int, end: int) -> np.ndarray:
-        out = np.zeros(end - start, dtype=np.float32)
-        a, b = max(start, self._ref_start), min(end, self._ref_start + self._ref.size)
-        if b > a:
-            out[a - start: b - start] = self._ref[a - self._ref_start: b - self._ref_start]
-        return out
-
     def _trim(self) -> None:
         """Forget reference that can no longer echo (older than the window and the lag)."""
-        drop = self._abs(self._count) - self.window - self.max_lag - 2 * BLOCK - self._ref_start
-        if drop > 0:
-            self._ref = self._ref[drop:]
-            self._ref_start += drop
+        self.reference.forget_before(self._abs(self._count) - self.window - self.max_lag - 2 * BLOCK)
 
 
 def _spectrum(frame: np.ndarray) -> np.ndarray:
     """A frame's spectrum from 100 Hz up (its mean removed first: DC leaks through the window)."""
     return np.fft.rfft((frame - frame.mean()) * _HANN)[LOW_BIN:]
-
-
-def _float16k(pcm: bytes, rate: int) -> np.ndarray:
-    return np.frombuffer(resample_s16(pcm, rate, RATE), dtype=np.int16).astype(np.float32)
-
-
-def _index(t: float) -> int:
-    """A time in seconds as an absolute sample index at 16 kHz."""
-    return int(round(t * RATE))
