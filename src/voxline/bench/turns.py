@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from voxline.config import Settings
 
 GAP_S = 0.3  # the agent's voice has stopped once nothing was heard for this long
 BARGE_AFTER_S = 1.0  # a backchannel or interruption comes this long into the reply
+REPLY_TOKENS = 40  # the started server's llm_max_tokens
 
 
 @dataclass
@@ -103,6 +105,9 @@ async def run_case(server: str, case: Case, timeout: float = 60.0) -> Outcome:
             await caller.wait_reply_done(after=1, timeout=timeout)
             out.interrupted = any(e["ts"] >= began - 0.2 for e in caller.of_type("interruption"))
             out.played_on = caller.first_sound_after(said_end + GAP_S) is not None
+        failed = [e for e in caller.of_type("error") if e.get("turn") == 1]
+        if failed:  # the reply was an apology (an LLM timeout on a busy machine): nothing long to talk over
+            out.ok, out.error = False, f"the reply failed: {failed[0].get('stage')}: {failed[0].get('message')}"
         return out
     except (TimeoutError, OSError, RuntimeError) as exc:
         out.ok, out.error = False, f"{type(exc).__name__}: {exc}"
@@ -196,8 +201,10 @@ async def run_turns(server: str, cases: list[Case], timeout: float = 60.0) -> li
     for i, case in enumerate(cases):
         outcome = await run_case(server, case, timeout)
         outcomes.append(outcome)
+        # Each outcome as it comes: a run cut short (a time limit) still leaves its figures.
         print(f"  [{i + 1}/{len(cases)}] {case.kind}: {case.name!r}"
-              f"{'' if outcome.ok else '  FAILED: ' + outcome.error}", file=sys.stderr, flush=True)
+              f"{'' if outcome.ok else '  FAILED: ' + outcome.error}  {json.dumps(asdict(outcome))}",
+              file=sys.stderr, flush=True)
     return outcomes
 
 
@@ -214,8 +221,10 @@ async def turns_main(args: argparse.Namespace) -> int:
         port = free_port()
         server = f"http://127.0.0.1:{port}"
         # The echo cases are callers without echo cancellation: the server's canceller is on.
+        # Replies are capped at REPLY_TOKENS (~10 s of speech): long enough to talk over, short
+        # enough that a case takes seconds, not the minute a full 96-token story takes.
         cmd = [sys.executable, "-m", "voxline", "run", "--port", str(port), "--log-format", "text",
-               "--session-create-rate-per-min", "10000", "--echo-cancel"]
+               "--session-create-rate-per-min", "10000", "--echo-cancel", "--llm-max-tokens", str(REPLY_TOKENS)]
         proc = ServerProcess(cmd, work / "server.log", server)
         print(f"starting {' '.join(cmd[1:])} (log: {proc.log_path})", file=sys.stderr, flush=True)
         await proc.start()
