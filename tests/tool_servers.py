@@ -37,6 +37,8 @@ class ScriptedLLM:
     replies: list[Script]
     respond: Callable[[dict[str, Any]], Script] | None = None  # replies by request, e.g. for speculation
     requests: list[dict[str, Any]] = field(default_factory=list)
+    peers: list[Any] = field(default_factory=list)  # the client's address of each request: its connection
+    done_tail_s: float = 0.0  # the body ends this long after [DONE] (as servers that flush late do)
     url: str = ""
     runner: web.AppRunner | None = None
 
@@ -53,6 +55,7 @@ class ScriptedLLM:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.peers.append(request.transport.get_extra_info("peername") if request.transport else None)
         if self.respond is not None:
             script = self.respond(body)
         else:
@@ -68,6 +71,8 @@ class ScriptedLLM:
                 await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 await asyncio.sleep(0.005)
         await resp.write(b"data: [DONE]\n\n")
+        if self.done_tail_s:
+            await asyncio.sleep(self.done_tail_s)
         await resp.write_eof()
         return resp
 

@@ -1,0 +1,32 @@
+"""The remote LLM path's connection behaviour, against a scripted OpenAI-compatible server:
+a finished stream leaves its connection for the next turn (no per-request TCP setup), and a
+stream dropped half-way (a speculative reply the caller spoke over) closes it, which is what
+tells the server to stop generating."""
+
+from __future__ import annotations
+
+from tool_servers import ScriptedLLM
+from voxline.services.base import ChatMessage
+from voxline.services.llm.openai import OpenAILLM
+
+ASK: list[ChatMessage] = [{"role": "user", "content": "What is the capital of Italy?"}]
+
+
+async def test_turns_reuse_one_connection_and_a_dropped_stream_closes_its_own() -> None:
+    server = await ScriptedLLM([["The capital ", "is Rome."], ["Rome."], ["One ", "two ", "three ", "four."],
+                                ["Again."]], done_tail_s=0.05).start()
+    llm = OpenAILLM(server.url)
+    try:
+        assert "".join([d async for d in llm.stream(ASK)]) == "The capital is Rome."
+        assert "".join([d async for d in llm.stream(ASK)]) == "Rome."
+        assert server.peers[0] == server.peers[1]  # kept alive: the second turn paid no connect
+
+        stream = llm.stream(ASK)
+        assert await stream.__anext__() == "One "
+        await stream.aclose()  # dropped after its first delta
+        assert server.peers[2] == server.peers[0]
+        assert "".join([d async for d in llm.stream(ASK)]) == "Again."
+        assert server.peers[3] != server.peers[2]  # the dropped one's connection was not reused
+    finally:
+        await llm.close()
+        await server.close()
