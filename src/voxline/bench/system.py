@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from voxline.bench.children import spawn
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -129,8 +131,12 @@ class ServerProcess:
 
 
 def _metric(text: str, name: str) -> float | None:
-    m = re.search(rf"^{re.escape(name)} ([0-9.eE+-]+)$", text, re.M)
-    return float(m.group(1)) if m else None
+    """The unlabelled sample `name` of a /metrics text, read with prometheus-client's parser."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return None
 
 
 class Sampler:

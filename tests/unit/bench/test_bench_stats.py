@@ -189,3 +189,15 @@ def test_capacity_does_not_count_a_turn_that_ended_in_an_error_as_answered() -> 
         asyncio.run(capacity_worker._one_session("http://x", [None], now, now, now + 3.3, 0.0, stats, 0))  # type: ignore[list-item]
     assert stats.turns_asked >= 3 and stats.turns_failed == 1
     assert stats.turns_answered == stats.turns_asked - 1
+
+
+def test_the_sampler_reads_the_media_servers_metrics_text() -> None:
+    """prometheus-client writes `7.0`, histograms and labelled series: the bench reads what it needs."""
+    from voxline.bench.system import _metric
+    from voxline.media.metrics import MediaMetrics
+
+    text = MediaMetrics().render(3, 1, {"frames_late": 7}, {("receive", "direct"): 3}).decode()
+    assert _metric(text, "voxline_playout_frames_late_total") == 7
+    assert _metric(text, "voxline_sessions_active") == 3
+    assert _metric(text, "voxline_peer_paths") is None  # labelled only: no unlabelled sample
+    assert _metric(text, "voxline_no_such_metric") is None
