@@ -62,6 +62,7 @@ class Orchestrator:
         once (a rebalance, ~3 s on tansu); the agent that takes a session over asks the media
         server for its history, so the conversation goes on there.
         """
+        started = time.monotonic()
         replies = [a.reply_task for a in self.sessions.values() if a.reply_task is not None and not a.reply_task.done()]
         if replies:
             log.info("draining: waiting up to %.0f s for %d replies in flight", timeout_s, len(replies))
@@ -70,6 +71,8 @@ class Orchestrator:
             self._task.cancel()  # _consume closes its subscription: the group rebalances now
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        # When the others' rebalance starts: what an operator compares with their take-over lines.
+        log.info("drained: left the consumer group %.1f s after the drain began", time.monotonic() - started)
 
     async def _consume(self, sub: Any) -> None:
         try:
