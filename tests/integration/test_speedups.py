@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from audio_helpers import at48k, words
+from audio_helpers import at48k, until, words
 from voxline.audio.resample import resample_s16
 from voxline.client.audio import RATE, speech_end_sample
 from voxline.client.call import call
@@ -145,3 +145,25 @@ async def test_callers_waiting_at_once_are_transcribed_in_one_batch_with_the_sam
         busy.result(timeout=5)
     assert batches == [4]
     assert together == alone  # batching changes no word
+
+
+async def test_the_embedded_llm_runs_on_one_core_while_another_model_works(llm) -> None:
+    import threading
+
+    from voxline.services.threads import ModelThread
+
+    other, gate = ModelThread("stt"), threading.Event()
+    try:
+        assert llm.fit_threads() == llm.threads == 2
+        held = other.submit(gate.wait)  # another caller's STT at work
+        assert await until(lambda: other.busy, 5)
+        assert llm.fit_threads() == 1 and llm.running_threads == 1
+        reply = "".join([d async for d in llm.stream([{"role": "user", "content": "Say hello."}], max_tokens=8)])
+        assert reply.strip()  # it still answers on one thread
+        gate.set()
+        held.result(timeout=5)
+        assert await until(lambda: not other.busy, 5)
+        assert llm.fit_threads() == 2
+    finally:
+        gate.set()
+        other.close()

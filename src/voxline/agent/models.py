@@ -45,7 +45,8 @@ class Models:
         if turn_model is not None and not turn_model.available:
             turn_model.close()
             turn_model = None  # SmartTurn logged why, once for the process
-        return cls(build_stt(settings), build_llm(settings), build_tts(settings), SileroModel(), ModelThread("vad"),
+        vad_thread = ModelThread("vad", shares_cores=False)
+        return cls(build_stt(settings), build_llm(settings), build_tts(settings), SileroModel(), vad_thread,
                    vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms,
                    first_piece_words=settings.tts_first_piece_words, turn_model=turn_model)
 

@@ -33,7 +33,7 @@ async def serve(settings: Settings, stt_delay_s: float, real_models: bool = Fals
     bus = MemoryBus()
     await bus.start()
     fixed = None if real_models else Models(
-        FixedSTT(delay_s=stt_delay_s), FixedLLM(), FixedTTS(), SileroModel(), ModelThread("vad"),
+        FixedSTT(delay_s=stt_delay_s), FixedLLM(), FixedTTS(), SileroModel(), ModelThread("vad", shares_cores=False),
         vad_in_thread=settings.vad_in_thread, vad_batch_ms=settings.vad_batch_ms)
     orchestrator, models = await start_agent(settings, bus, fixed)
     media = MediaServer(settings, bus)

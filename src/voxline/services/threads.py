@@ -12,6 +12,11 @@ was submitted, so among itself it stays first come, first served.
 Work that can be batched (several callers' short STT windows in one encoder call) names a
 batch key: when the thread takes such an item, it takes the other waiting items of the same
 key with it (the earliest due first, up to the batch's limit) and runs them in one call.
+
+`others_busy(me)` says whether another model thread of this process is at work right now: a
+model that spreads one call over several cores (llama.cpp) runs on one core then, since
+threads that wait for each other at every step crawl when a core is taken (measured at load:
+7-10 times slower on 2 threads than on 1).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import heapq
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -40,14 +46,23 @@ class Batch:
 
 
 Work = Callable[[], Any] | Batch
+_threads: weakref.WeakSet[ModelThread] = weakref.WeakSet()
+
+
+def others_busy(me: ModelThread) -> bool:
+    """Whether a model thread other than `me` (and than those that do not share the cores) is running work now."""
+    return any(t.busy for t in list(_threads) if t is not me and t.shares_cores)
 
 
 class ModelThread:
     """One named thread for one model, serving its queue earliest deadline first."""
 
-    def __init__(self, name: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, name: str, clock: Callable[[], float] = time.time, shares_cores: bool = True) -> None:
         self.name = name
         self.clock = clock
+        self.shares_cores = shares_cores  # False: its work is too small to count as busy (VAD windows)
+        self.busy = False  # running work now (read by `others_busy`)
+        _threads.add(self)
         self._heap: list[tuple[float, int, Work, Future[Any]]] = []
         self._seq = itertools.count()
         self._ready = threading.Condition()
@@ -88,15 +103,22 @@ class ModelThread:
                     return
                 _, _, fn, future = heapq.heappop(self._heap)
                 batch = self._take_batch(fn, future) if isinstance(fn, Batch) else []
-            if isinstance(fn, Batch):
-                self._run_batch(fn, batch)
-                continue
-            if not future.set_running_or_notify_cancel():
-                continue
+            self.busy = True
             try:
-                future.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-                future.set_exception(exc)
+                self._run(fn, future, batch)
+            finally:
+                self.busy = False
+
+    def _run(self, fn: Work, future: Future[Any], batch: list[tuple[Batch, Future[Any]]]) -> None:
+        if isinstance(fn, Batch):
+            self._run_batch(fn, batch)
+            return
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+            future.set_exception(exc)
 
     def _take_batch(self, first: Batch, future: Future[Any]) -> list[tuple[Batch, Future[Any]]]:
         """`first` and the waiting items of its key, the earliest due first (the lock is held)."""

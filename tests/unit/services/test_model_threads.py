@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -190,3 +190,35 @@ def test_a_failed_batch_fails_each_of_its_callers_and_the_thread_serves_on() -> 
         short.result(timeout=5)
     assert thread.submit(lambda: 42).result(timeout=5) == 42
     thread.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll `condition` (from a test outside any event loop)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_others_busy_sees_another_model_at_work_but_not_the_vad_nor_itself() -> None:
+    from voxline.services.threads import others_busy
+
+    llm, stt, vad = ModelThread("llm"), ModelThread("stt"), ModelThread("vad", shares_cores=False)
+    gate, seen = threading.Event(), []
+    held = vad.submit(gate.wait)
+    assert wait_for(lambda: vad.busy)
+    assert not others_busy(llm)  # the VAD's small windows do not count
+    held_stt = stt.submit(gate.wait)
+    assert wait_for(lambda: stt.busy)
+    assert others_busy(llm) and not others_busy(stt)
+    gate.set()
+    held.result(timeout=5), held_stt.result(timeout=5)
+    assert wait_for(lambda: not stt.busy)
+    llm.submit(lambda: seen.append(others_busy(llm))).result(timeout=5)  # its own work is not another's
+    assert seen == [False]
+    for t in (llm, stt, vad):
+        t.close()

