@@ -89,6 +89,8 @@ def capacity_summary(n: int, sessions: list[dict[str, Any]], idle: list[dict[str
     late = [r["frames_late"] for r in loaded if r.get("frames_late") is not None]
     server["frames_late"] = int(max(late) - min(late)) if len(late) >= 2 else None
     server["frames_late_total"] = int(max(late)) if late else None
+    limited = [r["inbound_limited"] for r in loaded if r.get("inbound_limited") is not None]
+    server["inbound_limited_max"] = int(max(limited)) if limited else None  # callers' audio the input bounds dropped
     server["sessions_active_max"] = max((r["active"] or 0 for r in loaded), default=None)
     server["metrics_scrapes_missed"] = sum(1 for r in loaded if r.get("frames_late") is None)
     client_cpu = [cpu_pct(loaded, "clients", i) for i in range(n_clients)]

@@ -195,6 +195,8 @@ def capacity_report_text(report: dict[str, Any]) -> str:
         "others = machine busy - server - clients - this conductor (other people's work).",
         format_table([capacity_row(report)], CAPACITY_HEADER),
         lifecycle_text(report.get("lifecycle")),
+        f"callers' packets or frames dropped by the server's input bounds (live sessions, most seen): "
+        f"{_fmt(report['server'].get('inbound_limited_max'))}",
         "frames late while other processes took > {others_threshold_pct:.0f} % CPU: "
         "{frames_late_while_others_busy} in {seconds_others_busy} s; otherwise: "
         "{frames_late_while_others_quiet} in {seconds_others_quiet} s".format(

@@ -159,17 +159,21 @@ class Sampler:
         row["clients"] = [proc_sample(p) for p in self.client_pids]
         late: float | None = 0.0
         active: float | None = 0.0
+        limited: float | None = 0.0
         for url in self.server_urls:
             try:
                 async with http.get(url + "/metrics") as resp:
                     text = await resp.text()
                 one_late = _metric(text, "voxline_playout_frames_late_total")
                 one_active = _metric(text, "voxline_sessions_active")
+                one_limited = _metric(text, "voxline_inbound_rtp_limited_total")
             except Exception:  # noqa: BLE001 - a busy server may miss a scrape; that is recorded
-                one_late = one_active = None
+                one_late = one_active = one_limited = None
             late = None if late is None or one_late is None else late + one_late
             active = None if active is None or one_active is None else active + one_active
-        row["frames_late"], row["active"] = late, active
+            limited = None if limited is None or one_limited is None else limited + one_limited
+        # Callers' packets or frames the server's input bounds dropped (live sessions' counts).
+        row["frames_late"], row["active"], row["inbound_limited"] = late, active, limited
         self.samples.append(row)
         return row
 

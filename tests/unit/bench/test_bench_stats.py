@@ -89,12 +89,13 @@ def test_capacity_summary_shape() -> None:
                               frames=500, first_frame=0.0, last_frame=9.98).__dict__
     idle = [{"t": 0.0, "server": (1.0, 100.0), "clients": [], "system": (0.0, 0.0)},
             {"t": 1.0, "server": (1.0, 100.0), "clients": [], "system": (0.0, 2.0)}]
-    loaded = [{"t": 10.0, "server": (1.0, 120.0), "clients": [(0.0, 50.0)], "frames_late": 3.0, "active": 1.0,
+    loaded = [{"t": 10.0, "server": (1.0, 120.0), "clients": [(0.0, 50.0)], "frames_late": 3.0, "active": 1.0, "inbound_limited": 7.0,
                "system": (0.0, 0.0), "conductor": (0.0, 1.0)},
               {"t": 20.0, "server": (3.0, 130.0), "clients": [(1.0, 50.0)], "frames_late": 5.0, "active": 1.0,
                "system": (10.0, 10.0), "conductor": (0.0, 1.0)}]
     out = capacity_summary(1, [sess], idle, loaded, 1)
     assert out["server"]["cpu_pct"] == 20.0 and out["server"]["frames_late"] == 2
+    assert out["server"]["inbound_limited_max"] == 7  # the input bounds' drops are reported, not hidden
     assert out["server"]["rss_mb_per_session"] == 30.0
     assert out["clients"]["frames_expected"] == 500 and out["clients"]["frames_missing"] == 0
     assert out["clients"]["v2v_ms"]["n"] == 2
