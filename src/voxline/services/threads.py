@@ -28,7 +28,7 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -49,9 +49,10 @@ Work = Callable[[], Any] | Batch
 _threads: weakref.WeakSet[ModelThread] = weakref.WeakSet()
 
 
-def others_busy(me: ModelThread) -> bool:
-    """Whether a model thread other than `me` (and than those that do not share the cores) is running work now."""
-    return any(t.busy for t in list(_threads) if t is not me and t.shares_cores)
+def others_busy(me: ModelThread, among: Iterable[ModelThread] | None = None) -> bool:
+    """Whether a model thread other than `me` (and than those that do not share the cores) is running
+    work now; `among`: these threads instead of every one in the process."""
+    return any(t.busy for t in list(_threads if among is None else among) if t is not me and t.shares_cores)
 
 
 class ModelThread:

@@ -208,17 +208,18 @@ def test_others_busy_sees_another_model_at_work_but_not_the_vad_nor_itself() -> 
     from voxline.services.threads import others_busy
 
     llm, stt, vad = ModelThread("llm"), ModelThread("stt"), ModelThread("vad", shares_cores=False)
+    mine = (llm, stt, vad)  # not the threads other tests of this process left behind
     gate, seen = threading.Event(), []
     held = vad.submit(gate.wait)
     assert wait_for(lambda: vad.busy)
-    assert not others_busy(llm)  # the VAD's small windows do not count
+    assert not others_busy(llm, mine)  # the VAD's small windows do not count
     held_stt = stt.submit(gate.wait)
     assert wait_for(lambda: stt.busy)
-    assert others_busy(llm) and not others_busy(stt)
+    assert others_busy(llm, mine) and not others_busy(stt, mine)
     gate.set()
     held.result(timeout=5), held_stt.result(timeout=5)
     assert wait_for(lambda: not stt.busy)
-    llm.submit(lambda: seen.append(others_busy(llm))).result(timeout=5)  # its own work is not another's
+    llm.submit(lambda: seen.append(others_busy(llm, mine))).result(timeout=5)  # its own work is not another's
     assert seen == [False]
     for t in (llm, stt, vad):
         t.close()
