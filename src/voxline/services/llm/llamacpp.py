@@ -4,8 +4,9 @@ llama.cpp takes the chat format from the file's metadata (its `tokenizer.chat_te
 
 It runs on `threads` cores while it is the only model at work, and on one while another model
 thread (another caller's STT or TTS) is busy: llama.cpp's threads meet at every step, and one
-that waits for a taken core holds up the others (measured at load on 2 cores: first token
-27 s on 2 threads against 1.9 s on 1). Prompt processing gets the same count, not llama.cpp's
+that waits for a taken core holds up the others (measured at load on 2 cores with libgomp
+spinning: first token 27 s on 2 threads against 1.9 s on 1; `model_wait_policy=passive`
+narrows that gap, one thread still does not wait for a second core). Prompt processing gets the same count, not llama.cpp's
 default of every CPU the machine reports, which ignores a container's CPU limit.
 """
 
