@@ -2,7 +2,8 @@
 
 The asyncio adapter around the sans-I/O `Conversation` and `TurnDetector`: audio in ->
 `inbound()` -> VAD -> turn events -> actions, each carried out here. Decisions are made in
-the core; this only runs them. A turn's model work is a `ReplyPipeline`, started
+the core; this only runs them (turn events in `turn_events.TurnEvents`, replies in
+`replies.ReplyRunner`). A turn's model work is a `ReplyPipeline`, started
 speculatively when the caller pauses (`Speculate`) and committed or dropped as the core
 says; its transcript and the end-of-turn model's score go back to the `TurnDetector` as cues.
 The task that relays a reply's outputs is cancelled on a real interruption.
@@ -14,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from voxline.agent.conversation import (
@@ -30,21 +31,15 @@ from voxline.agent.conversation import (
     ResumePlayout,
     Speak,
     Speculate,
-    State,
     Transcribe,
 )
 from voxline.agent.endpoint import Decision
 from voxline.agent.models import Models
 from voxline.agent.pipeline import ReplyPipeline
 from voxline.agent.replies import ReplyRunner
+from voxline.agent.turn_events import TurnEvents
 from voxline.agent.turns import (
-    SpeechEnded,
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
-    SpeechSustained,
     TurnDetector,
-    TurnEvent,
 )
 from voxline.audio.echo import EchoCanceller
 from voxline.bus.base import Bus
@@ -67,7 +62,7 @@ def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
     return items
 
 
-class SessionAgent(ReplyRunner):
+class SessionAgent(ReplyRunner, TurnEvents):
     def __init__(self, session_id: str, models: Models, bus: Bus, conversation: Conversation,
                  detector: TurnDetector, timeout_s: float, max_tokens: int | None = None,
                  speculate: bool = True, resumed: bool = False, greeting: str = "",
@@ -226,63 +221,6 @@ class SessionAgent(ReplyRunner):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    # -- turn events ------------------------------------------------------------------------
-    async def _on_turn_event(self, ev: TurnEvent, chunk_end: float | None) -> None:
-        if isinstance(ev, SpeechStarted):
-            await self._log("vad", "speech started")
-            await self.perform(self.conv.speech_started())
-        elif isinstance(ev, SpeechPaused):
-            self._pause = ev.pause
-            if self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None:
-                self._spawn(self._score(ev.pause, self.conv.turn_audio(ev.pcm)))
-            await self.perform(self.conv.speech_paused(ev.pcm))
-        elif isinstance(ev, SpeechResumed):
-            await self.perform(self.conv.speech_resumed())
-        elif isinstance(ev, SpeechSustained):
-            await self.perform(self.conv.speech_sustained())
-        elif isinstance(ev, SpeechEnded):
-            # Map the detector's audio position to wall-clock time via this chunk's stamp (a
-            # cue that ends the turn between chunks: via the clock).
-            behind_s = (self.detector.position_ms - ev.speech_end_ms) / 1000
-            self._speech_end = (chunk_end if chunk_end is not None else self.clock()) - behind_s
-            self._decided = self.clock()
-            self._decision = ev.decision
-            why = ev.decision.describe() if ev.decision else "the turn reached its maximum length"
-            if self.conv.state is State.USER_SPEAKING:
-                await self._log("turn", f"end of turn after {ev.at_ms - ev.speech_end_ms} ms of silence: {why}")
-            await self.perform(self.conv.speech_ended(ev.pcm))
-
-    async def _cue(self, pause: int, score: float | None = None, text: str | None = None,
-                   words_coming: bool = False) -> None:
-        """Give the detector what is now known about a pause; it may end the turn at once."""
-        for ev in self.detector.cue(pause, score=score, text=text, words_coming=words_coming):
-            await self._on_turn_event(ev, None)
-
-    async def _score(self, pause: int, pcm: bytes) -> None:
-        model = self.models.turn_model
-        score = await model.score(pcm) if model is not None else None
-        if score is not None:
-            await self._cue(pause, score=score)
-
-    async def _classify(self, overlap: int, pause: int, pcm: bytes) -> None:
-        """Transcribe a sound heard over the agent's speech; a failure counts as no words."""
-        try:
-            async with asyncio.timeout(self.timeout_s):  # not wait_for: see pipeline.with_timeout
-                text = await self.models.stt.transcribe(pcm)
-        except Exception as exc:  # noqa: BLE001 - a sound not understood does not stop the reply
-            log.warning("could not transcribe a sound over the reply: %s", exc)
-            text = ""
-        await self.perform(self.conv.overlap_heard(overlap, text))
-        await self._cue(pause, text=text)  # if it interrupted, its words are a cue to its end
-
-    def _on_transcript(self, pause: int, text: str) -> None:
-        self._spawn(self._cue(pause, text=text))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._guarded(coro))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- actions ----------------------------------------------------------------------------
     async def perform(self, actions: list[Action]) -> None:
