@@ -12,7 +12,7 @@ end of the turn says whether that reply is the one to commit (`Transcribe.specul
 A sound while the agent speaks pauses its playout and is judged (`Classify`, then
 `overlap_heard`): noise and backchannels resume the reply where it was, words or sustained
 speech interrupt it. `tick(now_ms)` (the audio clock) resumes a reply whose sound was never
-transcribed, so no path leaves the agent silent.
+transcribed, so no path leaves the agent silent (those three in the `overlaps.Overlaps` mixin).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from voxline.agent.actions import (
     State,
     Transcribe,
 )
-from voxline.agent.backchannel import Overlap, classify
+from voxline.agent.overlaps import Overlaps
 from voxline.services.base import ChatMessage
 
 __all__ = ["APOLOGY", "Action", "CancelReply", "Classify", "ClearPlayback", "Conversation", "DropSpeculation", "Emit",
@@ -46,7 +46,7 @@ __all__ = ["APOLOGY", "Action", "CancelReply", "Classify", "ClearPlayback", "Con
 APOLOGY = "Sorry, I had a problem answering that. Please try again."
 
 
-class Conversation:
+class Conversation(Overlaps):
     def __init__(self, system_prompt: str, max_history_messages: int = 12, max_held_s: float = 20.0,
                  speculate: bool = True, overlap_timeout_ms: int = 2000, examples: Sequence[ChatMessage] = ()) -> None:
         self.system_prompt = system_prompt
@@ -131,29 +131,6 @@ class Conversation:
             return []
         self._speculated = None
         return [DropSpeculation()]
-
-    def speech_sustained(self) -> list[Action]:
-        """The sound over the agent's speech has gone on too long to be a backchannel."""
-        if not (self._overlap and self.state is State.AGENT_SPEAKING):
-            return []
-        return self._interrupt("sustained speech")
-
-    def overlap_heard(self, overlap: int, text: str) -> list[Action]:
-        """The transcript of sound `overlap`: noise and backchannels resume the reply."""
-        if overlap != self._overlap or self.state is not State.AGENT_SPEAKING:
-            return []
-        kind = classify(text)
-        if kind is Overlap.WORDS:
-            return self._interrupt("words")
-        return self._resume(f"ignored {kind.value} {text.strip()!r}" if kind is Overlap.BACKCHANNEL
-                            else f"ignored {kind.value}")
-
-    def tick(self, now_ms: int) -> list[Action]:
-        """The audio clock moved on: a sound that was never judged in time does not hold the reply."""
-        self.now_ms = now_ms
-        if self._overlap and self.state is State.AGENT_SPEAKING and now_ms - self._overlap_since >= self.overlap_timeout_ms:
-            return self._resume("no transcript of the sound in time")
-        return []
 
     def speech_ended(self, pcm: bytes) -> list[Action]:
         if self._overlap and self.state is State.AGENT_SPEAKING:
@@ -277,26 +254,6 @@ class Conversation:
         return [{"turn": t, **m} for t, m in self.history]
 
     # -- helpers --------------------------------------------------------------------------
-    def _interrupt(self, why: str) -> list[Action]:
-        """A real interruption: the reply stops for good and the caller has the turn."""
-        self._overlap = 0
-        ended, self._overlap_ended = self._overlap_ended, None
-        self.interruptions += 1
-        actions: list[Action] = [
-            CancelReply(self.turn), ClearPlayback(self.turn), Emit("interruption", {"turn": self.turn}),
-            Emit("log", {"stage": "vad", "level": "info", "message": f"barge-in ({why}): caller interrupted turn {self.turn}"}),
-            *self._to(State.USER_SPEAKING)]
-        if ended is not None:  # the interruption's speech is over already: answer it
-            actions += self.speech_ended(ended)
-        return actions
-
-    def _resume(self, why: str) -> list[Action]:
-        self._overlap = 0
-        self._overlap_ended = None
-        self.false_interruptions += 1
-        return [ResumePlayout(self.turn), ForgetSpeech(),
-                Emit("log", {"stage": "vad", "level": "info", "message": f"{why}: reply of turn {self.turn} resumed"})]
-
     def _ready(self) -> State:
         """Where a finished turn leaves the session: idle if the microphone was switched off."""
         return State.IDLE if self._listening is False else State.LISTENING

@@ -1,0 +1,74 @@
+"""A sound over the agent's speech, judged: the reply resumes, or the caller interrupts it.
+
+A mixin of `Conversation` (sans-I/O, the state named below is the conversation's). The sound
+has paused the reply already (`Conversation.speech_started`); its transcript (`overlap_heard`)
+says whether it was noise, a backchannel or words (`agent/backchannel.py`), sustained speech
+interrupts whatever its words, and the audio clock (`tick`) resumes a reply whose sound was
+never judged in time, so no path leaves the agent silent.
+"""
+
+from __future__ import annotations
+
+from voxline.agent.actions import Action, CancelReply, ClearPlayback, Emit, ForgetSpeech, ResumePlayout, State
+from voxline.agent.backchannel import Overlap, classify
+
+
+class Overlaps:
+    state: State
+    turn: int
+    interruptions: int
+    false_interruptions: int
+    now_ms: int
+    overlap_timeout_ms: int
+    _overlap: int  # number of the current sound over the agent's speech; 0: none
+    _overlap_since: int
+    _overlap_ended: bytes | None
+
+    def speech_ended(self, pcm: bytes) -> list[Action]:
+        raise NotImplementedError
+
+    def _to(self, state: State) -> list[Action]:
+        raise NotImplementedError
+
+    def speech_sustained(self) -> list[Action]:
+        """The sound over the agent's speech has gone on too long to be a backchannel."""
+        if not (self._overlap and self.state is State.AGENT_SPEAKING):
+            return []
+        return self._interrupt("sustained speech")
+
+    def overlap_heard(self, overlap: int, text: str) -> list[Action]:
+        """The transcript of sound `overlap`: noise and backchannels resume the reply."""
+        if overlap != self._overlap or self.state is not State.AGENT_SPEAKING:
+            return []
+        kind = classify(text)
+        if kind is Overlap.WORDS:
+            return self._interrupt("words")
+        return self._resume(f"ignored {kind.value} {text.strip()!r}" if kind is Overlap.BACKCHANNEL
+                            else f"ignored {kind.value}")
+
+    def tick(self, now_ms: int) -> list[Action]:
+        """The audio clock moved on: a sound that was never judged in time does not hold the reply."""
+        self.now_ms = now_ms
+        if self._overlap and self.state is State.AGENT_SPEAKING and now_ms - self._overlap_since >= self.overlap_timeout_ms:
+            return self._resume("no transcript of the sound in time")
+        return []
+
+    def _interrupt(self, why: str) -> list[Action]:
+        """A real interruption: the reply stops for good and the caller has the turn."""
+        self._overlap = 0
+        ended, self._overlap_ended = self._overlap_ended, None
+        self.interruptions += 1
+        actions: list[Action] = [
+            CancelReply(self.turn), ClearPlayback(self.turn), Emit("interruption", {"turn": self.turn}),
+            Emit("log", {"stage": "vad", "level": "info", "message": f"barge-in ({why}): caller interrupted turn {self.turn}"}),
+            *self._to(State.USER_SPEAKING)]
+        if ended is not None:  # the interruption's speech is over already: answer it
+            actions += self.speech_ended(ended)
+        return actions
+
+    def _resume(self, why: str) -> list[Action]:
+        self._overlap = 0
+        self._overlap_ended = None
+        self.false_interruptions += 1
+        return [ResumePlayout(self.turn), ForgetSpeech(),
+                Emit("log", {"stage": "vad", "level": "info", "message": f"{why}: reply of turn {self.turn} resumed"})]
