@@ -310,10 +310,11 @@ async def test_media_relay_survives_any_message_and_relays_the_next(
         turn = playout.min_turn + 1
         await bus.publish(Topic.AUDIO_OUT, session.id,
                           AudioMessage(session.id, 2**31, b"\x10\x00" * 3200, 16_000, 0.0, AudioKind.AUDIO, turn).encode())
-        for _ in range(500):
-            if playout.buffer:
-                break
-            await asyncio.sleep(0.002)
+        # A deadline, not a count of short sleeps: the first push builds the resampler
+        # (imports on a cold process), which took over a second on a crowded machine.
+        deadline = asyncio.get_running_loop().time() + 10
+        while not playout.buffer and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
         assert playout.buffer, "the next good audio message did not reach the playout"
         assert not any(t.done() for t in media.tasks)
         assert media.registry.get(session.id).state.value != "ended"
