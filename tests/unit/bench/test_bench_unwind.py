@@ -13,8 +13,8 @@ import time
 from voxline.bench import children
 children.UNWIND_LIMIT_S = 1
 children.stop_children_on_exit()
-print("ready", flush=True)
 try:
+    print("ready", flush=True)  # inside the try: a SIGTERM right after it must meet the hung finally
     time.sleep(60)
 finally:
     while True:  # a close that never returns
