@@ -79,7 +79,8 @@ async def _agent(stack: AsyncExitStack, settings: Settings, bus: Bus) -> Orchest
 async def _media(stack: AsyncExitStack, settings: Settings, bus: Bus) -> MediaServer:
     use_host_addresses(settings.rtc_host_addresses)
     await check_fast_paths()  # once per process: a hook that cannot install is one warning line
-    media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url))
+    media = MediaServer(settings, bus, create_store(settings.session_store, settings.data_dir, settings.redis_url,
+                                                 settings.session_record_ttl_s))
     await media.start()
     stack.push_async_callback(media.stop)
     await _http(stack, create_app(media, settings), settings)

@@ -80,7 +80,7 @@ class SessionStore(ABC):
         """Matching sessions, newest first, at most `q.limit` (and never more than MAX_SCAN)."""
 
 
-def create_store(kind: str, data_dir: str = "./data", redis_url: str = "") -> SessionStore:
+def create_store(kind: str, data_dir: str = "./data", redis_url: str = "", ended_ttl_s: float = 0) -> SessionStore:
     """The store named by `Settings.session_store`: memory | sqlite | redis."""
     if kind == "memory":
         from voxline.sessions.store_memory import MemoryStore
@@ -90,5 +90,5 @@ def create_store(kind: str, data_dir: str = "./data", redis_url: str = "") -> Se
         return SqliteStore(data_dir)
     if kind == "redis":
         from voxline.sessions.store_redis import RedisStore
-        return RedisStore(redis_url or "redis://127.0.0.1:6379/0")
+        return RedisStore(redis_url or "redis://127.0.0.1:6379/0", ended_ttl_s=ended_ttl_s)
     raise ValueError(f"unknown session store {kind!r}: use memory, sqlite or redis")

@@ -2,25 +2,32 @@
 
 Each record is a JSON string at `{prefix}session:{id}`; a sorted set `{prefix}sessions`
 (score = created_at) indexes them by time. Queries walk the index newest first in pages and
-filter in Python: this is an admin listing, bounded by MAX_SCAN, not a hot path.
+filter in Python: this is an admin listing, bounded by MAX_SCAN, not a hot path. An ended
+session's record expires `ended_ttl_s` after its last write (Redis runs with `noeviction`, so
+kept records would fill it and then every write would fail); the index forgets entries a day
+older than that, and listings skip entries whose record has gone.
 """
 
 from __future__ import annotations
+
+import time
 
 from voxline.sessions.registry import Session
 from voxline.sessions.store import MAX_SCAN, SessionQuery, SessionStore, from_record, to_record
 
 PAGE = 200
+INDEX_MARGIN_S = 86400.0  # index entries live this much longer than the records (a long call ended late)
 
 
 class RedisStore(SessionStore):
-    def __init__(self, url: str, prefix: str = "voxline:") -> None:
+    def __init__(self, url: str, prefix: str = "voxline:", ended_ttl_s: float = 0) -> None:
         import redis.asyncio as aioredis  # optional dependency: only needed for this store
 
         self.url = url
         self.prefix = prefix
         self.redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.index = f"{prefix}sessions"
+        self.ended_ttl_s = ended_ttl_s
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}session:{session_id}"
@@ -38,9 +45,12 @@ class RedisStore(SessionStore):
         if not sessions:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
+            ttl = int(self.ended_ttl_s) if self.ended_ttl_s > 0 else None
             for s in sessions:
-                pipe.set(self._key(s.id), to_record(s))
+                pipe.set(self._key(s.id), to_record(s), ex=ttl if s.ended and ttl else None)
                 pipe.zadd(self.index, {s.id: s.created_at})
+            if ttl:
+                pipe.zremrangebyscore(self.index, "-inf", time.time() - ttl - INDEX_MARGIN_S)
             await pipe.execute()
 
     async def get(self, session_id: str) -> Session | None:

@@ -84,3 +84,22 @@ async def test_sqlite_store_survives_a_reopen(tmp_path: Path) -> None:
 def test_unknown_store_kind_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown session store"):
         create_store("mongo")
+
+
+async def test_redis_records_of_ended_sessions_expire_and_live_ones_stay(redis_url: str) -> None:
+    """Redis runs with noeviction: kept records would fill it, then every write would fail."""
+    store = create_store("redis", redis_url=redis_url, ended_ttl_s=3600)
+    await store.start()
+    try:
+        redis = store.redis  # type: ignore[attr-defined]
+        live = Session(id=new_session_id(), state=SessionState.CONNECTED)
+        ended = Session(id=new_session_id(), state=SessionState.ENDED, end_reason="ended by the client (DELETE)")
+        await store.put_many([live, ended])
+        assert await redis.ttl(store._key(live.id)) == -1  # type: ignore[attr-defined]  # no expiry while live
+        assert 3500 < await redis.ttl(store._key(ended.id)) <= 3600  # type: ignore[attr-defined]
+        old = Session(id=new_session_id(), state=SessionState.ENDED, created_at=1.0)  # index entry far past the TTL
+        await store.put(old)
+        assert await redis.zscore(store.index, old.id) is None  # type: ignore[attr-defined]
+        assert await redis.zscore(store.index, live.id) is not None  # type: ignore[attr-defined]
+    finally:
+        await store.close()
