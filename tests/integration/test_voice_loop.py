@@ -203,9 +203,9 @@ async def test_barge_in_pauses_within_a_frame_and_stops_the_replys_llm_and_tts(m
             assert second is not None, summary(caller, model_work)
             finals = await caller.wait_for(lambda e: e["type"] == "transcript.final" and e["turn"] > second["turn"], 60)
             assert finals is not None and {"two", "plus"} & words(finals["text"]), summary(caller, model_work)
-            asked_story = [a for _, a in model_work["llm_end"] if {"knight", "story", "dragon"} & words(a)]
             assert await until(lambda: any({"knight", "story", "dragon"} & words(a) for _, a in model_work["llm_end"]),
-                               60), summary(caller, model_work)
+                               60), "the interrupted story's LLM stream did not end:\n" + summary(caller, model_work)
+            asked_story = [a for _, a in model_work["llm_end"] if {"knight", "story", "dragon"} & words(a)]
             story_tokens = [t for t, a in model_work["llm"] if {"knight", "story", "dragon"} & words(a)]
             ended = [t for t, a in model_work["llm_end"] if {"knight", "story", "dragon"} & words(a)]
             assert ended[-1] > second["ts"] - 0.05, "the story was written before the caller cut in: nothing was measured"
