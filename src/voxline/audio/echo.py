@@ -82,6 +82,8 @@ class EchoCanceller:
         self._in = np.zeros(self.window + self.max_lag // 2 + BLOCK, dtype=np.float32)  # recent input
         self._count = 0  # input samples seen
         self._offset: int | None = None  # absolute index of input sample 0 (earliest arrival seen)
+        self._late_min: int | None = None  # the earliest offset stamped in this second of input
+        self._late_since = 0  # input count when that second began
         self._next_frame = FRAME  # input count at which the next spectral frame ends
         # The echo path per frequency, H = <X Y*> / <|Y|^2>, averaged with a forgetting time of
         # `PATH_MEMORY_S` over every frame since the lag was found (the path is steady).
@@ -229,13 +231,32 @@ class EchoCanceller:
 
     # -- buffers ----------------------------------------------------------------------------
     def _place(self, n: int, end: int) -> None:
-        """Map input counts to absolute time by each chunk's stamp, but held steady through
-        jitter: it moves only when a stamp is more than `STAMP_SLACK` off (audio lost or held
-        up on the way: the count of samples received falls behind the clock then, by seconds
-        on a starved machine), else the lag would wander with every late packet."""
+        """Map input counts to absolute time by each chunk's stamp (when its last sample
+        arrived). A chunk arrives late (network jitter, a busy loop), never early, so the
+        earliest arrival is the truth: the mapping follows an earlier stamp at once, and moves
+        later only when every stamp for a second was later by more than `STAMP_SLACK` (audio
+        was lost: the count received fell behind the clock). Following each late stamp made
+        the lag wander by up to 100 ms with every burst, and the learnt echo path with it."""
         offset = end - (self._count + n)
-        if self._offset is None or abs(offset - self._offset) > STAMP_SLACK:
-            self._offset = offset
+        if self._offset is None or offset < self._offset:
+            self._move(offset)
+        self._late_min = offset if self._late_min is None else min(self._late_min, offset)
+        if self._count + n - self._late_since >= RATE:
+            if self._late_min - (self._offset or 0) > STAMP_SLACK:
+                self._move(self._late_min)
+            self._late_min, self._late_since = None, self._count + n
+
+    def _move(self, offset: int) -> None:
+        """A new input-to-clock mapping. The input already received has not moved against the
+        reference, so the lag moves with the mapping: the learnt path (whose phase a shift of
+        even a millisecond breaks) stays valid, and the next search refines it."""
+        if self._offset is not None:
+            shift = offset - self._offset
+            if self._lag is not None:
+                self._lag = min(self.max_lag, max(0, self._lag + shift))
+            if self._moving is not None:
+                self._moving += shift
+        self._offset = offset
 
     def _abs(self, count: int) -> int:
         return count + (self._offset or 0)

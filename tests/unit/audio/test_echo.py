@@ -155,3 +155,18 @@ def test_an_echo_whose_lag_grows_mid_reply_is_followed() -> None:
     late = late[late >= cut // BLOCK]
     assert (~muted(out)[late]).sum() <= 5  # at most 100 ms of echo leaks (the VAD needs 160 ms)
     assert abs(canceller.stats.lag_ms - 750) < 5
+
+
+def test_input_stamped_with_jitter_still_lines_up_with_the_echo() -> None:
+    """Chunks reach the media server 0-100 ms late at random (a caller's bursts): the stamps
+    are jittered, the echo's lag is not, and the echo stays muted."""
+    reply = voice(6.0, seed=5)
+    canceller = EchoCanceller()
+    canceller.feed_reference(reply.tobytes(), T0)
+    echo = np.clip(through_line(reply, 120, -10), -32768, 32767).astype(np.int16)
+    late = np.random.default_rng(11).uniform(0, 0.1, echo.size // BLOCK)
+    out = np.concatenate([np.frombuffer(canceller.process(echo[i:i + BLOCK].tobytes(),
+                                                          T0 + (i + BLOCK) / RATE + late[i // BLOCK]), dtype=np.int16)
+                          for i in range(0, echo.size - BLOCK + 1, BLOCK)])
+    assert muted(out)[loud_blocks(echo)].mean() > 0.9
+    assert 115 < canceller.stats.lag_ms < 130  # against the earliest arrival: up to its few ms late
