@@ -59,7 +59,8 @@ class Orchestrator:
         """SIGTERM: finish the replies in flight (bounded), then leave the consumer group.
 
         Leaving commits what was consumed and hands this agent's partitions to the others at
-        once (a rebalance, ~3 s on tansu); the agent that takes a session over asks the media
+        once (a rebalance: ~9 s on tansu before another agent reads the audio, measured in
+        tests/distributed/test_agent_drain.py); the agent that takes a session over asks the media
         server for its history, so the conversation goes on there.
         """
         started = time.monotonic()
