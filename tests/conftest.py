@@ -10,7 +10,7 @@ import time
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -39,25 +39,38 @@ def missing(what: str) -> NoReturn:
     pytest.skip(what)
 
 
+def _stop(thread: Any) -> None:
+    """Join a session model's thread before the interpreter exits: exiting while it is inside
+    onnxruntime or llama.cpp aborts the run (exit 134, seen after the TTS cancel test)."""
+    thread.close()
+    thread.join(30)
+
+
 @pytest.fixture(scope="session")
 def stt():
     from voxline.services.stt.whisper import WhisperSTT
 
-    return WhisperSTT()
+    model = WhisperSTT()
+    yield model
+    _stop(model.thread)
 
 
 @pytest.fixture(scope="session")
 def llm():
     from voxline.services.llm.llamacpp import LlamaCppLLM
 
-    return LlamaCppLLM()
+    model = LlamaCppLLM()
+    yield model
+    _stop(model.thread)
 
 
 @pytest.fixture(scope="session")
 def tts():
     from voxline.services.tts.piper import PiperTTS
 
-    return PiperTTS()
+    model = PiperTTS()
+    yield model
+    _stop(model.thread)
 
 
 @pytest.fixture(scope="session")

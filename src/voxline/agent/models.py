@@ -83,6 +83,6 @@ class Models:
         await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close(), return_exceptions=True)
         if self.tools is not None:
             await self.tools.close()
-        self.vad_thread.close()
+        await self.vad_thread.aclose()
         if self.turn_model is not None:
             self.turn_model.close()

@@ -205,3 +205,21 @@ class ModelThread:
             self._ready.notify_all()
         for *_, future in pending:
             future.cancel()
+
+    def join(self, timeout_s: float = 5.0) -> bool:
+        """After `close`: wait (bounded) for the work in hand to end; False if it did not.
+
+        Why: an interpreter that exits while a daemon model thread is inside native code
+        (onnxruntime, llama.cpp) aborts (`terminate called without an active exception`,
+        exit 134), so a process that stops joins its model threads first.
+        """
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout_s)
+        return not thread.is_alive()
+
+    async def aclose(self, timeout_s: float = 5.0) -> bool:
+        """`close`, then `join` off the event loop."""
+        self.close()
+        return await asyncio.to_thread(self.join, timeout_s)

@@ -141,4 +141,4 @@ class LlamaCppLLM:
             pass
 
     async def close(self) -> None:
-        self.thread.close()
+        await self.thread.aclose()

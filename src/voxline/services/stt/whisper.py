@@ -130,4 +130,4 @@ class WhisperSTT:
         await self.transcribe(np.zeros(16_000, dtype=np.int16).tobytes())
 
     async def close(self) -> None:
-        self.thread.close()
+        await self.thread.aclose()

@@ -48,4 +48,4 @@ class PiperTTS:
             pass
 
     async def close(self) -> None:
-        self.thread.close()
+        await self.thread.aclose()
