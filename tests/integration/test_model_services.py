@@ -493,7 +493,16 @@ async def _drain(stream: AsyncIterator[Any]) -> None:
 
 
 async def test_metrics_count_requests_by_route_and_status(tts_url: str, http: aiohttp.ClientSession) -> None:
-    """What Prometheus scrapes from a model service: requests, time, the queue, readiness."""
+    """What Prometheus scrapes from a model service: requests, time, the queue, readiness.
+
+    The server is the module's, so other tests' requests are counted too: compare before/after."""
+    async def scrape() -> tuple[str, dict[str, float]]:
+        async with http.get(f"{tts_url}/metrics") as resp:
+            assert resp.status == 200
+            body = await resp.text()
+        return body, parse_metrics(body)
+
+    _, before = await scrape()
     async with http.post(f"{tts_url}/v1/audio/speech", json={"model": "piper", "input": "Hi.", "voice": "en_US-joe-medium",
                                                               "response_format": "pcm"}) as resp:
         assert resp.status == 200
@@ -502,14 +511,15 @@ async def test_metrics_count_requests_by_route_and_status(tts_url: str, http: ai
         assert resp.status == 400
     async with http.get(f"{tts_url}/no/such/route") as resp:
         assert resp.status == 404
-    async with http.get(f"{tts_url}/metrics") as resp:
-        assert resp.status == 200
-        text = await resp.text()
-    got = parse_metrics(text)
-    assert got['voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="200"}'] >= 1
-    assert got['voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="400"}'] == 1
-    assert got['voxline_model_requests_total{kind="tts",route="other",status="404"}'] == 1  # bounded labels
+    text, got = await scrape()
+
+    def added(name: str) -> float:
+        return got.get(name, 0.0) - before.get(name, 0.0)
+
+    assert added('voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="200"}') == 1
+    assert added('voxline_model_requests_total{kind="tts",route="/v1/audio/speech",status="400"}') == 1
+    assert added('voxline_model_requests_total{kind="tts",route="other",status="404"}') == 1  # bounded labels
     assert "/no/such/route" not in text
     assert got['voxline_model_ready{kind="tts"}'] == 1 and got['voxline_model_rejected_total{kind="tts"}'] == 0
-    assert got['voxline_model_request_duration_seconds_count{kind="tts",route="/v1/audio/speech"}'] >= 2
+    assert added('voxline_model_request_duration_seconds_count{kind="tts",route="/v1/audio/speech"}') == 2
     assert got["process_resident_memory_bytes"] > 0
