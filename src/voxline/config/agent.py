@@ -18,12 +18,9 @@ class AgentSettings(BaseModel):
     # Example exchanges after the system prompt ("user says -> assistant answers | ..."), the same
     # for every session, so llama.cpp evaluates them once (agent/prompt.py); empty = none. None is
     # a question of the benchmark (a unit test checks). A small model copies their form.
-    prompt_examples: str = ("What is the capital of Egypt? -> The capital of Egypt is Cairo. | "
-                            "What is four times two? -> Four times two is 8. | "
-                            "What is eleven minus five? -> Eleven minus five is 6. | "
-                            "How do I stay warm in winter? -> Wear a warm coat, a hat and gloves. | "
-                            "My friend is called Tom. -> Nice to hear about Tom. | "
-                            "What is my friend called? -> Your friend is called Tom.")
+    # Empty by default: on the held-out split the one-sentence prompt without examples was right
+    # 13 of 23 times, with the six examples tried 9 (README, Answers); a user's own set goes here.
+    prompt_examples: str = ""
     max_history_messages: NonNegative = 12
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     vad_in_thread: Flag = False  # run Silero in its own thread (default: in the loop, ~0.1 ms a window)
