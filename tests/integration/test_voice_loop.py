@@ -201,8 +201,11 @@ async def test_barge_in_pauses_within_a_frame_and_stops_the_replys_llm_and_tts(m
             said_end = await caller.say(at48k(speech("Stop. What is two plus two?"), pad_s=0.0))
             second = await caller.wait_for(lambda e: e["type"] == "interruption" and e["turn"] >= 2, 20)
             assert second is not None, summary(caller, model_work)
-            finals = await caller.wait_for(lambda e: e["type"] == "transcript.final" and e["turn"] > second["turn"], 60)
-            assert finals is not None and {"two", "plus"} & words(finals["text"]), summary(caller, model_work)
+            # "Stop." alone may end a turn first (a complete sentence, then a pause); the question
+            # then continues it or follows it: wait for the transcript that holds the question.
+            finals = await caller.wait_for(lambda e: e["type"] == "transcript.final" and e["turn"] > second["turn"]
+                                           and bool({"two", "plus"} & words(e["text"])), 60)
+            assert finals is not None, summary(caller, model_work)
             assert await until(lambda: any({"knight", "story", "dragon"} & words(a) for _, a in model_work["llm_end"]),
                                60), "the interrupted story's LLM stream did not end:\n" + summary(caller, model_work)
             asked_story = [a for _, a in model_work["llm_end"] if {"knight", "story", "dragon"} & words(a)]
@@ -218,7 +221,7 @@ async def test_barge_in_pauses_within_a_frame_and_stops_the_replys_llm_and_tts(m
             late_tts = [t for t, sentence in model_work["tts"] if sentence.strip() in text and t > second["ts"]]
             assert not late_tts, "the interrupted reply's TTS started new sentences"
             agent = running.orchestrator.sessions[caller.session_id]
-            assert agent.conv.interruptions == 2
+            assert agent.conv.interruptions >= 2  # a third when "Stop." got a reply the question cut into
             assert await caller.wait_reply_done(after=second["turn"] + 1, timeout=90), summary(caller, model_work)
             assert caller.first_sound_after(said_end) is not None  # the new turn was answered aloud
     finally:
