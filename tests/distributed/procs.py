@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -27,12 +28,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from voxline.bench.system import free_port
+from voxline.client.caller import Caller
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -346,3 +348,19 @@ def proc_logs(request: pytest.FixtureRequest) -> Path:
 
 
 
+
+
+@contextlib.asynccontextmanager
+async def open_call(media_url: str) -> AsyncIterator[Caller]:
+    """A connected caller on the media server, closed at the end (the opening of every call test).
+
+    The short settle after connecting lets the agent process see the session's first audio
+    before the test speaks, so the first words are not cut while the agent attaches.
+    """
+    caller = Caller(media_url)
+    try:
+        await asyncio.wait_for(caller.connect(), 20)
+        await asyncio.sleep(0.3)
+        yield caller
+    finally:
+        await caller.close()

@@ -14,12 +14,11 @@ import asyncio
 import signal
 import time
 
-from procs import model_services, proc_logs  # noqa: F401
+from procs import model_services, open_call, proc_logs  # noqa: F401
 from test_failover import TAKEOVER_TIMEOUT_S, TURN_TIMEOUT_S, first_turn, history_count, owner_of, pair  # noqa: F401
 
 from audio_helpers import at48k, words
 from voxline.bench.system import proc_sample
-from voxline.client.caller import Caller
 
 
 def usage(procs) -> dict[str, tuple[float, float]]:  # noqa: ANN001
@@ -37,11 +36,8 @@ def report_usage(before: dict[str, tuple[float, float]], after: dict[str, tuple[
 async def test_sigterm_of_the_agent_mid_turn_finishes_the_turn_and_the_other_answers_the_next(
         pair, speech) -> None:  # noqa: F811
     media = pair.media
-    caller = Caller(media.url)
-    try:
-        await asyncio.wait_for(caller.connect(), 20)
+    async with open_call(media.url) as caller:
         sid = caller.session_id
-        await asyncio.sleep(0.3)
         services = pair.services
         watched = [media, *pair.agents(), services.stt, services.llm, services.tts]
         before, started = usage(watched), time.time()
@@ -87,5 +83,3 @@ async def test_sigterm_of_the_agent_mid_turn_finishes_the_turn_and_the_other_ans
         assert {"france", "sky", "capital"} <= words(said), session["history"]
         assert not caller.of_type("error"), caller.of_type("error")
         report_usage(before, usage(watched), time.time() - started)  # the victim is gone: not listed
-    finally:
-        await caller.close()

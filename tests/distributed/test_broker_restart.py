@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from procs import BusConfig, Deployment, model_services, proc_logs, unique_prefix  # noqa: F401
+from procs import BusConfig, Deployment, model_services, open_call, proc_logs, unique_prefix  # noqa: F401
 
 from audio_helpers import at48k, words
 from voxline.bus.kafka import KafkaBus
-from voxline.client.caller import Caller
 from voxline.config import Settings
 
 pytestmark = pytest.mark.distributed
@@ -67,11 +66,8 @@ async def test_the_session_goes_on_across_a_broker_restart(single, speech) -> No
     media, agent = dep.media, dep.agents()[0]
     settings = Settings(bus="kafka", kafka_bootstrap=broker.bootstrap, topic_prefix=dep.bus.prefix,
                         topic_partitions=dep.bus.partitions)
-    caller = Caller(media.url)
-    try:
-        await asyncio.wait_for(caller.connect(), 20)
+    async with open_call(media.url) as caller:
         sid = caller.session_id
-        await asyncio.sleep(0.3)
         await caller.say(at48k(speech("What is the capital of France?")))
         assert await caller.wait_reply_done(after=1, timeout=TURN_TIMEOUT_S), caller.events[-20:]
 
@@ -96,5 +92,3 @@ async def test_the_session_goes_on_across_a_broker_restart(single, speech) -> No
         assert status == 200 and session["state"] == "connected" and session["turns"] == 2, session
         assert not caller.of_type("error"), caller.of_type("error")
         assert media.running and agent.running
-    finally:
-        await caller.close()

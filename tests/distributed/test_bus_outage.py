@@ -14,16 +14,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
-from voxline.bench.system import free_port
+from tests.integration.conftest import start_server, stop_server
 from voxline.bus import Topic
 from voxline.bus.codec import AudioMessage
 from voxline.bus.kafka import KafkaBus
 from voxline.config import Settings
-from voxline.media.app import create_app
 from voxline.media.server import MediaServer
 from voxline.rtc.connection import new_peer_connection
 
@@ -43,18 +41,9 @@ async def media_on_kafka(tansu_factory) -> AsyncIterator[tuple[object, MediaServ
     broker = tansu_factory()
     settings = Settings(bus="kafka", kafka_bootstrap=broker.bootstrap, topic_prefix="outage.", topic_partitions=2,
                         max_sessions=2, session_create_rate_per_min=1000)
-    bus = KafkaBus(settings, connect_timeout_s=20)
-    await bus.start()
-    media = MediaServer(settings, bus)
-    await media.start()
-    port = free_port()
-    runner = web.AppRunner(create_app(media, settings), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield broker, media, f"http://127.0.0.1:{port}", settings
-    await runner.cleanup()
-    await asyncio.wait_for(media.stop(), 30)
-    await asyncio.wait_for(bus.close(), 40)  # bounded even if the broker is gone
+    running, cleanup = await start_server(settings, None, KafkaBus(settings, connect_timeout_s=20))
+    yield broker, running.media, running.url, settings
+    await stop_server(cleanup)
 
 
 async def test_a_call_outlives_a_20_s_broker_outage(media_on_kafka) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from procs import BusConfig, Deployment, Proc, model_services, proc_logs, unique_prefix  # noqa: F401
+from procs import BusConfig, Deployment, Proc, model_services, open_call, proc_logs, unique_prefix  # noqa: F401
 
 from audio_helpers import at48k, words
 from voxline.client.caller import Caller
@@ -64,11 +64,8 @@ async def first_turn(caller: Caller, speech) -> None:  # noqa: ANN001
 
 async def test_killed_agent_its_session_goes_on_with_history_on_the_other(pair: Deployment, speech) -> None:
     media = pair.media
-    caller = Caller(media.url)
-    try:
-        await asyncio.wait_for(caller.connect(), 20)
+    async with open_call(media.url) as caller:
         sid = caller.session_id
-        await asyncio.sleep(0.3)
         await first_turn(caller, speech)
         victim = await owner_of(pair.agents())
         survivor = next(a for a in pair.agents() if a is not victim)
@@ -113,8 +110,6 @@ async def test_killed_agent_its_session_goes_on_with_history_on_the_other(pair: 
         said = " ".join(m["content"] for m in session["history"] if m["role"] == "user")
         assert {"france", "sky"} <= words(said), session["history"]
         assert not caller.of_type("error"), caller.of_type("error")
-    finally:
-        await caller.close()
 
 
 
@@ -127,11 +122,8 @@ async def test_a_question_asked_during_the_rebalance_is_answered_after_it(pair: 
     second, so the question is answered, late by about the rebalance gap.
     """
     media = pair.media
-    caller = Caller(media.url)
-    try:
-        await asyncio.wait_for(caller.connect(), 20)
+    async with open_call(media.url) as caller:
         sid = caller.session_id
-        await asyncio.sleep(0.3)
         await first_turn(caller, speech)
         victim = await owner_of(pair.agents())
         killed_at = time.time()
@@ -155,5 +147,3 @@ async def test_a_question_asked_during_the_rebalance_is_answered_after_it(pair: 
         print(f"rebalance window: reply audio {first - end:.1f} s after the question ended")
         status, session = await media.get_json_async(f"/sessions/{sid}", headers=caller.session_headers)
         assert status == 200 and session["state"] == "connected" and session["turns"] == 2, session
-    finally:
-        await caller.close()

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from procs import BusConfig, Deployment, model_services, proc_logs, unique_prefix  # noqa: F401
+from procs import BusConfig, Deployment, model_services, open_call, proc_logs, unique_prefix  # noqa: F401
 
 from audio_helpers import at48k, words
 from voxline.bus.topics import TOPICS
@@ -65,11 +65,8 @@ async def test_a_spoken_turn_crosses_the_split_deployment_and_a_quiet_session_su
     finally:
         await admin.close()
 
-    caller = Caller(media.url)
-    try:
-        await asyncio.wait_for(caller.connect(), 20)
+    async with open_call(media.url) as caller:
         sid = caller.session_id
-        await asyncio.sleep(0.3)
         end1, t1 = await ask(caller, "What is the capital of France?", speech, 1)
         assert t1["done"], (t1, caller.events[-20:])
         assert not t1["errors"], t1
@@ -98,8 +95,6 @@ async def test_a_spoken_turn_crosses_the_split_deployment_and_a_quiet_session_su
 
         status, session = await media.get_json_async(f"/sessions/{sid}", headers=caller.session_headers)
         assert status == 200 and session["turns"] == 2, session
-    finally:
-        await caller.close()
 
     # One agent served the whole session (its partitions stayed put); the other never saw it.
     owners = [a.name for a in split.agents() if a.session_records(sid)]

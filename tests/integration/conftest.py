@@ -12,6 +12,7 @@ from aiohttp import web
 from voxline.agent.models import Models
 from voxline.agent.orchestrator import Orchestrator
 from voxline.bench.system import free_port
+from voxline.bus.base import Bus
 from voxline.bus.memory import MemoryBus
 from voxline.config import Settings
 from voxline.media.app import create_app
@@ -28,8 +29,9 @@ class Running:
     settings: Settings
 
 
-async def start_server(settings: Settings, models: Models | None) -> tuple[Running, list]:
-    bus = MemoryBus()
+async def start_server(settings: Settings, models: Models | None, bus: Bus | None = None) -> tuple[Running, list]:
+    """The media server (and the agent when `models` are given) on loopback, on `bus` or an in-memory one."""
+    bus = bus or MemoryBus()
     await bus.start()
     orchestrator = None
     if models is not None:
@@ -45,9 +47,11 @@ async def start_server(settings: Settings, models: Models | None) -> tuple[Runni
     return Running(f"http://127.0.0.1:{port}", media, orchestrator, settings), cleanup
 
 
-async def stop_server(cleanup: list) -> None:
+async def stop_server(cleanup: list, step_timeout_s: float = 40.0) -> None:
+    """Each step bounded, so a bus whose broker is gone cannot hang the test session."""
     for step in cleanup:
-        await step()
+        async with asyncio.timeout(step_timeout_s):
+            await step()
 
 
 @pytest.fixture(scope="session")
