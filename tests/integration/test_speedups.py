@@ -7,6 +7,7 @@ caller has finished, and never cut a reply short.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -167,3 +168,27 @@ async def test_the_embedded_llm_runs_on_one_core_while_another_model_works(llm) 
     finally:
         gate.set()
         other.close()
+
+
+async def test_replies_asked_at_once_are_generated_together_with_the_same_words(llm, monkeypatch) -> None:
+    """Two callers' replies interleave token by token (one sequence each in one context), not
+    one after the other: the second caller's first words come before the first reply ends.
+    Greedy decoding in a batch gives the words each reply gets alone."""
+    import time
+
+    asked = ["What is the capital of France?", "What color is the sky on a clear day?"]
+    prompts = [[{"role": "user", "content": q}] for q in asked]
+    monkeypatch.setattr(llm, "temperature", 0.0)  # greedy (the served default): the words are comparable
+
+    async def reply(messages) -> tuple[str, list[float]]:  # type: ignore[no-untyped-def]
+        times, parts = [], []
+        async for delta in llm.stream(messages, max_tokens=24):
+            times.append(time.monotonic())
+            parts.append(delta)
+        return "".join(parts), times
+
+    alone = [(await reply(m))[0] for m in prompts]
+    (first, t1), (second, t2) = await asyncio.gather(*(reply(m) for m in prompts))
+    assert len(t1) > 3 and len(t2) > 3
+    assert t2[0] < t1[-1] and t1[0] < t2[-1], "one reply waited for the other to end"
+    assert [first, second] == alone

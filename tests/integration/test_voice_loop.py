@@ -100,7 +100,7 @@ def model_work(models, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[
     recorded in the model threads themselves (the model boundary), not where the agent reads it."""
     made: dict[str, list[tuple[float, str]]] = {"llm": [], "tts": [], "llm_end": []}  # tts: each start
     made["threads"] = []  # (model, the thread it ran on) per call
-    generate, synthesize = models.llm._generate, models.tts._synthesize
+    emit, ended, synthesize = models.llm._emit, models.llm._ended, models.tts._synthesize
     transcribe, batch = models.stt.transcribe_sync, models.stt._batch  # long audio; short windows, batched
 
     def counted_transcribe(pcm, sample_rate=16_000):  # type: ignore[no-untyped-def]
@@ -111,22 +111,22 @@ def model_work(models, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[
         made["threads"].append(("stt", threading.current_thread().name))
         return batch(items)
 
-    def counted_generate(messages, max_tokens, stop):  # type: ignore[no-untyped-def]
-        asked = messages[-1]["content"]
+    def counted_emit(reply, delta):  # type: ignore[no-untyped-def]
         made["threads"].append(("llm", threading.current_thread().name))
-        try:
-            for delta in generate(messages, max_tokens, stop):
-                made["llm"].append((time.time(), asked))
-                yield delta
-        finally:
-            made["llm_end"].append((time.time(), asked))
+        made["llm"].append((time.time(), reply.messages[-1]["content"]))
+        emit(reply, delta)
+
+    def counted_ended(reply):  # type: ignore[no-untyped-def]
+        made["llm_end"].append((time.time(), reply.messages[-1]["content"]))
+        ended(reply)
 
     def counted_synthesize(text, stop):  # type: ignore[no-untyped-def]
         made["tts"].append((time.time(), text))  # a sentence's synthesis starts
         made["threads"].append(("tts", threading.current_thread().name))
         yield from synthesize(text, stop)
 
-    monkeypatch.setattr(models.llm, "_generate", counted_generate)
+    monkeypatch.setattr(models.llm, "_emit", counted_emit)
+    monkeypatch.setattr(models.llm, "_ended", counted_ended)
     monkeypatch.setattr(models.tts, "_synthesize", counted_synthesize)
     monkeypatch.setattr(models.stt, "transcribe_sync", counted_transcribe)
     monkeypatch.setattr(models.stt, "_batch", counted_batch)

@@ -40,7 +40,9 @@ def build_llm(settings: Settings) -> LLM:
         return LlamaCppLLM(threads=settings.model_threads, max_tokens=settings.llm_max_tokens,
                            temperature=settings.llm_temperature, path=settings.llm_gguf or None,
                            chat_format=settings.llm_chat_format or None,
-                           stop_at_newline=settings.llm_stop_at_newline)
+                           stop_at_newline=settings.llm_stop_at_newline, parallel=settings.llm_parallel,
+                           # the first clause, due at once; without a cut first piece, about a sentence
+                           first_words=settings.tts_first_piece_words or 12)
     if settings.llm == "openai":
         from voxline.services.llm.openai import OpenAILLM
 

@@ -2,32 +2,42 @@
 
 llama.cpp takes the chat format from the file's metadata (its `tokenizer.chat_template`).
 
+Several callers' replies are generated at once (`parallel` of them), each in its own sequence
+of one llama.cpp context (`sequences`), stepped together by deadline (`schedule`): every
+waiting caller's first clause before the rest of anyone's reply. One reply no longer holds
+the model for all its tokens while the others wait (4 callers at once waited up to 3.7 s).
+
 It runs on `threads` cores while it is the only model at work, and on one while another model
 thread (another caller's STT or TTS) is busy: llama.cpp's threads meet at every step, and one
 that waits for a taken core holds up the others (measured at load on 2 cores with libgomp
 spinning: first token 27 s on 2 threads against 1.9 s on 1; `model_wait_policy=passive`
-narrows that gap, one thread still does not wait for a second core). Prompt processing gets the same count, not llama.cpp's
-default of every CPU the machine reports, which ignores a container's CPU limit.
+narrows that gap, one thread still does not wait for a second core).
 """
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import contextlib
 import importlib.util
+import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from voxline.services.base import ChatMessage
-from voxline.services.threads import ModelThread, others_busy
+from voxline.services.base import ChatMessage, ServiceError
+from voxline.services.llm.schedule import StepScheduler
+from voxline.services.llm.sequences import Entry, Sequences, chat_prompt
+from voxline.services.threads import ModelThread, deadline, others_busy
 
 log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GATE_MAX_WAIT_S = 1.0  # never held back longer than this, whatever happens to the TTS
+_DONE = object()
 
 
 def model_path() -> str:
@@ -54,12 +64,53 @@ def _quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+@dataclass(eq=False)
+class Reply:
+    """One reply being generated: its prompt, its sequence, and where its text goes."""
+
+    messages: list[ChatMessage]
+    max_tokens: int
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    slot: int = -1
+    tokens: list[int] = field(default_factory=list)  # the prompt
+    stop: list[str] = field(default_factory=list)
+    pos: int = 0  # tokens of this sequence in the KV cache
+    last: int | None = None  # the token sampled last, to evaluate next
+    made: int = 0  # tokens generated
+    text: str = ""
+    sampler: Any = None
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="ignore"))
+
+
+class _Gate:
+    """The pipeline's "first audio first" signal: `clear()` while a reply's first piece is
+    synthesized (work nobody is waiting for yet waits), `set()` after; one hold per task."""
+
+    def __init__(self, llm: LlamaCppLLM) -> None:
+        self._llm = llm
+
+    @staticmethod
+    def _holder() -> Hashable:
+        try:
+            return asyncio.current_task() or threading.get_ident()
+        except RuntimeError:
+            return threading.get_ident()
+
+    def clear(self) -> None:
+        self._llm.hold(self._holder())
+
+    def set(self) -> None:
+        self._llm.release(self._holder())
+
+
 class LlamaCppLLM:
     name = "smollm2-135m-instruct"
 
     def __init__(self, threads: int = 2, max_tokens: int = 96, temperature: float = 0.2,
                  path: str | None = None, n_ctx: int = 2048, chat_format: str | None = None,
-                 stop_at_newline: bool = False) -> None:
+                 stop_at_newline: bool = False, parallel: int = 4, first_words: int = 6) -> None:
         from llama_cpp import Llama, llama_chat_format
 
         started = time.perf_counter()
@@ -72,8 +123,10 @@ class LlamaCppLLM:
         if path:
             self.name = Path(path).stem  # the packaged model keeps its short name
         with _quiet_stderr():
-            self.llama = Llama(model_path=path or model_path(), n_ctx=n_ctx, n_threads=threads,
-                               n_threads_batch=threads, n_batch=256, verbose=False, chat_format=chat_format)
+            # The weights, tokenizer and chat format; its own context is tiny and unused.
+            self.llama = Llama(model_path=path or model_path(), n_ctx=64, n_batch=64, n_threads=threads,
+                               n_threads_batch=threads, verbose=False, chat_format=chat_format)
+            self.sequences = Sequences(self.llama, parallel, n_ctx, threads)
         self.threads = threads
         self.running_threads = threads  # what llama.cpp runs on now: `threads`, or 1 while others work
         # llama.cpp takes the chat format from the GGUF's own template. Without one it would guess
@@ -83,62 +136,207 @@ class LlamaCppLLM:
                              "model?); set llm_chat_format (e.g. chatml, gemma) if it is a chat model")
         self.max_tokens = max_tokens
         self.temperature = temperature
-        self.stop = ["\n"] if stop_at_newline else None  # a spoken reply is one paragraph
+        self.n_ctx = n_ctx
+        self.stop = ["\n"] if stop_at_newline else []  # a spoken reply is one paragraph
         self.thread = ModelThread("llm")
-        # Cleared while a reply's first sentence is being synthesized: generation of the rest
-        # waits, so the two cores go to the audio the caller is waiting for.
-        self.gate = threading.Event()
-        self.gate.set()
+        self.schedule: StepScheduler[int] = StepScheduler(parallel, self.sequences.n_batch, first_words=first_words)
+        self.gate = _Gate(self)
+        self._replies: dict[int, Reply] = {}
+        self._keys = itertools.count()
+        self._seeds = itertools.count(1)
+        self._lock = threading.Lock()  # the schedule and `_replies`, touched by the loop and the model thread
+        self._stepping = False  # a step is queued or running
+        self._timer: threading.Timer | None = None
         log.info("llm model loaded", extra={"model": self.name, "chat_format": self.llama.chat_format,
+                                            "parallel": parallel,
                                             "load_ms": round((time.perf_counter() - started) * 1000)})
 
+    # The loop's side.
+    async def stream(self, messages: list[ChatMessage], max_tokens: int | None = None) -> AsyncIterator[str]:
+        reply = Reply(list(messages), max_tokens or self.max_tokens, asyncio.get_running_loop())
+        opened = deadline.get()
+        with self._lock:
+            key = next(self._keys)
+            self._replies[key] = reply
+            self.schedule.add(key, time.time() if opened is None else min(opened, time.time()))
+        self._kick()
+        try:
+            while (item := await reply.queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            reply.cancelled = True  # the next step drops it: its slot is free for the next caller
+            self._kick()
+
+    def hold(self, holder: Hashable) -> None:
+        with self._lock:
+            self.schedule.hold(holder, time.time())
+
+    def release(self, holder: Hashable) -> None:
+        with self._lock:
+            self.schedule.release(holder)
+        self._kick()
+
+    def _kick(self) -> None:
+        """Make sure a step is queued on the model thread (one at a time)."""
+        with self._lock:
+            if self._stepping:
+                return
+            self._stepping = True
+        try:
+            self.thread.submit(self._step)
+        except RuntimeError:  # the model is closed: whoever still waits hears so
+            with self._lock:
+                self._stepping = False
+                replies, self._replies = list(self._replies.values()), {}
+            for r in replies:
+                self._send(r, RuntimeError("model thread llm closed"))
+
+    # The model thread's side.
+    def _step(self) -> None:
+        try:
+            self._step_once()
+        except Exception as exc:  # noqa: BLE001 - a failed decode fails the replies in it, not the thread
+            log.warning("llm step failed", extra={"error": repr(exc)})
+            with self._lock:
+                replies = [(k, r) for k, r in self._replies.items() if r.slot >= 0]
+            for key, r in replies:
+                self._finish(key, r, ServiceError(f"llm failed: {exc}"))
+        finally:
+            with self._lock:
+                now = time.time()
+                again = (bool(self.schedule.plan(now)) or self.schedule.can_admit()
+                         or any(r.cancelled for r in self._replies.values()))
+                self._stepping = again
+                wake = None if again else self.schedule.wake_at(now)
+            if again:
+                try:
+                    self.thread.submit(self._step)
+                except RuntimeError:
+                    self._stepping = False
+            elif wake is not None:
+                self._timer = threading.Timer(max(0.0, wake - now), self._kick)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _step_once(self) -> None:
+        with self._lock:
+            for key, r in [(k, r) for k, r in self._replies.items() if r.cancelled]:
+                self._drop(key, r)
+            admitted = [(k, self._replies[k]) for k in self.schedule.admit()]
+        for key, r in admitted:
+            self._place(key, r)
+        with self._lock:
+            plan = self.schedule.plan(time.time())
+            work = [(k, self._replies[k], 1) for k in plan.decode] + [(k, self._replies[k], n) for k, n in plan.prefill]
+        if not work:
+            return
+        self.fit_threads()
+        entries = []
+        for _, r, n in work:
+            if r.last is not None:  # decode its next token
+                entries.append(Entry(r.slot, [r.last], r.pos, True))
+            else:  # a piece of its prompt; the last piece's logits give the first token
+                piece = r.tokens[r.pos:r.pos + n]
+                entries.append(Entry(r.slot, piece, r.pos, r.pos + n >= len(r.tokens)))
+        try:
+            where = self.sequences.decode(entries)
+        except RuntimeError as exc:  # the replies in this batch fail; the others go on
+            for key, r, _ in work:
+                self._finish(key, r, ServiceError(f"llm failed: {exc}"))
+            return
+        for (key, r, _), e, index in zip(work, entries, where):
+            r.pos += len(e.tokens)
+            if r.last is None:
+                with self._lock:
+                    self.schedule.prefilled(key, len(e.tokens))
+            if index >= 0:
+                self._next_token(key, r, self.sequences.sample(r.sampler, index))
+
+    def _place(self, key: int, r: Reply) -> None:
+        """Its prompt, and a slot holding as much of it as any slot has cached."""
+        try:
+            r.tokens, stop = chat_prompt(self.llama, r.messages)
+            if len(r.tokens) >= self.n_ctx:
+                raise ServiceError(f"the prompt is {len(r.tokens)} tokens: the context holds {self.n_ctx}")
+        except Exception as exc:  # noqa: BLE001 - this reply fails; the others go on
+            self._finish(key, r, exc if isinstance(exc, ServiceError) else ServiceError(f"llm prompt: {exc}"))
+            return
+        r.stop = [s for s in [*self.stop, *stop] if s]
+        r.max_tokens = min(r.max_tokens, self.n_ctx - len(r.tokens))
+        with self._lock:
+            busy = {x.slot for x in self._replies.values() if x.slot >= 0}
+        r.slot, r.pos = self.sequences.place(r.tokens, [s for s in range(self.sequences.slots) if s not in busy])
+        r.sampler = self.sequences.sampler(self.temperature, 1.1, next(self._seeds))
+        with self._lock:
+            self.schedule.prompt(key, len(r.tokens) - r.pos)
+
+    def _next_token(self, key: int, r: Reply, token: int) -> None:
+        r.made += 1
+        if self.sequences.is_end(token):
+            self._finish(key, r)
+            return
+        delta = r.decoder.decode(self.sequences.piece(token))
+        text = r.text + delta
+        # A stop string (the newline; the chat format's end) may end in this piece or straddle the last.
+        hits = [i for s in r.stop if (i := text.find(s, max(0, len(r.text) - len(s) + 1))) >= 0]
+        cut = min(hits, default=-1)
+        if cut >= 0:
+            delta = text[len(r.text):cut]
+        if delta:
+            with self._lock:
+                self.schedule.emitted(key, len((r.text + delta).split()) - len(r.text.split()))
+            r.text += delta
+            self._emit(r, delta)
+        if cut >= 0 or r.made >= r.max_tokens:
+            self._finish(key, r)
+        else:
+            r.last = token
+
+    def _emit(self, r: Reply, delta: str) -> None:
+        """One text delta to its consumer (a hook for tests: called in the model thread)."""
+        self._send(r, delta)
+
+    def _ended(self, r: Reply) -> None:
+        """The reply's generation is over (a hook for tests: called in the model thread)."""
+
+    def _finish(self, key: int, r: Reply, error: BaseException | None = None) -> None:
+        if error is not None:
+            self._send(r, error)
+        self._send(r, _DONE)
+        with self._lock:
+            self._drop(key, r)
+
+    def _drop(self, key: int, r: Reply) -> None:
+        """Forget `key` (the lock is held); its slot keeps its cache for the next prompt."""
+        if self._replies.pop(key, None) is not None:
+            self.schedule.remove(key)
+            self._ended(r)
+
+    @staticmethod
+    def _send(r: Reply, item: object) -> None:
+        try:
+            r.loop.call_soon_threadsafe(r.queue.put_nowait, item)
+        except RuntimeError:  # its loop is gone: nobody reads it any more
+            r.cancelled = True
+
     def fit_threads(self) -> int:
-        """One thread while another model thread works, else `threads` (called in the model thread, between steps)."""
+        """One thread while another model thread works, else `threads` (called between steps)."""
         want = 1 if others_busy(self.thread) else self.threads
         if want != self.running_threads:
-            import llama_cpp
-
-            llama_cpp.llama_set_n_threads(self.llama.ctx, want, want)
+            self.sequences.set_threads(want)
             self.running_threads = want
         return want
 
-    def _steps(self, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """`chunks`, the thread count fitted before each step (the prompt's included)."""
-        while True:
-            self.fit_threads()
-            try:
-                yield next(chunks)
-            except StopIteration:
-                return
-
-    def _generate(self, messages: list[ChatMessage], max_tokens: int, stop: threading.Event) -> Iterator[str]:
-        chunks = cast(Iterator[dict[str, Any]], self.llama.create_chat_completion(  # stream=True: chunks
-            messages=list(messages),  # type: ignore[arg-type]  # our TypedDict is not llama_cpp's message union
-            stream=True,
-            max_tokens=max_tokens,
-            temperature=self.temperature,
-            repeat_penalty=1.1,
-            stop=self.stop,
-        ))
-        for chunk in self._steps(chunks):
-            self.gate.wait(GATE_MAX_WAIT_S)
-            if stop.is_set():
-                break
-            delta = chunk["choices"][0]["delta"].get("content")
-            if delta:
-                yield delta
-
-    async def stream(self, messages: list[ChatMessage], max_tokens: int | None = None) -> AsyncIterator[str]:
-        limit = max_tokens or self.max_tokens
-        async for delta in self.thread.stream(lambda stop: self._generate(messages, limit, stop)):
-            yield delta
-
     async def warm(self, prefix: Sequence[ChatMessage] = ()) -> None:
         """One short reply to `prefix` (what every session's prompt starts with: the system
-        prompt and examples) and "Hi": the prefix stays in llama.cpp's cache for the first caller."""
+        prompt and examples) and "Hi": the prefix stays cached for the first callers."""
         messages: list[ChatMessage] = [*prefix, {"role": "user", "content": "Hi"}]
         async for _ in self.stream(messages, max_tokens=2):
             pass
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         await self.thread.aclose()

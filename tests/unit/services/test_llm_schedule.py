@@ -1,0 +1,97 @@
+"""The LLM step scheduler (sans-I/O): first clauses first, by deadline, batched, on a virtual clock."""
+
+from __future__ import annotations
+
+from voxline.services.llm.schedule import StepScheduler
+
+
+def run_steps(s: StepScheduler, opens: dict[str, float], words: dict[str, int], until: float,
+              step_s: float = 0.0625, prompt: int = 3) -> list[tuple[float, str]]:
+    """A fake model on a virtual clock: each step takes `step_s`; a decoded token is one word.
+    Streams open at `opens` times and end after `words` words; (step's time, stream) per word."""
+    now, out, left, opened = 0.0, [], dict(words), set()
+    while now < until:
+        for k, t in opens.items():
+            if k not in opened and t <= now:
+                s.add(k, t)
+                opened.add(k)
+        for k in s.admit():
+            s.prompt(k, prompt)
+        plan = s.plan(now)
+        for k, n in plan.prefill:
+            s.prefilled(k, n)
+        for k in plan.decode:
+            out.append((now, k))
+            s.emitted(k, 1)
+            left[k] -= 1
+            if not left[k]:
+                s.remove(k)
+        now += step_s
+    return out
+
+
+def test_every_waiting_callers_first_clause_goes_before_the_rest_of_anyones_reply() -> None:
+    s = StepScheduler(slots=4, first_words=6, pace_s=0.3)
+    # A's reply is well under way when B and C start waiting at 1.0.
+    out = run_steps(s, {"A": 0.0, "B": 1.0, "C": 1.0}, {"A": 40, "B": 20, "C": 20}, until=6.0)
+    firsts_done = max([t for t, x in out if x == k][5] for k in "BC")  # their 6th words
+    a_due = 0.3 * (sum(1 for t, k in out if k == "A" and t < 1.0) - 6)  # when A's next word is due
+    assert firsts_done < a_due, "in this test A is not late yet when B and C have their first clauses"
+    a_during = [t for t, k in out if k == "A" and 1.0 <= t <= firsts_done]
+    assert not a_during, f"A stepped at {a_during} while B and C waited for their first clause"
+    assert [t for t, k in out if k == "A" and t > firsts_done], "A's reply goes on afterwards"
+
+
+def test_a_reply_that_would_run_out_of_audio_steps_with_the_first_clauses() -> None:
+    s = StepScheduler(slots=4, first_words=2, pace_s=0.1)
+    s.add("A", 0.0)
+    s.add("B", 5.0)
+    for k in s.admit():
+        s.prompt(k, 0)
+    s.emitted("A", 12)  # due at 0 + 0.1 * 10 = 1.0: late at 5
+    assert s.plan(5.0).decode == ["A", "B"]  # earliest deadline first
+    s.emitted("A", 100)  # due at 11: not yet
+    assert s.plan(5.0).decode == ["B"]
+
+
+def test_when_nobody_waits_every_stream_steps_unless_a_first_audio_is_being_synthesized() -> None:
+    s = StepScheduler(slots=4, first_words=0, pace_s=1.0, hold_max_s=1.0)
+    s.add("A", 0.0)
+    s.add("B", 0.0)
+    for k in s.admit():
+        s.prompt(k, 0)
+    s.emitted("A", 5)
+    s.emitted("B", 3)
+    assert s.plan(1.0).decode == ["A", "B"] or s.plan(1.0).decode == ["B", "A"]  # work ahead
+    s.hold("tts-of-C", 1.0)
+    assert not s.plan(1.0)  # the cores go to C's first audio
+    assert s.wake_at(1.0) == 2.0  # the hold's end (B is due at 3, A at 5)
+    assert s.plan(2.0).decode  # a hold is ignored after hold_max_s
+    s.release("tts-of-C")
+    assert s.plan(1.5).decode
+
+
+def test_streams_wait_for_a_free_slot_and_the_earliest_due_is_admitted_first() -> None:
+    s = StepScheduler(slots=2)
+    for k, t in (("late", 3.0), ("first", 1.0), ("second", 2.0)):
+        s.add(k, t)
+    assert s.admit() == ["first", "second"] and not s.can_admit()
+    for k in ("first", "second"):
+        s.prompt(k, 0)
+    assert "late" not in s.plan(10.0).decode
+    s.remove("first")
+    assert s.can_admit() and s.admit() == ["late"]
+
+
+def test_a_step_holds_at_most_the_batch_budget_of_prompt_tokens_earliest_due_first() -> None:
+    s = StepScheduler(slots=4, batch_tokens=10)
+    s.add("B", 2.0)
+    s.add("A", 1.0)
+    s.admit()
+    s.prompt("A", 8)
+    s.prompt("B", 30)
+    plan = s.plan(5.0)
+    assert plan.prefill == [("A", 8), ("B", 2)] and not plan.decode
+    s.prefilled("A", 8)
+    s.prefilled("B", 2)
+    assert s.plan(5.0).prefill == [("B", 9)] and s.plan(5.0).decode == ["A"]
