@@ -30,3 +30,17 @@ async def test_turns_reuse_one_connection_and_a_dropped_stream_closes_its_own() 
     finally:
         await llm.close()
         await server.close()
+
+
+async def test_warming_sends_the_system_prompt_once_so_the_server_caches_it() -> None:
+    server = await ScriptedLLM([["Hello."]]).start()
+    llm = OpenAILLM(server.url)
+    try:
+        system: ChatMessage = {"role": "system", "content": "You are a helpful voice assistant."}
+        await llm.warm([system])
+        assert len(server.requests) == 1
+        sent = server.requests[0]
+        assert sent["messages"][0] == system and sent["max_tokens"] <= 2
+    finally:
+        await llm.close()
+        await server.close()
