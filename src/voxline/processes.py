@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Gauge
 
-from voxline import prometheus
+from voxline import http_protocol, prometheus
 from voxline.agent.models import Models
 from voxline.agent.orchestrator import Orchestrator
 from voxline.bus import create_bus
@@ -43,6 +43,7 @@ async def start_agent(settings: Settings, bus: Bus, models: Models | None = None
 
 async def serve_http(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Serve `app`: the last step of a process's start, once everything else is built."""
+    http_protocol.install()  # aiohttp's own parser errors as JSON (the agent's probe app too)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from voxline import http_protocol
 from voxline.config import Settings
 from voxline.http_errors import ApiError
 from voxline.media import api, events_ws, openapi, whip
@@ -18,6 +19,7 @@ STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg
 
 
 def create_app(server: MediaServer, settings: Settings) -> web.Application:
+    http_protocol.install()  # aiohttp's own parser errors as JSON too
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[cors(settings), security_headers(settings), errors, hosts(settings),
                                        auth(settings)])

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from voxline import http_protocol
 from voxline.config import Settings
 from voxline.http_errors import HTTP_CODES, ApiError, error_response
 from voxline.media.access import OPERATOR
@@ -36,6 +37,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         code = HTTP_CODES.get(exc.status, "http_error")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason or code, headers)
+    except web.RequestPayloadError as exc:  # a body the parser rejected (voxline.http_protocol)
+        response = error_response(400, *http_protocol.bad_body(exc))
+        response.force_close()
+        return response
+    except ConnectionError:
+        raise  # the client went away mid-request: aiohttp notes it, no traceback
     except Exception:  # noqa: BLE001 - a bug must not leak a traceback to a client
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from voxline import prometheus
+from voxline import http_protocol, prometheus
 from voxline.config import Settings
 from voxline.http_errors import ApiError, openai_error_response
 from voxline.modelserver import llm as server_llm
@@ -69,6 +69,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         message = f"no route for {request.method} {request.path}" if exc.status in (404, 405) else exc.reason
         return openai_error_response(exc.status, code, message, headers={k: v for k, v in exc.headers.items()
                                                                   if k.lower() == "allow"})
+    except web.RequestPayloadError as exc:  # a body the parser rejected (voxline.http_protocol)
+        code, detail = http_protocol.bad_body(exc)
+        response = openai_error_response(400, code, detail)
+        response.force_close()
+        return response
     except ServiceError as exc:
         log.warning("model failed", extra={"error": str(exc), "path": request.path})
         return openai_error_response(500, "model_error", f"model failed: {exc}")
@@ -160,9 +165,11 @@ def create_service_app(kind: str, backend: Any, settings: Settings, ready: bool 
     """The HTTP app serving an already-loaded `backend` (tests share their session models)."""
     if kind not in KINDS:
         raise ValueError(f"unknown service kind {kind!r} (expected stt, llm or tts)")
+    http_protocol.install()  # aiohttp's own parser errors as JSON too
     # The stt handler enforces its own (larger) limit while streaming the upload.
     app = web.Application(middlewares=[_access, _errors, _gate(settings)], client_max_size=1024 * 1024)
     app[STATE] = ServiceState(kind=kind, backend=backend, settings=settings, ready=ready)
+    app[http_protocol.OPENAI_ERRORS] = True
     path, handler = ROUTES[kind]
     app.router.add_post(path, handler)
     app.router.add_get("/v1/models", _models)
