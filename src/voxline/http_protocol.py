@@ -12,6 +12,8 @@ So `install()` wraps two `RequestHandler` methods:
   what follows its headers (a bad chunk size sent after them): aiohttp's C parser drops that
   body without failing it, so the handler waited for it until the client went away. The
   body's reader now raises `web.RequestPayloadError`, which the error middlewares answer 400.
+  (The C parser is what aiohttp's wheels use; its pure-Python fallback, `AIOHTTP_NO_EXTENSIONS`,
+  fails such a body itself but waits on a line without CRLF, and is not what voxline runs.)
 Remove when aiohttp offers a hook for protocol errors and fails an in-flight body on a
 parse error (check at each aiohttp upgrade: `tests/integration/test_protocol_errors.py`
 sends each kind over a raw socket and fails if the answer or the log is wrong).
