@@ -132,7 +132,8 @@ class SessionAgent(ReplyRunner, TurnEvents):
             # Taken over from a failed agent: the backlog since its last commit waits until
             # the media server has handed the conversation over (or a short while has passed).
             try:
-                await asyncio.wait_for(self._history_ready.wait(), HISTORY_WAIT_S)
+                async with asyncio.timeout(HISTORY_WAIT_S):
+                    await self._history_ready.wait()
             except TimeoutError:
                 log.warning("no history arrived for a taken-over session; going on without it")
             self._history_ready.set()

@@ -137,7 +137,8 @@ async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at:
     finally:
         stats.hangup_at = time.time()
         try:
-            await asyncio.wait_for(caller.close(), 10)
+            async with asyncio.timeout(10):
+                await caller.close()
             stats.hangup_ms = round((time.time() - stats.hangup_at) * 1000, 1)
         except Exception:  # noqa: BLE001 - a hang-up that fails or hangs is counted (hangup_ms None)
             pass

@@ -104,7 +104,8 @@ async def measure_turn(server: str, text: str, samples: np.ndarray, rep: int, ti
     started = time.time()
     cpu0 = system_cpu()
     try:
-        result = await asyncio.wait_for(call(server, samples, timeout=timeout), timeout + 30)
+        async with asyncio.timeout(timeout + 30):
+            result = await call(server, samples, timeout=timeout)
     except TimeoutError:
         return {"question": text, "repeat": rep, "ok": False, "error": f"call did not finish within {timeout + 30:.0f} s"}
     server_m = result.turn_metrics[-1] if result.turn_metrics else {}

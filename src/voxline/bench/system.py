@@ -184,7 +184,8 @@ class Sampler:
             while time.time() < until and not stop.is_set():
                 await self.sample(http)
                 try:
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await stop.wait()
                 except TimeoutError:
                     pass
 

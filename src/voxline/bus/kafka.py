@@ -119,7 +119,8 @@ class KafkaBus(Bus):
                 attempt += 1
                 remaining = deadline - time.monotonic()
                 try:
-                    await asyncio.wait_for(self.ensure_topics(), timeout=max(remaining, 0.1))
+                    async with asyncio.timeout(max(remaining, 0.1)):
+                        await self.ensure_topics()
                     break
                 except KafkaBusError:
                     raise
@@ -156,7 +157,8 @@ class KafkaBus(Bus):
         """Asks a broker for metadata every 2 s: `healthy` follows the broker, even when idle."""
         while self._producer is not None:
             try:
-                await asyncio.wait_for(self._ask_metadata(self._producer.client), 3.0)
+                async with asyncio.timeout(3.0):
+                    await self._ask_metadata(self._producer.client)
                 if not self._broker_ok:
                     log.warning("kafka broker %s answers again", self.bootstrap)
                 self._broker_ok = True
@@ -189,13 +191,15 @@ class KafkaBus(Bus):
             await asyncio.gather(self._probe, return_exceptions=True)
         for sub in list(self._subs):
             try:
-                await asyncio.wait_for(sub.close(), 10.0)
+                async with asyncio.timeout(10.0):
+                    await sub.close()
             except (TimeoutError, KafkaError):
                 log.warning("kafka consumer did not close in 10 s (broker gone?): left behind")
         if self._producer is not None:
             producer, self._producer = self._producer, None
             try:
-                await asyncio.wait_for(producer.stop(), 10.0)  # flushes what is queued
+                async with asyncio.timeout(10.0):
+                    await producer.stop()  # flushes what is queued
             except (TimeoutError, KafkaError):
                 log.warning("kafka producer did not flush in 10 s (broker gone?): queued messages dropped")
 

@@ -52,7 +52,8 @@ class KafkaSubscription(Subscription):
             for tp in list(self._consumer.assignment()):
                 highwater = self._consumer.highwater(tp)  # from the last fetch response
                 try:
-                    position = await asyncio.wait_for(self._consumer.position(tp), 1.0)
+                    async with asyncio.timeout(1.0):
+                        position = await self._consumer.position(tp)
                 except (TimeoutError, IllegalStateError, KafkaError):
                     continue
                 if highwater is not None and position > highwater:

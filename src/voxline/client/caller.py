@@ -95,7 +95,8 @@ class Caller:
                 return None
             self.changed.clear()
             try:
-                await asyncio.wait_for(self.changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self.changed.wait()
             except TimeoutError:
                 return None
 
@@ -130,7 +131,8 @@ class Caller:
                 return False
             self.changed.clear()
             try:
-                await asyncio.wait_for(self.changed.wait(), max(0.01, wait))
+                async with asyncio.timeout(max(0.01, wait)):
+                    await self.changed.wait()
             except TimeoutError:
                 pass
 

@@ -189,7 +189,8 @@ class MediaPeer:
         for task in list(self._tasks):
             task.cancel()
         try:
-            await asyncio.wait_for(self.pc.close(), self.limits.close_timeout_s)
+            async with asyncio.timeout(self.limits.close_timeout_s):
+                await self.pc.close()
         except Exception:  # noqa: BLE001 - a hung or failing close must not hang cleanup
             log.warning("peer connection close did not finish cleanly", exc_info=True,
                         extra={"session_id": self.session.id})

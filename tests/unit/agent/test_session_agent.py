@@ -3,11 +3,15 @@ pauses mid-sentence, backchannels, real interruptions, greetings and faults, in 
 
 from __future__ import annotations
 
-from agent_harness import Call
+import asyncio
+
+from agent_harness import SID, Call
 from fakes import BusTap, FakeTurnModel, VirtualClock, fake_models, speech
-from voxline.agent.conversation import State
+from voxline.agent.conversation import Conversation, State
+from voxline.agent.session_agent import SessionAgent
+from voxline.agent.turns import TurnConfig, TurnDetector
 from voxline.bus.codec import AudioKind
-from voxline.bus.messages import Greet
+from voxline.bus.messages import Greet, History, SetListening
 
 
 async def test_a_complete_question_is_answered_after_the_minimum_silence(call: Call) -> None:
@@ -236,3 +240,25 @@ async def test_a_failure_without_a_message_is_named_by_its_type(call: Call) -> N
     await call.say(speech(600))
     await call.quiet(800)
     assert [e["message"] for e in call.tap.of("error")] == ["llm failed: TimeoutError"]
+
+
+async def test_an_agent_closed_as_a_taken_over_sessions_history_arrives_still_ends(clock: VirtualClock,
+                                                                                   tap: BusTap) -> None:
+    """The worker of a taken-over session waits (bounded) for its history; a close that lands
+    just after the history arrived must still end it. On Python 3.11 `asyncio.wait_for` returns
+    the ready result instead of raising the cancel: the worker went on to wait for audio
+    forever and `close()` never returned. Each number of loop steps is tried (the gap is open
+    for only some of them)."""
+    for steps in range(4):
+        agent = SessionAgent(SID, fake_models(clock), tap.bus, Conversation("test"),  # type: ignore[arg-type]
+                             TurnDetector(TurnConfig()), timeout_s=5.0, resumed=True, clock=clock.time)
+        agent.deliver(SetListening(session_id=SID, listening=True))  # starts the worker, which waits
+        for _ in range(2):
+            await asyncio.sleep(0)
+        agent.deliver(History(session_id=SID, messages=[], turn=0))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        closing = asyncio.create_task(agent.close())
+        done, _ = await asyncio.wait({closing}, timeout=1.0)
+        assert done, f"close() hung: the cancel was lost {steps} loop steps after the history arrived"
+        assert agent._worker is not None and agent._worker.done()

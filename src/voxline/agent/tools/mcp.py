@@ -37,7 +37,8 @@ class McpServer:
         self._ready = loop.create_future()
         self._task = asyncio.create_task(self._hold(), name=f"mcp {self.target[:40]}")
         try:
-            listed = await asyncio.wait_for(asyncio.shield(self._ready), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                listed = await asyncio.shield(self._ready)
         except Exception as exc:
             await self.close()
             raise ValueError(f"MCP server {self.target!r} could not be used: {exc or type(exc).__name__}") from exc
@@ -90,7 +91,8 @@ class McpServer:
         self._stop.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(self._task)
             except (TimeoutError, Exception):  # noqa: BLE001 - shutting down
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)

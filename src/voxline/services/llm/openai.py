@@ -119,7 +119,8 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
     """Read the end of the body after [DONE] so the connection goes back to the pool (saves a
     TCP/TLS handshake on the next turn); a server slow to end it just loses the reuse."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(resp.read(), 0.5)
+        async with asyncio.timeout(0.5):
+            await resp.read()
 
 
 async def _sse_data(lines: Any) -> AsyncIterator[str]:
