@@ -118,3 +118,49 @@ async def test_a_cancel_that_meets_a_ready_item_still_stops_the_stream() -> None
         done, _ = await asyncio.wait({task}, timeout=1.0)
         assert done and task.cancelled(), f"the cancel was lost {steps} loop steps after a token"
         assert closed.is_set()
+
+
+async def test_a_model_that_calls_a_tool_every_round_is_cut_at_tool_max_rounds() -> None:
+    """README: `tool_max_rounds` bounds the LLM -> tools -> LLM rounds of one reply. A model that
+    asks for a tool whatever it is told runs the tool `max_rounds` times; the round after is
+    offered no tools, so it answers in words."""
+    from voxline.agent.tools.registry import Tool, ToolRegistry
+    from voxline.services.base import ToolCall
+
+    clock = VirtualClock()
+    models = fake_models(clock)
+    models.stt.texts = ["What time is it?"]
+    offered: list[bool] = []
+    ran: list[dict[str, object]] = []
+
+    class LoopingLLM:
+        name = "looping"
+        supports_tools = True
+
+        async def stream(self, messages: list, max_tokens: int | None = None) -> AsyncIterator[str]:
+            offered.append(False)
+            yield "It is noon."
+
+        async def stream_tools(self, messages: list, tools: list, max_tokens: int | None = None
+                               ) -> AsyncIterator[object]:
+            offered.append(True)
+            yield ToolCall(f"call_{len(offered)}", "clock", "{}")
+
+        async def close(self) -> None:
+            return None
+
+    async def run(args: dict[str, object]) -> str:
+        ran.append(args)
+        return "12:00"
+
+    tools = ToolRegistry(max_rounds=3, filler_text="")
+    tools.add(Tool("clock", "The time now.", {"type": "object", "properties": {}}, run))
+    models.llm = LoopingLLM()  # type: ignore[assignment]
+    models.tools = tools  # type: ignore[attr-defined]
+    pipeline = ReplyPipeline(models, speech(500), HISTORY, 5.0, clock=clock.time)  # type: ignore[arg-type]
+    pipeline.commit()
+    pipeline.start()
+    out = await collect(pipeline, clock)
+    assert offered == [True, True, True, False], offered
+    assert len(ran) == 3
+    assert [o.text for o in out if isinstance(o, ReplyText)] == ["It is noon."]
