@@ -18,8 +18,6 @@ from voxline.client.caller import Caller
 pytestmark = pytest.mark.models
 
 
-@pytest.mark.xfail(strict=False, reason="#13: on a quiet machine (full run 2026-12-02 03:50) the espeak 'mm-hmm' "
-                   "still interrupted the reply; it passed only at load 15, where STT was too slow to judge it")
 async def test_a_backchannel_during_a_reply_leaves_it_playing_to_the_end(voice_server) -> None:
     case = Case("backchannel", "mm-hmm", espeak(LONG[0]), espeak("mm-hmm", 1))
     out = await run_case(voice_server.url, case)

@@ -25,6 +25,19 @@ FRAGMENT_WORDS = frozenset({
     "they", "he", "she", "him", "her", "his", "to", "or", "as", "at", "er", "eh", "hm", "mm", "uh", "um",
 })
 MAX_FRAGMENT_WORDS = 3
+# A short sound Whisper turned into one or two words ("and anthem", "story" for an espeak-ng
+# "mm-hmm" or a word of the agent's own echo) is not taking the turn unless a word of it asks
+# for the turn: "stop", "wait", "no", a question word, "I", "you", ... (sustained speech
+# interrupts whatever its words). Measured live: the same "mm-hmm" came out as "and then
+# them." one call and "and anthem" the next, and cleared the reply.
+MAX_UNCLEAR_WORDS = 2
+TURN_WORDS = frozenset({
+    "stop", "wait", "no", "nope", "not", "don't", "dont", "hold", "hang", "sorry", "excuse", "pardon", "but",
+    "actually", "hey", "hello", "hi", "what", "why", "how", "when", "where", "who", "which", "whose", "listen",
+    "enough", "repeat", "again", "tell", "say", "can", "could", "would", "will", "please", "help", "cancel",
+    "quiet", "shut", "never", "i", "i'm", "im", "you", "me", "my", "we", "is", "are", "do", "does", "did", "let",
+    "let's", "go", "quit", "end", "bye", "goodbye", "question", "huh", "louder", "slower", "faster",
+})
 # Whisper's renderings of sounds without words: "(coughs)", "[laughs]", "*sigh*", "♪".
 _SOUND = re.compile(r"^\s*([(\[*♪].*[)\]*♪]|\W*)\s*$")
 _WORDS = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
@@ -54,4 +67,6 @@ def classify(text: str) -> Overlap:
     pieces = [" ".join(_WORDS.findall(p)) for p in pieces]
     if len(words) <= 4 and all(p in BACKCHANNELS for p in pieces if p):
         return Overlap.BACKCHANNEL
+    if len(words) <= MAX_UNCLEAR_WORDS and not any(w in TURN_WORDS for w in words):
+        return Overlap.NOISE
     return Overlap.WORDS

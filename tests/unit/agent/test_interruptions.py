@@ -29,13 +29,16 @@ def test_backchannels(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "  ", "(coughs)", "[laughs]", "*sigh*", "...", "♪", "you",
-                                  "and then them.", "And then them."])
+                                  "and then them.", "And then them.",
+                                  # an espeak-ng "mm-hmm" heard live; a word of the agent's own echo
+                                  "and anthem", "Story.", "it dragging."])
 def test_sounds_without_words(text: str) -> None:
     assert classify(text) is Overlap.NOISE
 
 
 @pytest.mark.parametrize("text", ["Stop.", "Wait, what about London?", "No, I meant Tuesday", "Yeah but what about me",
-                                  "Okay stop talking", "Stop!", "But", "No.", "What?", "And then what?"])
+                                  "Okay stop talking", "Stop!", "But", "No.", "What?", "And then what?",
+                                  "Hold on.", "Excuse me", "I disagree", "Tell me more", "Paris is wrong"])
 def test_words_that_interrupt(text: str) -> None:
     assert classify(text) is Overlap.WORDS
 
