@@ -44,7 +44,17 @@ from voxline.agent.turns import (
 from voxline.audio.echo import EchoCanceller
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioKind, AudioMessage
-from voxline.bus.messages import Control, Greet, History, PlaybackDone, SetListening, encode, make_event, publish
+from voxline.bus.messages import (
+    Control,
+    Greet,
+    History,
+    PlaybackDone,
+    Played,
+    SetListening,
+    encode,
+    make_event,
+    publish,
+)
 from voxline.bus.topics import Topic
 from voxline.logs import session_var
 from voxline.services.base import ChatMessage
@@ -212,6 +222,8 @@ class SessionAgent(ReplyRunner, TurnEvents):
                 await self.emit("agent.hangup", turn=msg.turn)
         elif isinstance(msg, Greet):
             await self.perform(self.conv.greet(self.greeting))
+        elif isinstance(msg, Played):  # when the media server sent the reply: the echo's reference
+            self.echo.played(msg.turn, msg.position_s, msg.at, msg.playing)
 
     async def close(self) -> None:
         if self._worker is not None:

@@ -1,10 +1,10 @@
 """The agent's own voice coming back from the caller (no echo cancellation there): removed.
 
-Sans-I/O, no clock: the agent feeds what it sent (`feed_reference`, with the time it was sent)
-and each inbound chunk (`process`, with the time its last sample was captured); times are
-seconds on one clock (the agent's and the media server's `time.time()`). What was sent is
-placed on a playout timeline as the media server plays it (`voxline.audio.echo_reference`;
-`sent` takes each message the agent sends).
+Sans-I/O, no clock: the agent feeds what it sent (`sent`, each message it sends), the media
+server's report of when its playout sent it (`played`), and each inbound chunk (`process`, with
+the time its last sample was captured); times are seconds on the media server's `time.time()`.
+What was sent is placed on a playout timeline as the media server played it
+(`voxline.audio.echo_reference`).
 
 For each 20 ms of input while the timeline holds audio within `max_lag_ms` before it:
 1. the lag of the echo (network both ways, the caller's speaker, room or line) is found by
@@ -104,6 +104,10 @@ class EchoCanceller:
     def sent(self, kind: AudioKind, pcm: bytes, t: float, rate: int, turn: int = 0) -> None:
         """The agent sent a message of reply audio at `t` (see `PlayoutTimeline.sent`)."""
         self.reference.sent(kind, pcm, t, rate, turn)
+
+    def played(self, turn: int, position_s: float, at: float, playing: bool) -> None:
+        """The media server's playout report (`PlayoutTimeline.played`)."""
+        self.reference.played(turn, position_s, at, playing)
 
     def feed_reference(self, pcm: bytes, t: float, rate: int = RATE) -> None:
         """`pcm` (mono s16) was sent at `t`: it plays after whatever is queued before it."""

@@ -2,7 +2,7 @@
 
 Two families, one dataclass per message `type`:
 - `Control`: the `control` topic, media server -> agent (session start/end, listening,
-  history hand-over, playback done);
+  history hand-over, playback done, the playout's send timeline);
 - `Event`: the `events` topic, agent (and media server) -> media server -> page, some
   also copied to `logs` or `metrics` (`topics`).
 
@@ -108,6 +108,20 @@ class PlaybackDone(Control):
 
     type: ClassVar[Literal["playback.done"]] = "playback.done"
     turn: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Played(Control):
+    """When the media server's playout sent `turn`'s audio: from `at` (its `time.time()`), the
+    audio `position_s` seconds into the turn goes out continuously; `playing` False: from `at`
+    nothing of the turn goes out (paused, drained, cleared). The agent's echo canceller places
+    its reference by it. One per run of playout, so a few per reply (at most one a frame)."""
+
+    type: ClassVar[Literal["playout"]] = "playout"
+    turn: int
+    position_s: float
+    at: float
+    playing: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from voxline.audio.opus import OpusEncoder
 from voxline.bus.base import Bus
 from voxline.bus.codec import AudioMessage
-from voxline.bus.messages import PlaybackDone, publish
+from voxline.bus.messages import PlaybackDone, Played, publish
 from voxline.bus.topics import Topic
 from voxline.config import Settings
 from voxline.logs import session_var
@@ -103,7 +103,7 @@ class MediaPeer:
         self.port_range = port_range
         self.announced_address = announced_address
         self.pc = new_peer_connection()
-        self.playout = PlayoutTrack(on_drained=self._on_drained, send_silence=send_silence)
+        self.playout = PlayoutTrack(on_drained=self._on_drained, send_silence=send_silence, on_played=self._on_played)
         self.seq = 0
         self.frames_in = 0
         self.dropped_in = 0  # caller audio dropped because the bus did not take it in time
@@ -275,6 +275,11 @@ class MediaPeer:
 
     def _on_drained(self, turn: int) -> None:
         self._spawn(publish(self.bus, PlaybackDone(session_id=self.session.id, turn=turn)))
+
+    def _on_played(self, turn: int, position_s: float, at: float, playing: bool) -> None:
+        """The playout's send timeline, for the agent's echo canceller (`Played`)."""
+        self._spawn(publish(self.bus, Played(session_id=self.session.id, turn=turn, position_s=round(position_s, 5),
+                                             at=round(at, 5), playing=playing)))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -12,11 +12,17 @@ made a sound that may only be a backchannel) and RESUME goes on from there. With
 leaves as a packet: aiortc would otherwise encode it in a thread.
 With `direct` set, aiortc's sender gets nothing from `recv()`: the peer takes each frame from
 `next_frame()` and sends it itself (`voxline.rtc.send.DirectSender`).
+`on_played(turn, position_s, at, playing)` reports the send timeline, for the agent's echo
+canceller: each time a run of one turn's audio starts (a talk spurt, a resume, after an
+underrun) or stops, where in the turn's audio it is and when (`time.time()` of the frame's
+slot on the RTP clock, which is what the caller's jitter buffer plays by; on a busy loop the
+frames themselves leave late and in bursts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import fractions
 import time
 from collections.abc import Callable
@@ -40,9 +46,11 @@ HANGOVER_FRAMES = 3
 class PlayoutTrack(MediaStreamTrack):
     kind = "audio"
 
-    def __init__(self, on_drained: Callable[[int], None] | None = None, send_silence: bool = False) -> None:
+    def __init__(self, on_drained: Callable[[int], None] | None = None, send_silence: bool = False,
+                 on_played: Callable[[int, float, float, bool], None] | None = None) -> None:
         super().__init__()
         self.on_drained = on_drained
+        self.on_played = on_played
         self.send_silence = send_silence
         self.encoder: OpusEncoder | None = None  # set once the connection is known to send Opus
         self.direct = False  # frames are taken by next_frame(), not by aiortc's sender
@@ -58,6 +66,10 @@ class PlayoutTrack(MediaStreamTrack):
         self.frames_sent = 0
         self.frames_late = 0
         self._resampler: tuple[int, StreamResampler] | None = None
+        self._stream_turn = 0  # the turn whose audio the resampler holds
+        self._segments: collections.deque[list[int]] = collections.deque()  # [turn, bytes] of `buffer`, in order
+        self._played: dict[int, int] = {}  # bytes of each recent turn's audio sent so far
+        self._run: int | None = None  # the turn whose audio the last frame carried, continuing
         self._start: float | None = None
         self._pts = 0
 
@@ -86,15 +98,19 @@ class PlayoutTrack(MediaStreamTrack):
             return
         self.pending_end = None
         samples = np.frombuffer(msg.pcm, dtype=np.int16)
-        if self._resampler is None or self._resampler[0] != msg.sample_rate:
+        if self._resampler is None or self._resampler[0] != msg.sample_rate or self._stream_turn != msg.turn:
             self._flush_resampler()
             self._resampler = (msg.sample_rate, StreamResampler(msg.sample_rate, RATE))
-        self.buffer += self._resampler[1].push(samples).tobytes()
+            self._stream_turn = msg.turn
+        self._queue(self._resampler[1].push(samples).tobytes())
         if self.buffer:
             self._has_audio.set()
 
     def clear(self, turn: int) -> None:
         self.buffer.clear()
+        self._segments.clear()
+        for old in [t for t in self._played if t <= turn]:
+            del self._played[old]
         self._resampler = None
         self.pending_end = None
         self.paused_turn = None
@@ -140,6 +156,7 @@ class PlayoutTrack(MediaStreamTrack):
             if self.readyState != "live":
                 raise MediaStreamError
         now = time.monotonic()
+        wall = time.time() - now  # time.time() of a monotonic instant: the report's clock
         if self._start is None:
             self._start = now
             self._talking = self.spurt_start = True
@@ -160,6 +177,7 @@ class PlayoutTrack(MediaStreamTrack):
         if not self.paused:
             data = bytes(self.buffer[:FRAME_BYTES])
             del self.buffer[:FRAME_BYTES]
+        self._report(len(data), wall + self._start + self._pts / RATE)
         # A few silent frames after each talk spurt (like Opus DTX's hangover): jitter buffers
         # that release a frame only when later ones arrive (aiortc's) then play the last words.
         self._hangover = HANGOVER_FRAMES if data else max(0, self._hangover - 1)
@@ -186,8 +204,44 @@ class PlayoutTrack(MediaStreamTrack):
 
     def _flush_resampler(self) -> None:
         if self._resampler is not None:
-            self.buffer += self._resampler[1].push(np.zeros(0, dtype=np.int16), last=True).tobytes()
+            self._queue(self._resampler[1].push(np.zeros(0, dtype=np.int16), last=True).tobytes())
             self._resampler = None
+
+    def _queue(self, pcm: bytes) -> None:
+        """Audio of `_stream_turn` joins the buffer (its turn is kept for `_report`)."""
+        if not pcm:
+            return
+        self.buffer += pcm
+        if self._segments and self._segments[-1][0] == self._stream_turn:
+            self._segments[-1][1] += len(pcm)
+        else:
+            self._segments.append([self._stream_turn, len(pcm)])
+
+    def _report(self, n: int, at: float) -> None:
+        """`n` bytes from the buffer's head go out in the frame whose slot starts at `at`:
+        tell `on_played` where a run of a turn's audio starts or stops."""
+        done = 0
+        while done < n and self._segments:
+            segment = self._segments[0]
+            turn, take = segment[0], min(n - done, segment[1])
+            position = self._played.get(turn, 0)
+            if self._run != turn:
+                self._run = turn
+                self._notify(turn, position, at + done / 2 / RATE, True)
+                for old in [t for t in self._played if t < turn - 1]:
+                    del self._played[old]  # bounded: only the recent turns
+            self._played[turn] = position + take
+            segment[1] -= take
+            done += take
+            if not segment[1]:
+                self._segments.popleft()
+        if n < FRAME_BYTES and self._run is not None:  # the run ends in this frame (or before it)
+            turn, self._run = self._run, None
+            self._notify(turn, self._played.get(turn, 0), at + n / 2 / RATE, False)
+
+    def _notify(self, turn: int, position_bytes: int, at: float, playing: bool) -> None:
+        if self.on_played is not None:
+            self.on_played(turn, position_bytes / 2 / RATE, at, playing)
 
     def _drained(self) -> None:
         turn, self.pending_end = self.pending_end, None

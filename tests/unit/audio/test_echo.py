@@ -170,3 +170,31 @@ def test_input_stamped_with_jitter_still_lines_up_with_the_echo() -> None:
                           for i in range(0, echo.size - BLOCK + 1, BLOCK)])
     assert muted(out)[loud_blocks(echo)].mean() > 0.9
     assert 115 < canceller.stats.lag_ms < 130  # against the earliest arrival: up to its few ms late
+
+
+def test_the_reference_follows_the_media_servers_report_of_when_it_played() -> None:
+    """The playout sent the reply 150 ms after the agent did, stalled 350 ms after 1.5 s (TTS
+    late, a busy loop) and went on: the `playout` reports place the reference there, the
+    agent's send time alone does not."""
+    reply = voice(4.0, seed=1)
+    cut = int(1.5 * RATE)
+    played = np.concatenate([np.zeros(int(0.15 * RATE), dtype=np.int16), reply[:cut],
+                             np.zeros(int(0.35 * RATE), dtype=np.int16), reply[cut:]])
+    echo = through_line(played, 120, -10)
+    loud = loud_blocks(echo)
+    shares, placed = [], []
+    for reported in (True, False):
+        canceller = EchoCanceller()
+        canceller.sent(AudioKind.AUDIO, reply[:cut].tobytes(), T0, RATE, turn=1)
+        if reported:
+            canceller.played(1, 0.0, T0 + 0.15, True)
+        canceller.sent(AudioKind.AUDIO, reply[cut:].tobytes(), T0 + 1.9, RATE, turn=1)  # late: after the stall began
+        if reported:
+            canceller.played(1, 1.5, T0 + 1.65, False)
+            canceller.played(1, 1.5, T0 + 2.0, True)
+        at = round((T0 + 2.0) * RATE)
+        placed.append(np.array_equal(canceller.reference.slice(at, at + 800), reply[cut:cut + 800]))
+        out = run(canceller, echo)
+        shares.append(muted(out)[loud[loud > 2.3 * RATE // BLOCK]].mean())  # after the stall
+    assert placed == [True, False]  # the agent's guess is off by 100 ms there
+    assert shares[0] > 0.9, shares

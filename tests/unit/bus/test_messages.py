@@ -30,6 +30,7 @@ SAMPLES: dict[str, dict[str, Any]] = {  # a value for every field of every messa
     "listening": {"listening": False},
     "history": {"messages": [{"role": "user", "content": "hi"}], "turn": 3, "listening": True},
     "playback.done": {"turn": 2},
+    "playout": {"turn": 2, "position_s": 1.25, "at": 1700000000.5, "playing": False},
     "greeting": {},
     "state": {"state": "thinking", "turn": 1, "listening": True, "session_state": "connected"},
     "transcript.final": {"text": "héllo", "turn": 1, "continued": True},

@@ -15,6 +15,7 @@ from voxline.rtc import playout
 from voxline.rtc.playout import FRAME_SAMPLES, RATE, PlayoutTrack
 
 SID = "session_1760000000000_abcdefghijklmnop"
+WALL = 1_760_000_000.0  # the virtual clock's time.time() - time.monotonic()
 
 
 class VirtualClock:
@@ -27,11 +28,14 @@ class VirtualClock:
         self.now += FRAME_SAMPLES / RATE
         return self.now
 
+    def time(self) -> float:
+        return self.now + WALL
+
 
 @pytest.fixture
 def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     clock = VirtualClock()
-    monkeypatch.setattr(playout, "time", SimpleNamespace(monotonic=clock.monotonic))
+    monkeypatch.setattr(playout, "time", SimpleNamespace(monotonic=clock.monotonic, time=clock.time))
     return clock
 
 
@@ -268,3 +272,31 @@ async def test_a_newer_reply_is_never_held_by_an_older_pause(virtual_clock: Virt
     track.push(audio(2, tone(0.1, RATE), RATE))
     assert not track.paused
     assert loud(await pull(track, 2)) == [True, True]
+
+
+async def test_the_send_timeline_reports_each_run_of_a_turns_audio(virtual_clock: VirtualClock) -> None:
+    """What the echo canceller's reference is placed by: where each run of a turn's audio
+    starts and stops, its position in the turn and its slot on the RTP clock (`time.time()`)."""
+    played: list[tuple[int, float, float, bool]] = []
+    track = PlayoutTrack(send_silence=True, on_played=lambda *run: played.append(run))
+    await pull(track, 2)  # idle: nothing to report
+    track.push(audio(1, tone(0.2, 16_000), 16_000))  # 10 frames
+    track.push(marker(AudioKind.END, 1))  # the resampler's tail too
+    first = len(played)
+    await pull(track, 4)
+    start = virtual_clock.now + WALL - 3 * FRAME_SAMPLES / RATE  # the slot of the first of the 4
+    track.push(marker(AudioKind.PAUSE, 1))
+    await pull(track, 3)
+    track.push(marker(AudioKind.RESUME, 1))
+    await pull(track, 1)
+    resumed = virtual_clock.now + WALL
+    await pull(track, 7)
+    track.push(marker(AudioKind.CLEAR, 1))
+    track.push(audio(2, tone(0.04, 16_000), 16_000))
+    track.push(marker(AudioKind.END, 2))
+    await pull(track, 3)
+    assert first == 0
+    runs = [(turn, round(pos, 3), round(at - start, 3), playing) for turn, pos, at, playing in played]
+    assert runs == [(1, 0.0, 0.0, True), (1, 0.08, 0.08, False),  # paused after 4 frames
+                    (1, 0.08, round(resumed - start, 3), True), (1, 0.2, round(resumed - start + 0.12, 3), False),
+                    (2, 0.0, round(resumed - start + 0.16, 3), True), (2, 0.04, round(resumed - start + 0.2, 3), False)]
