@@ -32,8 +32,6 @@ async def test_a_real_interruption_stops_the_reply_and_is_answered(voice_server)
     assert out.interrupted and out.reaction_ms is not None and out.answered_after, out
 
 
-@pytest.mark.xfail(strict=False, reason="#13: on a quiet machine (full run 2026-12-02 03:50) the looped-back reply "
-                   "interrupted itself; it passed only at load 15, where the reply was a short apology")
 async def test_the_agents_voice_looped_back_does_not_interrupt_it(voice_server) -> None:
     """A caller without echo cancellation: its microphone sends the reply back, 120 ms later, at -10 dB."""
     case = Case("echo", "120 ms, -10 dB", espeak(LONG[0]), echo_delay_ms=120, echo_gain_db=-10)
