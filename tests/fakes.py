@@ -208,7 +208,7 @@ class FakeModels:
     tts: FakeTTS
     vad: FakeVad = field(default_factory=FakeVad)
     turn_model: FakeTurnModel | None = None
-    first_piece_words: int = 6
+    first_piece_words: int = 4
 
     @property
     def vad_batch(self) -> FakeVad:

@@ -29,7 +29,7 @@ class Models:
     vad_thread: ModelThread
     vad_in_thread: bool = False
     vad_batch_ms: float = 10.0
-    first_piece_words: int = 6  # a reply's first TTS piece ends within this many words (0: at a clause)
+    first_piece_words: int = 4  # a reply's first TTS piece ends within this many words (0: at a clause)
     turn_model: SmartTurn | None = None  # the end-of-turn model; None: silence and words decide
     tools: ToolRegistry | None = None  # offered to the LLM where its back-end supports them
     vad_batch: VadBatcher = field(init=False)

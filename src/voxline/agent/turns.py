@@ -28,7 +28,7 @@ class TurnConfig:
     max_end_silence_ms: int = 2500  # ... when the words (or the model) say it is not
     model_threshold: float = 0.5  # end-of-turn model score that reads "complete"
     sustained_ms: int = 1000  # speech this long in one turn is a real interruption of the agent
-    pause_ms: int = 96  # silence after which a speculative reply may start
+    pause_ms: int = 64  # silence after which a speculative reply may start
     pre_roll_ms: int = 320  # audio kept from before the detected start
     trailing_ms: int = 96  # silence kept after the speech in the turn's audio
     max_turn_ms: int = 20_000

@@ -31,7 +31,7 @@ class AgentSettings(BaseModel):
     end_of_turn_model: Flag = True  # score pauses with Smart Turn v3 (from the pipecat-ai wheel) if installed
     end_of_turn_model_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5  # a score from here reads "complete"
     speculative_replies: Flag = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
-    speculation_pause_ms: NonNegative = 96  # the pause after which that speculative work starts
+    speculation_pause_ms: NonNegative = 64  # the pause after which that speculative work starts (two VAD windows)
     min_speech_ms: NonNegative = 160
     barge_in_min_speech_ms: Positive = 1000  # speech over the agent this long interrupts without words ("mm-hmm" reaches ~770)
     false_interruption_timeout_ms: Positive = 2000  # a sound over the reply not judged by then: the reply resumes

@@ -34,7 +34,7 @@ class ModelSettings(BaseModel):
     tts_voice_config: str = ""  # piper: the voice's .onnx.json when it is not beside the .onnx
     tts_model: str = "tts-1"  # remote TTS: the model name sent (voxline serve tts takes any)
     tts_volume: Annotated[float, Field(ge=0, le=1)] = 0.8
-    tts_first_piece_words: NonNegative = 6  # a reply's first TTS piece is cut after at most this many words (0: off)
+    tts_first_piece_words: NonNegative = 4  # a reply's first TTS piece is cut after at most this many words (0: off)
     api_key: str = ""  # sent as bearer token to remote model services
     stt_api_key: str = ""  # per service, for vendors with their own keys; empty = api_key
     llm_api_key: str = ""

@@ -86,7 +86,7 @@ def test_clause_at_colon_and_semicolon() -> None:
 
 
 def test_numbers_with_thousands_separators_are_not_clauses() -> None:
-    assert pieces("There are about 1,000,000 people living there.") == [
+    assert pieces("There are about 1,000,000 people living there.", first_piece_max_words=0) == [
         "There are about 1,000,000 people living there."]
 
 
@@ -155,12 +155,24 @@ def test_the_first_piece_is_released_as_soon_as_its_words_are_known() -> None:
     deltas = tokens(LONG)
     per_delta, _ = chunk(deltas)
     released_at = next(i for i, ps in enumerate(per_delta) if ps)
-    # Seven words and the space after them: enough to choose the cut, long before the full stop.
-    assert "".join(deltas[: released_at + 1]) == "Two plus two is a mathematical operation that"
+    # Five words and the space after them: enough to choose the cut, long before the full stop.
+    assert "".join(deltas[: released_at + 1]) == "Two plus two is a mathematical"
 
 
 def test_a_short_first_sentence_is_not_cut() -> None:
-    assert pieces("The capital of France is Paris. It is big.") == ["The capital of France is Paris.", "It is big."]
+    assert pieces("A week has seven days. It is long.") == ["A week has seven days.", "It is long."]
+    # One word over the limit arrives with its full stop: whole. Six words: cut, at a phrase boundary.
+    assert pieces("The capital of France is Paris. It is big.") == ["The capital of France", "is Paris.", "It is big."]
+
+
+def test_a_clause_one_word_over_the_limit_is_not_cut_before_its_comma() -> None:
+    assert pieces("Here is what you need: flour and sugar.")[0] == "Here is what you need:"
+    assert pieces("When it rains heavily outside, take an umbrella.")[0] == "When it rains heavily outside,"
+
+
+def test_past_the_limit_when_no_word_within_it_can_end_a_phrase() -> None:
+    # "We're currently in the" cannot end; "...the 12th week" can, and "of" starts the next phrase.
+    assert pieces("We're currently in the 12th week of a 30-day cycle.")[0] == "We're currently in the 12th week"
 
 
 def test_a_first_piece_never_ends_on_an_article_preposition_or_auxiliary() -> None:
@@ -205,4 +217,4 @@ def test_word_cuts_lose_and_double_no_word(parts: list[str], rnd) -> None:
 
     assert words(" ".join(out)) == words(clean_for_speech(text))
     if out:
-        assert len([w for w in out[0].split() if any(ch.isalnum() for ch in w)]) <= 8, out[0]  # limit + 2 at most
+        assert len([w for w in out[0].split() if any(ch.isalnum() for ch in w)]) <= 6, out[0]  # limit + 2 at most

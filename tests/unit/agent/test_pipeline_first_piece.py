@@ -96,3 +96,16 @@ async def test_without_the_word_limit_the_first_piece_waits_for_a_clause(limit: 
     llm, tts, _ = await run_pipeline(first_piece_words=limit)
     assert tts.asked[0] == "Two plus two is a mathematical operation that represents the sum of two numbers,"
     assert llm.tts_started_mid_reply is False
+
+
+async def test_by_default_the_first_piece_goes_to_tts_within_six_tokens_of_a_long_opening() -> None:
+    """#15.1: what the caller waits for before the first sample is the LLM's tokens up to the
+    cut and the TTS of that piece: with the default limit, "Two plus two" is with the TTS
+    before the model has written "mathematical operation"."""
+    from voxline.config import Settings
+
+    limit = Settings().tts_first_piece_words
+    llm, tts, outputs = await run_pipeline(first_piece_words=limit, hold_after=6)
+    assert llm.tts_started_mid_reply is True
+    assert tts.asked[0] == "Two plus two"
+    assert words(" ".join(tts.asked)) == words(REPLY)
