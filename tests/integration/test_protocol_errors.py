@@ -111,3 +111,17 @@ async def test_the_model_servers_answer_protocol_errors_in_openais_shape(model_s
     status, _, body = await exchange(model_server, head, b"zz\r\n{}\r\n0\r\n\r\n")
     assert status == 400 and body["error"]["code"] == "bad_body", body
     no_traceback(caplog)
+
+
+async def test_a_bug_outside_every_middleware_is_still_a_json_500(media_server, monkeypatch) -> None:
+    """An exception the error middleware cannot see (here in the CORS middleware, which wraps
+    it) reaches aiohttp's own 500: JSON too, and the bug keeps its ERROR log."""
+    from voxline.media import middleware
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("internal detail that must stay inside")
+
+    monkeypatch.setattr(middleware, "allowed_origin", broken)
+    status, headers, body = await exchange(media_server.url, b"GET /healthz HTTP/1.1\r\n" + HOST + b"\r\n")
+    assert status == 500 and body == {"error": "internal", "detail": "internal server error"}, body
+    assert headers["Content-Type"].startswith("application/json"), headers
