@@ -145,12 +145,17 @@ class OpusEncoder:
     # for a microphone: SILK or hybrid at voice bitrates, tuned for speech.
     APPLICATIONS = {"restricted-lowdelay": (2051, "lowdelay"), "voip": (2048, "voip"), "audio": (2049, "audio")}
     SET_BITRATE = 4002
+    SET_MAX_BANDWIDTH = 4004
     SET_COMPLEXITY = 4010
+    # The widest band a receiver's `maxplaybackrate` leaves (RFC 7587): playback rate -> libopus bandwidth.
+    BANDWIDTHS = ((8_000, 1101), (12_000, 1102), (16_000, 1103), (24_000, 1104), (48_000, 1105))
     COMPLEXITY = 9
     MAX_PACKET = 1500
 
     def __init__(self, bitrate: int = VOICE_BITRATE, native: bool = True,
-                 application: str = "restricted-lowdelay") -> None:
+                 application: str = "restricted-lowdelay", max_playback_rate: int = RTP_RATE) -> None:
+        """`max_playback_rate`: what the receiver plays at most (its SDP `maxplaybackrate`): 16000
+        codes wideband only, every bit below 8 kHz, as a browser does when asked."""
         if application not in self.APPLICATIONS:
             raise ValueError(f"unknown Opus application {application!r} (one of {', '.join(self.APPLICATIONS)})")
         code, av_name = self.APPLICATIONS[application]
@@ -165,6 +170,7 @@ class OpusEncoder:
             else:
                 lib.opus_encoder_ctl(self._state, self.SET_BITRATE, ctypes.c_int32(bitrate))
                 lib.opus_encoder_ctl(self._state, self.SET_COMPLEXITY, ctypes.c_int32(self.COMPLEXITY))
+                lib.opus_encoder_ctl(self._state, self.SET_MAX_BANDWIDTH, ctypes.c_int32(self.bandwidth(max_playback_rate)))
                 self._out = ctypes.create_string_buffer(self.MAX_PACKET)
         if self._lib is None:
             self.codec = av.CodecContext.create("libopus", "w")
@@ -173,7 +179,16 @@ class OpusEncoder:
             self.codec.layout = "mono"
             self.codec.sample_rate = RTP_RATE
             self.codec.time_base = TIME_BASE
-            self.codec.options = {"application": av_name, "compression_level": str(self.COMPLEXITY)}
+            options = {"application": av_name, "compression_level": str(self.COMPLEXITY)}
+            band = next(rate for rate, _ in self.BANDWIDTHS if rate >= min(max_playback_rate, RTP_RATE))
+            if band < RTP_RATE:  # FFmpeg's libopus wrapper maps `cutoff` (Hz) to the same limit
+                options["cutoff"] = str(band // 2)
+            self.codec.options = options
+
+    @classmethod
+    def bandwidth(cls, max_playback_rate: int) -> int:
+        """libopus's bandwidth constant for a receiver that plays at most `max_playback_rate`."""
+        return next((bw for rate, bw in cls.BANDWIDTHS if max_playback_rate <= rate), cls.BANDWIDTHS[-1][1])
 
     @property
     def native(self) -> bool:
@@ -208,7 +223,7 @@ class OpusEncoder:
 
 
 def encode_frames(samples: np.ndarray, bitrate: int = VOICE_BITRATE,
-                  application: str = "restricted-lowdelay") -> list[bytes]:
+                  application: str = "restricted-lowdelay", max_playback_rate: int = RTP_RATE) -> list[bytes]:
     """Mono s16 48 kHz audio -> one Opus payload per 20 ms (the last frame padded with silence).
 
     For callers that send the same recording many times (the capacity benchmark): encode once,
@@ -216,7 +231,7 @@ def encode_frames(samples: np.ndarray, bitrate: int = VOICE_BITRATE,
     """
     pad = (-samples.size) % FRAME_SAMPLES
     pcm = np.concatenate([samples.astype(np.int16), np.zeros(pad, dtype=np.int16)]).tobytes()
-    encoder = OpusEncoder(bitrate, application=application)
+    encoder = OpusEncoder(bitrate, application=application, max_playback_rate=max_playback_rate)
     step = FRAME_SAMPLES * 2
     out = []
     for i in range(0, len(pcm), step):

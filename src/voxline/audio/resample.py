@@ -33,16 +33,19 @@ class Decimator3:
     """48 kHz -> 16 kHz for a live stream: exactly a third as many samples out as in, at once.
 
     soxr's streaming resampler answers in bursts (0 or ~490 samples per 20 ms frame at HQ),
-    which holds caller audio back by up to a frame before VAD sees it. This is a 63-tap
-    Kaiser-windowed low-pass (flat to 6 kHz, -58 dB above 8.8 kHz) evaluated at every third
-    sample, with the last 62 input samples kept between calls: ~20 us a frame, 0.65 ms delay.
+    which holds caller audio back by up to a frame before VAD sees it. This is a 127-tap
+    Kaiser-windowed low-pass (cutoff 7.5 kHz: -0.6 dB at 7 kHz, below -80 dB from 8.5 kHz)
+    evaluated at every third sample, with the last 126 input samples kept between calls:
+    ~40 us a frame, 1.3 ms delay. Whisper's mel bands reach 8 kHz: the earlier 63 taps cut at
+    7 kHz lost 6 dB there and moved its features 8x further from soxr's (tests/unit/audio/
+    test_call_path.py).
     """
 
-    TAPS = 63
+    TAPS = 127
 
     def __init__(self) -> None:
         n = np.arange(self.TAPS) - (self.TAPS - 1) / 2
-        cutoff = 7_000 / 48_000
+        cutoff = 7_500 / 48_000
         taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(self.TAPS, 8.0)
         self._taps = (taps / taps.sum()).astype(np.float32)  # symmetric: correlation = convolution
         self._tail = np.zeros(self.TAPS - 1, dtype=np.float32)

@@ -19,7 +19,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voxline.audio.decode import read_audio
-from voxline.audio.opus import encode_frames, silence_frame
+from voxline.audio.opus import RTP_RATE, VOICE_BITRATE, encode_frames, silence_frame
 from voxline.audio.resample import resample_s16, to_mono_s16
 
 RATE = 48_000
@@ -74,6 +74,9 @@ class WavSource(MediaStreamTrack):
         self.samples = np.zeros(0, dtype=np.int16)
         self.played_at: float | None = None  # time.time() when sample 0 of `samples` was sent
         self.opus = False
+        # What the answer's Opus fmtp asks (`use_fmtp`), as a browser follows it.
+        self.opus_bitrate = VOICE_BITRATE
+        self.opus_max_playback_rate = RTP_RATE
         self.paced = False
         self._packets: list[bytes] | None = None
         self._clock: float | None = None
@@ -81,9 +84,17 @@ class WavSource(MediaStreamTrack):
         self._offset = 0  # pts at which `samples` started
         self._ended = asyncio.Event()
 
+    def use_fmtp(self, fmtp: dict[str, str]) -> None:
+        """Encode as the receiver asks in its answer: `maxaveragebitrate`, `maxplaybackrate` (RFC 7587)."""
+        bitrate, rate = fmtp.get("maxaveragebitrate", ""), fmtp.get("maxplaybackrate", "")
+        if bitrate.isdigit() and 6_000 <= int(bitrate) <= 510_000:
+            self.opus_bitrate = int(bitrate)
+        if rate.isdigit() and int(rate) >= 8_000:
+            self.opus_max_playback_rate = int(rate)
+
     def play(self, samples: np.ndarray) -> None:
         self.samples = samples
-        self._packets = _encoded(samples) if self.opus else None
+        self._packets = _encoded(samples, self.opus_bitrate, self.opus_max_playback_rate) if self.opus else None
         self._offset = self._pts + FRAME
         self.played_at = None
 
@@ -139,18 +150,19 @@ class WavSource(MediaStreamTrack):
         return position
 
 
-_ENCODED: dict[int, tuple[np.ndarray, list[bytes]]] = {}
+_ENCODED: dict[tuple[int, int, int], tuple[np.ndarray, list[bytes]]] = {}
 
 
-def _encoded(samples: np.ndarray) -> list[bytes]:
-    """Opus payloads of `samples`, encoded once per array (callers replay the same questions)."""
-    hit = _ENCODED.get(id(samples))
+def _encoded(samples: np.ndarray, bitrate: int = VOICE_BITRATE, max_playback_rate: int = RTP_RATE) -> list[bytes]:
+    """Opus payloads of `samples`, encoded once per array and settings (callers replay the same questions)."""
+    key = (id(samples), bitrate, max_playback_rate)
+    hit = _ENCODED.get(key)
     if hit is not None and hit[0] is samples:
         return hit[1]
     if len(_ENCODED) > 64:
         _ENCODED.clear()
-    packets = encode_frames(samples, application=MIC_APPLICATION)
-    _ENCODED[id(samples)] = (samples, packets)
+    packets = encode_frames(samples, bitrate, MIC_APPLICATION, max_playback_rate)
+    _ENCODED[key] = (samples, packets)
     return packets
 
 

@@ -19,7 +19,7 @@ from voxline.agent.conversation import has_words
 from voxline.client.audio import Recorder, WavSource, speech_end_sample
 from voxline.client.pacer import pacer
 from voxline.client.whip import WhipClient
-from voxline.rtc.sdp import first_audio_codec
+from voxline.rtc.sdp import first_audio_codec, opus_fmtp
 from voxline.rtc.send import DirectSender
 
 REPLY_DONE_QUIET_S = 0.6  # after the reply's audio ends, wait this long for more
@@ -55,7 +55,9 @@ class Caller:
 
     async def connect(self, timeout: float = 10.0) -> None:
         session = await self.client.connect(self.source, on_audio=self.recorder.on_audio)
-        self.source.opus = first_audio_codec(self.client.pc.remoteDescription.sdp) == "opus"
+        answer = self.client.pc.remoteDescription.sdp
+        self.source.opus = first_audio_codec(answer) == "opus"
+        self.source.use_fmtp(opus_fmtp(answer))
         # Before the connection is up (and aiortc's sender starts), hand the packets to the pacer.
         direct = DirectSender.for_connection(self.client.pc) if self.source.opus else None
         if direct is not None:

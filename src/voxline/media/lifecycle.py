@@ -34,6 +34,10 @@ from voxline.sessions.registry import Session, SessionLimitReached, SessionRegis
 
 log = logging.getLogger(__name__)
 
+def opus_answer_fmtp(s: Settings) -> dict[str, int]:
+    """What the answer asks of the caller's Opus encoder (RFC 7587), from `rtc_opus_*`."""
+    asked = {"maxplaybackrate": s.rtc_opus_max_playback_rate, "maxaveragebitrate": s.rtc_opus_max_bitrate}
+    return {k: v for k, v in asked.items() if v}
 
 @dataclass(frozen=True)
 class Issued:
@@ -41,7 +45,6 @@ class Issued:
 
     resume_token: str
     session_token: str
-
 
 class SessionLifecycle:
     def __init__(self, settings: Settings, bus: Bus, registry: SessionRegistry, peers: dict[str, MediaPeer],
@@ -149,7 +152,8 @@ class SessionLifecycle:
 
         s = self.settings
         peer = MediaPeer(session, self.bus, closed, s.rtc_jitter_prefetch, s.rtc_send_silence,
-                         parse_port_range(s.rtc_port_range), s.rtc_announced_address, self.peer_limits)
+                         parse_port_range(s.rtc_port_range), s.rtc_announced_address, self.peer_limits,
+                         opus_answer_fmtp(s))
         return peer
 
     async def _close_peer(self, peer: MediaPeer) -> None:

@@ -46,6 +46,7 @@ from voxline.rtc.sdp import (
     check_offer,
     filter_candidates,
     first_audio_codec,
+    with_opus_fmtp,
 )
 from voxline.rtc.send import DirectSender
 from voxline.sessions.registry import Session
@@ -93,8 +94,9 @@ class MediaPeer:
     def __init__(self, session: Session, bus: Bus, on_closed: Callable[[str, str], Awaitable[None]],
                  jitter_prefetch: int, send_silence: bool = False,
                  port_range: tuple[int, int] | None = None, announced_address: str = "",
-                 limits: PeerLimits | None = None) -> None:
+                 limits: PeerLimits | None = None, opus_fmtp: dict[str, int] | None = None) -> None:
         self.session = session
+        self.opus_fmtp = opus_fmtp or {}  # asked of the caller's Opus encoder in the answer (Settings.rtc_opus_*)
         self.limits = limits or PeerLimits()
         self.candidates_dropped = 0
         self.bus = bus
@@ -164,7 +166,7 @@ class MediaPeer:
             if sender is not None:  # the agent's voice leaves straight from here, not via aiortc's sender
                 self.playout.direct = True
                 self._spawn(self._send(sender))
-        answer: str = pc.localDescription.sdp
+        answer: str = with_opus_fmtp(pc.localDescription.sdp, self.opus_fmtp)
         return announce_address(answer, self.announced_address) if self.announced_address else answer
 
     def _refuse_other_media(self) -> None:

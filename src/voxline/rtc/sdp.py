@@ -119,3 +119,53 @@ def filter_candidates(sdp: str, allow_loopback: bool, allow_private: bool,
     if not dropped:
         return sdp, 0
     return "\r\n".join(kept) + "\r\n", dropped
+
+
+def _opus_payload(lines: list[str]) -> str | None:
+    """The payload type of Opus on the first audio m-line, if it has Opus."""
+    in_audio = False
+    for line in lines:
+        if line.startswith("m="):
+            if in_audio:
+                return None
+            in_audio = line.startswith("m=audio ")
+        elif in_audio and line.startswith("a=rtpmap:") and " opus/" in line.lower():
+            return line[len("a=rtpmap:"):].split(" ", 1)[0]
+    return None
+
+
+def opus_fmtp(sdp: str) -> dict[str, str]:
+    """The Opus format parameters (RFC 7587) of the first audio m-line: `{"maxplaybackrate": "16000", ...}`."""
+    lines = sdp.splitlines()
+    payload = _opus_payload(lines)
+    line = next((x for x in lines if payload is not None and x.startswith(f"a=fmtp:{payload} ")), None)
+    if line is None:
+        return {}
+    pairs = (p.strip().partition("=") for p in line.split(" ", 1)[1].split(";"))
+    return {k.strip().lower(): v.strip() for k, _, v in pairs if k.strip()}
+
+
+def with_opus_fmtp(sdp: str, params: dict[str, int]) -> str:
+    """`sdp` (an answer) with `params` added to the first audio m-line's Opus `a=fmtp` line.
+
+    What a receiver puts there the caller's encoder follows (RFC 7587; browsers do): with
+    `maxplaybackrate=16000` it codes wideband only, spending every bit below 8 kHz, which is
+    all Whisper hears; `maxaveragebitrate` keeps its bitrate (a browser would otherwise drop to
+    its wideband default of 20 kbit/s). aiortc's answer carries no Opus fmtp at all.
+    """
+    sep = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(sep)
+    payload = _opus_payload(lines)
+    if payload is None or not params:
+        return sdp
+    fmtp = f"a=fmtp:{payload} "
+    at = next((i for i, x in enumerate(lines) if x.startswith(fmtp)), None)
+    current = opus_fmtp(sdp) if at is not None else {}
+    merged = {**current, **{k: str(v) for k, v in params.items()}}
+    line = fmtp + ";".join(f"{k}={v}" for k, v in merged.items())
+    if at is not None:
+        lines[at] = line
+    else:
+        rtpmap = next(i for i, x in enumerate(lines) if x.startswith(f"a=rtpmap:{payload} "))
+        lines.insert(rtpmap + 1, line)
+    return sep.join(lines)
