@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import zlib
 from collections.abc import Callable
 
 import numpy as np
 
+from spoken import NOISE_FLOOR_DBFS
 from voxline.audio.resample import resample_s16
+from voxline.bench.voices import noise_floor
 from voxline.client.audio import RATE
 
 # Words that carry no meaning of their own: a check that two texts say the same thing must
@@ -41,11 +44,18 @@ def says_the_same(heard: str, said: str, share: float = 0.5) -> bool:
     return len(words(heard) & expected) >= max(1, round(share * len(expected)))
 
 
-def at48k(pcm16k: bytes, pad_s: float = 0.3) -> np.ndarray:
-    """16 kHz speech as the caller's 48 kHz microphone samples, after `pad_s` of silence."""
-    pad = np.zeros(int(pad_s * RATE), dtype=np.int16)
+def floor48k(seconds: float, seed: int = 0) -> np.ndarray:
+    """`seconds` of the spoken tests' noise floor as 48 kHz samples (a microphone's hiss)."""
+    return noise_floor(int(seconds * RATE), NOISE_FLOOR_DBFS, seed)
+
+
+def at48k(pcm16k: bytes, pad_s: float = 0.3, tail_s: float = 2.0) -> np.ndarray:
+    """16 kHz speech as the caller's 48 kHz microphone samples: `pad_s` of the noise floor
+    before it and `tail_s` after it (what the end of the turn is heard over; the caller's
+    `say` still returns the end of the speech)."""
     speech = np.frombuffer(resample_s16(pcm16k, 16_000, RATE), dtype=np.int16)
-    return np.concatenate([pad, speech])
+    seed = zlib.crc32(pcm16k[:4000])
+    return np.concatenate([floor48k(pad_s, seed), speech, floor48k(tail_s, seed + 1)])
 
 
 def tone(freq: float = 440.0, seconds: float = 1.0, amplitude: int = 8_000, rate: int = RATE) -> np.ndarray:

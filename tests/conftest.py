@@ -8,14 +8,15 @@ import socket
 import subprocess
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import pytest
 
-from voxline.audio.resample import resample_s16
+from spoken import Corpus, Speech, voice_for
+from voxline.bench.voices import voice_named
 from voxline.rtc.hooks import use_host_addresses
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -80,33 +81,33 @@ def vad_model():
     return SileroModel()
 
 
-def espeak_pcm16k(text: str) -> bytes:
-    """Speech for `text` from Debian's espeak-ng, as 16 kHz mono s16le."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        pytest.fail("espeak-ng is not installed (make test installs it)")
-    wav = subprocess.run([exe, "-s", "150", "--stdout", text], check=True, capture_output=True).stdout
-    import io
-
-    with wave.open(io.BytesIO(wav)) as w:
-        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
-    return resample_s16(pcm, rate, 16_000)
-
-
 @pytest.fixture(scope="session")
-def speech() -> Callable[[str], bytes]:
-    """`speech(text)` -> 16 kHz mono s16le PCM of that text spoken (cached)."""
-    cache: dict[str, bytes] = {}
+def corpus(request: pytest.FixtureRequest) -> Corpus:
+    """The session's spoken utterances (`tests/spoken.py`), also kept under pytest's cache."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed (make test installs it)")
+    cache = getattr(request.config, "cache", None)
+    return Corpus(cache.mkdir("voxline-speech") if cache is not None else None)
 
-    def make(text: str) -> bytes:
-        if text not in cache:
-            cache[text] = espeak_pcm16k(text)
-        return cache[text]
 
-    return make
+@pytest.fixture
+def speech(corpus: Corpus, request: pytest.FixtureRequest) -> Speech:
+    """`speech(text)` -> 16 kHz mono s16le of `text` in this test's voice, over a noise floor.
+
+    The voice is fixed by the test's node ID (`@pytest.mark.voice(label)` sets it); a failure's
+    report names it.
+    """
+    marker = request.node.get_closest_marker("voice")
+    voice = voice_named(marker.args[0]) if marker is not None else voice_for(request.node.nodeid)
+    spoken = Speech(corpus, voice)
+    if spoken.needs_piper():
+        corpus.use_tts(request.getfixturevalue("tts"))
+    request.node.add_report_section("call", "speech", f"this test speaks in the voice {spoken.voice!r}")
+    return spoken
 
 
 def silence(seconds: float, rate: int = 16_000) -> bytes:
+    """Digital silence (what no microphone sends: spoken tests use `spoken.floor16k`)."""
     return np.zeros(int(seconds * rate), dtype=np.int16).tobytes()
 
 

@@ -23,6 +23,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from metrics_text import parse_metrics
+from sentences import STATEMENTS
 from voxline.audio.resample import resample_s16
 from voxline.config import Settings
 from voxline.modelserver.app import create_service_app, serve
@@ -33,7 +34,7 @@ from voxline.services.tts.openai import OpenAITTS
 
 pytestmark = pytest.mark.models
 
-STT_TEXT = "Please turn on the kitchen lights."
+STT_TEXT = STATEMENTS[0]  # "Please turn on the kitchen lights."
 TTS_TEXT = "The weather is sunny today."
 HI: list[dict[str, str]] = [{"role": "user", "content": "Say hello in one short sentence."}]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sentences import STATEMENTS
 from voxline.config import Settings
 from voxline.services import factory, model_files
 
@@ -43,7 +44,7 @@ async def test_a_whisper_directory_of_your_own_is_the_stt(speech: Callable[[str]
     stt = factory.build_stt(settings)
     try:
         assert stt.name == "whisper-model" and stt.language == "en"
-        text = await stt.transcribe(speech("Please turn on the kitchen lights."))
+        text = await stt.transcribe(speech(STATEMENTS[0]))
         assert "kitchen" in text.lower(), text
     finally:
         await stt.close()

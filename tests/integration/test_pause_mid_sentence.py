@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from audio_helpers import at48k, words
+from sentences import PAUSED
+from spoken import floor16k
 from voxline.agent.conversation import has_words
 from voxline.client.caller import Caller
 
@@ -13,8 +15,8 @@ PAUSE_S = 1.2  # longer than the old fixed 500 ms end of turn, shorter than max_
 
 
 async def test_a_pause_at_an_unfinished_point_is_not_answered_and_the_whole_utterance_is(voice_server, speech) -> None:
-    first, rest = speech("I would like to book a table for"), speech("two people at seven tonight.")
-    pcm = first + bytes(int(PAUSE_S * 16_000) * 2) + rest
+    first, rest = speech(PAUSED[0]), speech(PAUSED[1])
+    pcm = first + floor16k(PAUSE_S) + rest
     async with Caller(voice_server.url) as caller:
         said_end = await caller.say(at48k(pcm))
         assert await caller.wait_reply_done(after=1, timeout=90), caller.events[-12:]

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from audio_helpers import at48k
+from sentences import SPRING
 from tests.integration.conftest import start_server, stop_server
 from tests.integration.test_http_api import make_offer, post_offer
 from voxline.bench.system import free_port
@@ -212,7 +213,7 @@ async def test_no_secret_in_the_logs_of_a_real_process_that_uses_them(speech, tm
             # refused with a wrong token that contains the right one
             assert await _status(http, "GET", f"{url}/sessions", headers={"Authorization": f"Bearer x{TOKEN}"}) == 401
         async with Caller(url, token=TOKEN) as caller:
-            question = at48k(speech("What is the capital of France?"))
+            question = at48k(speech(SPRING.text))
             await caller.say(question)  # turn 1: the LLM vendor refuses (and quotes the key)
             assert await caller.wait_for(lambda e: e["type"] == "error", 30), caller.events
             assert await caller.wait_reply_done(after=1, timeout=30)

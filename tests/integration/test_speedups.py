@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from audio_helpers import at48k, until, words
+from audio_helpers import at48k, floor48k, until, words
+from sentences import PLANET, QUESTIONS, SPAIN, SPLIT, STATEMENTS, STOP, STORY
 from voxline.audio.resample import resample_s16
 from voxline.client.audio import RATE, speech_end_sample
 from voxline.client.call import call
@@ -24,7 +25,7 @@ from .conftest import Running, start_server, stop_server
 
 pytestmark = pytest.mark.models
 # Each question with words a sensible answer contains.
-QUESTIONS = {"What is the capital of France?": {"paris", "france"}, "What color is the sky?": {"blue", "sky"}}
+ON_TOPIC = {SPAIN: {"madrid", "spain"}, PLANET: {"earth", "planet"}}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +37,9 @@ async def plain_server(models) -> AsyncIterator[Running]:  # type: ignore[no-unt
 
 
 async def test_speculative_replies_change_no_words(voice_server, plain_server, speech) -> None:
-    for question, answer_words in QUESTIONS.items():
-        fast = await call(voice_server.url, at48k(speech(question)))
-        plain = await call(plain_server.url, at48k(speech(question)))
+    for question, answer_words in ON_TOPIC.items():
+        fast = await call(voice_server.url, at48k(speech(question.text)))
+        plain = await call(plain_server.url, at48k(speech(question.text)))
         assert fast.error is None and plain.error is None
         assert fast.turn_metrics[-1]["speculative"] is True
         assert plain.turn_metrics[-1]["speculative"] is False
@@ -46,9 +47,8 @@ async def test_speculative_replies_change_no_words(voice_server, plain_server, s
         # Whisper may differ by a word, and llama.cpp's greedy output is not bit-stable across
         # KV-cache states; what must hold either way: the question's words are heard, and the
         # answer is on topic.
-        key = {w for w in words(question) if w not in {"what", "the"}}
         for result in (fast, plain):
-            assert key <= words(result.transcript), result.transcript
+            assert question.heard <= words(result.transcript), result.transcript
             assert answer_words & words(result.reply_text), result.reply_text
 
 
@@ -67,11 +67,7 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 
 async def test_whisper_short_window_transcribes_no_worse_than_the_full_window(stt, speech) -> None:
-    texts = ["What is the capital of France?", "Can you recommend a good breakfast?",
-             "Tell me a long story about a brave knight and a dragon.", "How many days are in a week?",
-             "What color is the sky?", "How do I boil an egg?", "Stop. What is two plus two?",
-             "I would like to book a table for two people tomorrow evening at seven.",
-             "Please turn off the lights in the kitchen.", "Why is the ocean salty?"]
+    texts = [*(q.text for q in QUESTIONS[2:6]), STORY, STOP.text, *STATEMENTS[1:5]]
     saved = stt.window_s
     totals = {}
     try:
@@ -91,11 +87,11 @@ async def test_whisper_short_window_transcribes_no_worse_than_the_full_window(st
 async def test_no_reply_before_the_caller_finishes_and_none_cut_short(voice_server, speech, stt) -> None:
     # A pause inside the question, shorter than the end-of-turn silence but longer than the
     # point where speculation starts: the early work must be dropped, not spoken.
-    first = at48k(speech("What is the capital"))
-    first = first[:speech_end_sample(first)]  # espeak ends with silence of its own
-    second = at48k(speech("of France?"), pad_s=0.0)
+    first = at48k(speech(SPLIT[0]))
+    first = first[:speech_end_sample(first)]  # the voice ends with silence of its own
+    second = at48k(speech(SPLIT[1]), pad_s=0.0)
     second = second[np.flatnonzero(np.abs(second) > 500)[0]:]
-    pause = np.zeros(int(0.35 * RATE), dtype=np.int16)
+    pause = floor48k(0.35)
     question = np.concatenate([first, pause, second])
     result = await call(voice_server.url, question)
     assert result.error is None
@@ -104,7 +100,7 @@ async def test_no_reply_before_the_caller_finishes_and_none_cut_short(voice_serv
     # then the caller goes on, and the next turn continues it: transcribed whole, marked
     # `continued` (the page merges it into the first). One answer, to the whole question.
     assert finals and all(f["continued"] for f in finals[1:]), finals
-    assert {"capital", "france"} <= words(finals[-1]["text"])
+    assert SPAIN.heard <= words(finals[-1]["text"]), finals
     # An early reply may have been written before the caller went on; it is never heard (the
     # voice-to-voice check below: the first reply sound comes after the whole question).
     replies = [e for e in result.events if e["type"] == "agent.text" and e.get("final")]
@@ -123,8 +119,7 @@ async def test_callers_waiting_at_once_are_transcribed_in_one_batch_with_the_sam
     import asyncio
     import threading
 
-    texts = ["What is the capital of France?", "How many days are in a week?", "Why is the ocean salty?",
-             "Please turn off the lights in the kitchen."]
+    texts = [QUESTIONS[6].text, QUESTIONS[7].text, STATEMENTS[5], STATEMENTS[6]]
     alone = [stt.transcribe_sync(speech(t)) for t in texts]
     batches: list[int] = []
     real = stt._short_windows

@@ -320,6 +320,7 @@ class GoodbyeSTT:
 
 async def test_end_call_hangs_up_after_the_goodbye_is_heard(vad_model, tts, speech) -> None:
     """Over real WebRTC: the model calls end_call, says goodbye, the caller hears it, then the call ends."""
+    from sentences import GOODBYE
     from tests.audio_helpers import at48k
     from tests.integration.conftest import start_server, stop_server
     from voxline.client.caller import Caller
@@ -337,7 +338,7 @@ async def test_end_call_hangs_up_after_the_goodbye_is_heard(vad_model, tts, spee
     running, cleanup = await start_server(settings, models)
     try:
         async with Caller(running.url) as caller:
-            said = await caller.say(at48k(speech("Thanks, that is all. Goodbye!")))
+            said = await caller.say(at48k(speech(GOODBYE)))
             ended = await caller.wait_for(lambda e: e["type"] == "session.ended", 60)
             assert ended is not None and ended["reason"] == "agent ended the call", caller.events
             heard = caller.first_sound_after(said)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sentences import TURN_ENDS
 from voxline.services.turn_model import SmartTurn, model_path
 
 pytestmark = pytest.mark.models
@@ -22,7 +23,7 @@ def smart_turn(turn_model: SmartTurn) -> SmartTurn:
 
 async def test_scores_are_probabilities_and_pauses_of_many_sessions_share_one_call(
         smart_turn: SmartTurn, speech: Callable[[str], bytes]) -> None:
-    clips = [speech("What time is it?"), speech("I would like to book a table for"), speech("Hello there.")]
+    clips = [speech(text) for text in TURN_ENDS]
     before = smart_turn.calls
     scores = await asyncio.gather(*(smart_turn.score(c) for c in clips))
     assert all(s is not None and 0.0 <= s <= 1.0 for s in scores)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from audio_helpers import at48k, says_the_same, until, words
+from sentences import MONTHS, PLANET, SPAIN, STOP, STORY, STORY_WORDS
 from tests.integration.conftest import start_server, stop_server
 from voxline.audio.resample import resample_s16
 from voxline.bus.codec import AudioKind, AudioMessage
@@ -27,13 +28,13 @@ async def test_a_spoken_question_gets_a_spoken_answer_and_no_model_runs_on_the_l
     STT/LLM/TTS run", checked where it can fail: every STT, LLM and TTS call of the turn ran
     on a model thread, none on the event loop's thread (which also carries the media)."""
     loop_thread = threading.current_thread().name
-    result = await call(voice_server.url, at48k(speech("What is the capital of France?")), timeout=60)
+    result = await call(voice_server.url, at48k(speech(SPAIN.text)), timeout=60)
     ran = {model for model, _ in model_work["threads"]}
     assert ran >= {"stt", "llm", "tts"}, model_work["threads"]
     on_loop = [model for model, thread in model_work["threads"] if thread == loop_thread]
     assert not on_loop, f"model calls ran on the event loop's thread: {on_loop}"
     assert result.error is None
-    assert {"capital", "france"} <= words(result.transcript)
+    assert SPAIN.heard <= words(result.transcript), result.transcript
     assert result.reply_text.strip()
     assert result.voice_to_voice_ms is not None and result.voice_to_voice_ms > 0
     # The reply really came back as audio on the same peer connection, and says the words.
@@ -51,7 +52,6 @@ async def test_a_spoken_question_gets_a_spoken_answer_and_no_model_runs_on_the_l
 # process's loop, which also runs the caller (the model threads share its two cores).
 FRAME_S = 0.02
 DELIVERY_MARGIN_S = 0.06
-STORY = "Tell me a long story about a brave knight and a dragon."
 QUEUED_S = 2.0
 GREETING = ("Hello, and welcome to the voxline test line. I can answer questions about many things. "
             "Ask me about the weather, the capital of a country, or a simple sum. "
@@ -143,7 +143,7 @@ async def test_barge_in_pauses_within_a_frame_and_stops_the_replys_llm_and_tts(m
        encoded; DELIVERY_MARGIN_S for the pause marker's trip over the bus), and no frame the
        caller receives (matched by RTP timestamp) was sent later than that;
     2. the interruption is real: no greeting audio goes out after it until the story starts.
-    Then the caller cuts into the story ("Stop. What is two plus two?"):
+    Then the caller cuts into the story (STOP: "Stop. What is four plus three?"):
     3. the story's LLM, still writing, makes at most one token more, and its TTS starts no new
        sentence (both counted in the model threads); the new question is answered aloud.
 
@@ -152,6 +152,7 @@ async def test_barge_in_pauses_within_a_frame_and_stops_the_replys_llm_and_tts(m
     frames sent before the pause were seen to arrive 0.4-2 s late. The RTP timestamp ties
     each received frame to the moment the server sent it.
     """
+    story_asked, stop_asked = at48k(speech(STORY), pad_s=0.0), at48k(speech(STOP.text), pad_s=0.0)  # made before the call
     await models.warm()
     running, cleanup = await start_server(Settings(max_sessions=2, session_create_rate_per_min=1000,
                                                    llm_max_tokens=STORY_TOKENS, greeting=GREETING), models)
@@ -162,7 +163,7 @@ async def test_barge_in_pauses_within_a_frame_and_stops_the_replys_llm_and_tts(m
             # Cut in once the greeting is playing with QUEUED_S of it still queued (what is
             # measured is timed by the server's events and frames, not by this wait).
             assert await until(lambda: len(playout.buffer) >= QUEUED_S * RATE * 2, 60), summary(caller, model_work)
-            await caller.say(at48k(speech(STORY), pad_s=0.0))
+            await caller.say(story_asked)
             began = caller.source.played_at
             assert began is not None
             interruption = await caller.wait_for(lambda e: e["type"] == "interruption", 20)
@@ -198,19 +199,19 @@ async def test_barge_in_pauses_within_a_frame_and_stops_the_replys_llm_and_tts(m
 
             # 3: cut into the story while its LLM is writing.
             assert await until(lambda: caller.first_sound_after(story["ts"]) is not None, 10), "the story was not heard"
-            said_end = await caller.say(at48k(speech("Stop. What is two plus two?"), pad_s=0.0))
+            said_end = await caller.say(stop_asked)
             second = await caller.wait_for(lambda e: e["type"] == "interruption" and e["turn"] >= 2, 20)
             assert second is not None, summary(caller, model_work)
             # "Stop." alone may end a turn first (a complete sentence, then a pause); the question
             # then continues it or follows it: wait for the transcript that holds the question.
             finals = await caller.wait_for(lambda e: e["type"] == "transcript.final" and e["turn"] > second["turn"]
-                                           and bool({"two", "plus"} & words(e["text"])), 60)
+                                           and bool(STOP.heard & words(e["text"])), 60)
             assert finals is not None, summary(caller, model_work)
-            assert await until(lambda: any({"knight", "story", "dragon"} & words(a) for _, a in model_work["llm_end"]),
+            assert await until(lambda: any(STORY_WORDS & words(a) for _, a in model_work["llm_end"]),
                                60), "the interrupted story's LLM stream did not end:\n" + summary(caller, model_work)
-            asked_story = [a for _, a in model_work["llm_end"] if {"knight", "story", "dragon"} & words(a)]
-            story_tokens = [t for t, a in model_work["llm"] if {"knight", "story", "dragon"} & words(a)]
-            ended = [t for t, a in model_work["llm_end"] if {"knight", "story", "dragon"} & words(a)]
+            asked_story = [a for _, a in model_work["llm_end"] if STORY_WORDS & words(a)]
+            story_tokens = [t for t, a in model_work["llm"] if STORY_WORDS & words(a)]
+            ended = [t for t, a in model_work["llm_end"] if STORY_WORDS & words(a)]
             assert ended[-1] > second["ts"] - 0.05, "the story was written before the caller cut in: nothing was measured"
             after = [t for t in story_tokens if t > second["ts"]]
             print(f"the story's LLM made {len(story_tokens)} tokens, {len(after)} after the interruption; "
@@ -232,11 +233,11 @@ async def test_two_concurrent_sessions_never_mix(voice_server, speech) -> None:
     a, b = Caller(voice_server.url), Caller(voice_server.url)
     await asyncio.gather(a.connect(), b.connect())
     try:
-        await asyncio.gather(a.say(at48k(speech("What is the capital of France?"))),
-                             b.say(at48k(speech("What color is the sky?"))))
+        # Two callers, two voices.
+        await asyncio.gather(a.say(at48k(speech(SPAIN.text))), b.say(at48k(speech(PLANET.text, voice=speech.other))))
         done = await asyncio.gather(a.wait_reply_done(1, 90), b.wait_reply_done(1, 90))
         assert all(done), (a.events, b.events)
-        for caller, mine, theirs in ((a, "france", "sky"), (b, "sky", "france")):
+        for caller, mine, theirs in ((a, "spain", "planet"), (b, "planet", "spain")):
             assert all(e["session_id"] == caller.session_id for e in caller.events)
             heard = " ".join(e["text"] for e in caller.of_type("transcript.final"))
             assert mine in words(heard) and theirs not in words(heard)
@@ -248,7 +249,7 @@ async def test_two_concurrent_sessions_never_mix(voice_server, speech) -> None:
 
 
 async def test_audio_reaches_the_agent_only_while_listening(voice_server, speech) -> None:
-    question = at48k(speech("What is the capital of France?"))
+    question = at48k(speech(MONTHS.text))
     async with Caller(voice_server.url) as caller:
         await caller.client.set_listening(False)
         await caller.say(question)

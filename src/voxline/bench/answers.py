@@ -26,7 +26,7 @@ from voxline.bench.answers_corpus import GROUPS, Item, answer_right, heard_right
 from voxline.bench.answers_report import answers_report, answers_report_text
 from voxline.bench.stats import emit_report
 from voxline.bench.system import ServerProcess, free_port, machine_info
-from voxline.bench.wer import VOICES, Speaker
+from voxline.bench.voices import VOICES, Speaker
 
 LEAD_IN_S = 0.3
 GAP_S = 0.2

@@ -11,16 +11,12 @@ Five kinds of case, each a caller's script:
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from voxline.audio.resample import resample_s16
+from voxline.bench import voices
 from voxline.client.audio import RATE
 
 KINDS = ("question", "paused", "backchannel", "interruption", "echo")
@@ -56,15 +52,8 @@ class Case:
 
 def espeak(text: str, variant: int = 0) -> np.ndarray:
     """`text` spoken by espeak-ng in one of VOICES, as 48 kHz mono s16."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
     voice, rate = VOICES[variant % len(VOICES)]
-    wav = subprocess.run([exe, "-v", voice, "-s", str(rate), "--stdout", text], check=True,
-                         capture_output=True, timeout=30).stdout
-    with wave.open(io.BytesIO(wav)) as w:
-        pcm, src = w.readframes(w.getnframes()), w.getframerate()
-    return np.frombuffer(resample_s16(pcm, src, RATE), dtype=np.int16)
+    return np.frombuffer(voices.espeak(text, voice, rate, RATE), dtype=np.int16)
 
 
 def cough(variant: int = 0, seconds: float = 0.25) -> np.ndarray:

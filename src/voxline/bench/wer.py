@@ -10,13 +10,9 @@ utterance the two heard differently.
 from __future__ import annotations
 
 import argparse
-import io
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
-import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +23,7 @@ import numpy as np
 from voxline.audio.resample import resample_s16
 from voxline.bench.stats import emit_report, format_table
 from voxline.bench.system import ServerProcess, free_port, machine_info
+from voxline.bench.voices import VOICES, Speaker
 
 TEXTS = (
     "How many legs does a spider have?", "What color is the sky on a clear day?", "Who wrote Romeo and Juliet?",
@@ -37,13 +34,6 @@ TEXTS = (
     "How long does it take to fly to London?", "What time does the bank open tomorrow?",
     "Can you set a timer for ten minutes?", "Where do penguins live?",
 )
-# (label, engine, voice or length scale, words per minute)
-VOICES: tuple[tuple[str, str, str, int], ...] = (
-    ("espeak en-us 150", "espeak", "en-us", 150), ("espeak en-gb 175", "espeak", "en-gb", 175),
-    ("espeak en-us+f3 130", "espeak", "en-us+f3", 130), ("espeak en-gb-x-rp 190", "espeak", "en-gb-x-rp", 190),
-    ("espeak en-us+m3 165", "espeak", "en-us+m3", 165), ("piper joe 1.0", "piper", "1.0", 0),
-    ("piper joe 0.8 (fast)", "piper", "0.8", 0), ("piper joe 1.25 (slow)", "piper", "1.25", 0),
-)
 
 
 @dataclass
@@ -51,28 +41,6 @@ class Utterance:
     text: str
     voice: str
     pcm16k: bytes
-
-
-class Speaker:
-    """Says a text in one of VOICES at 16 kHz (espeak-ng, or Piper loaded on first use)."""
-
-    def __init__(self) -> None:
-        espeak = shutil.which("espeak-ng")
-        if espeak is None:
-            raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
-        self.espeak = espeak
-        self._piper: Any = None
-
-    def __call__(self, text: str, voice: tuple[str, str, str, int]) -> bytes:
-        _, engine, name, wpm = voice
-        if engine == "espeak":
-            wav = subprocess.run([self.espeak, "-v", name, "-s", str(wpm), "--stdout", text], check=True,
-                                 capture_output=True, timeout=30).stdout
-            with wave.open(io.BytesIO(wav)) as w:
-                return resample_s16(w.readframes(w.getnframes()), w.getframerate(), 16_000)
-        if self._piper is None:
-            self._piper = _piper()
-        return bytes(self._piper(text, float(name)))
 
 
 def corpus(texts: Sequence[str] = TEXTS, per_text: int = 2) -> list[Utterance]:
@@ -84,21 +52,6 @@ def corpus(texts: Sequence[str] = TEXTS, per_text: int = 2) -> list[Utterance]:
             voice = VOICES[(i + 3 * k) % len(VOICES)]
             out.append(Utterance(text, voice[0], speak(text, voice)))
     return out
-
-
-def _piper() -> Any:
-    from piper import SynthesisConfig
-
-    from voxline.services.tts.piper import PiperTTS
-
-    tts = PiperTTS()
-
-    def say(text: str, length_scale: float) -> bytes:
-        config = SynthesisConfig(volume=0.8, length_scale=length_scale)
-        pcm = b"".join(chunk.audio_int16_bytes for chunk in tts.voice.synthesize(text, config))
-        return resample_s16(pcm, tts.sample_rate, 16_000)
-
-    return say
 
 
 def normalize(text: str) -> list[str]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from audio_helpers import dominant_hz, tone
+from sentences import ICE, MONTHS, SPAIN, STATEMENTS, STOP, STORY, TURN_ENDS
+from spoken import Corpus, floor16k
 from voxline.audio.opus import FRAME_SAMPLES, RTP_RATE, OpusDecoder, OpusEncoder, encode_frames, silence_frame
+from voxline.bench.voices import VOICES
 from voxline.rtc.sdp import first_audio_codec
 from voxline.services.threads import ModelThread
 from voxline.services.vad import WINDOW_BYTES, SileroModel, SileroStream, VadBatcher
@@ -105,10 +107,7 @@ def test_first_audio_codec_reads_the_first_payload_type_of_the_audio_line() -> N
 
 # -- VAD ------------------------------------------------------------------------------------
 
-TEXTS = ["Hello there, how are you today?", "What is the capital of France?",
-         "Please turn off the lights in the kitchen.", "Tell me a story about a dragon.",
-         "How many days are in a week?", "Why is the ocean salty?",
-         "I would like to book a table for two.", "Stop. What is two plus two?"]
+TEXTS = [TURN_ENDS[2], SPAIN.text, STATEMENTS[0], STORY, MONTHS.text, ICE.text, STATEMENTS[1], STOP.text]
 FRAME_16K = 640  # 20 ms of s16 at 16 kHz
 
 
@@ -125,9 +124,12 @@ def fed_in(model: SileroModel, pcm: bytes, step: int) -> list[tuple[bytes, float
 
 
 @pytest.fixture(scope="module")
-def utterances(speech: Callable[[str], bytes]) -> list[bytes]:
-    silence = bytes(FRAME_16K * 10)  # 200 ms each side: speech and non-speech both
-    return [silence + speech(text) + silence for text in TEXTS]
+def utterances(corpus: Corpus, request: pytest.FixtureRequest) -> list[bytes]:
+    """Each text in the next of the corpus's voices, with 200 ms of the noise floor each side
+    (speech and non-speech both)."""
+    corpus.use_tts(request.getfixturevalue("tts"))
+    return [floor16k(0.2, i) + corpus(text, VOICES[i % len(VOICES)]) + floor16k(0.2, i + 100)
+            for i, text in enumerate(TEXTS)]
 
 
 @pytest.mark.models
@@ -141,7 +143,7 @@ def test_vad_gives_the_same_probabilities_fed_20ms_at_a_time_or_in_big_chunks(va
     assert len(small) == len(pcm) // WINDOW_BYTES
     assert b"".join(w for w, _ in small) == pcm[:len(small) * WINDOW_BYTES]
     probs = np.array(probabilities(small))
-    assert probs.max() > 0.8 and probs[:5].max() < 0.3  # speech is found, the lead-in silence is not
+    assert probs.max() > 0.8 and probs[:5].max() < 0.3  # speech is found, the lead-in noise floor is not
 
 
 @pytest.mark.models

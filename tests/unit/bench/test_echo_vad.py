@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from sentences import OVER_REPLY
 from voxline.bench.turns_echo import EchoCase, run_case
 
 
 def test_looped_back_reply_starts_no_speech_but_a_caller_over_it_does(vad_model, speech) -> None:
     reply = np.frombuffer(speech("The capital of France is Paris, a large city on the river Seine, "
                                  "famous for its museums and its food."), dtype=np.int16)
-    caller = np.frombuffer(speech("Wait, stop. I have a different question."), dtype=np.int16)
+    caller = np.frombuffer(speech(OVER_REPLY), dtype=np.int16)
     raw = run_case(vad_model, reply, caller, EchoCase(120, -10), "none")
     assert raw.false_starts >= 1  # without it, the agent's own voice is speech
     cleaned = run_case(vad_model, reply, caller, EchoCase(120, -10), "voxline")
