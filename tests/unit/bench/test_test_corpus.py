@@ -8,7 +8,7 @@ import pytest
 from sentences import QUESTIONS, bench_sentence_in, every_sentence
 from spoken import NOISE_FLOOR_DBFS, Corpus, level_dbfs, seed_of, voice_for
 from voxline.bench import answers_corpus, latency, turns_corpus, wer
-from voxline.bench.voices import VOICES, noise_floor, over_floor
+from voxline.bench.voices import VOICES, noise_floor, over_floor, voice_named
 
 
 def test_no_test_sentence_is_a_benchmark_question() -> None:
@@ -62,3 +62,14 @@ def test_speech_is_never_digitally_silent_and_the_same_each_time() -> None:
     windows = samples[: samples.size // 320 * 320].reshape(-1, 320)  # 20 ms
     assert (np.abs(windows).max(axis=1) > 0).all()  # espeak's own silences are under the floor
     assert over_floor(bytes(640), NOISE_FLOOR_DBFS, seed_of("a")) != bytes(640)
+
+
+@pytest.mark.models
+def test_piper_in_the_corpus_says_a_text_the_same_way_twice(tts) -> None:  # type: ignore[no-untyped-def]
+    """Piper draws noise in its model on every call; the corpus turns it off, or a failing
+    test would not hear the same audio when it is run again."""
+    piper = voice_named("piper joe 0.8 (fast)")
+    first, again = Corpus(None), Corpus(None)
+    first.use_tts(tts)
+    again.use_tts(tts)
+    assert first(QUESTIONS[1].text, piper) == again(QUESTIONS[1].text, piper)
