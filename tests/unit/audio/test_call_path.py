@@ -14,7 +14,7 @@ import pytest
 from voxline.agent.turns import SpeechEnded, TurnConfig, TurnDetector
 from voxline.audio.opus import OpusDecoder, encode_frames
 from voxline.audio.resample import Decimator3, resample_s16
-from voxline.bench.wer import VOICES, Speaker
+from voxline.bench.voices import VOICES, Speaker
 
 # Not benchmark questions (those are what the benchmarks measure).
 SENTENCES = ("The fisherman mended his nets beside the harbour wall.", "Seven silver spoons lay on the table.")
