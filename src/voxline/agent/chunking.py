@@ -49,6 +49,14 @@ def _count_words(text: str) -> int:
     return sum(1 for w in text.split() if any(c.isalnum() for c in w))
 
 
+_NUMBERS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+            "twenty", "thirty", "forty", "fifty", "hundred", "thousand", "million", "billion"}
+
+
+def _is_number(word: str) -> bool:
+    return word in _NUMBERS or any(c.isdigit() for c in word)
+
+
 def _bare(word: str) -> str:
     return re.sub(r"[^\w'.]", "", word.lower()).strip(".'")
 
@@ -125,7 +133,10 @@ class SentenceChunker:
 
         def can_end(k: int) -> bool:
             word = _bare(words[k - 1].group())
-            return word not in _NO_END and not self._is_abbreviation(words[k - 1].group())
+            if word in _NO_END or self._is_abbreviation(words[k - 1].group()):
+                return False
+            # A number before its noun ("about seven | hours") is cut off; before "is", "and"... it is not.
+            return not (_is_number(word) and k < len(words) and _bare(words[k].group()) not in _STARTS)
 
         for k in candidates:
             if can_end(k) and _bare(words[k].group()) in _STARTS:

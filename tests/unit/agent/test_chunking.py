@@ -218,3 +218,9 @@ def test_word_cuts_lose_and_double_no_word(parts: list[str], rnd) -> None:
     assert words(" ".join(out)) == words(clean_for_speech(text))
     if out:
         assert len([w for w in out[0].split() if any(ch.isalnum() for ch in w)]) <= 6, out[0]  # limit + 2 at most
+
+
+def test_a_first_piece_does_not_cut_a_number_from_its_noun() -> None:
+    assert pieces("It takes about seven hours to fly from New York to London.")[0] == "It takes about seven hours"
+    assert pieces("There are 12 months in every year of the calendar.")[0] == "There are 12 months"
+    assert pieces(LONG)[0] == "Two plus two"  # a number before "is" still ends a phrase
