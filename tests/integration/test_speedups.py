@@ -187,3 +187,19 @@ async def test_replies_asked_at_once_are_generated_together_with_the_same_words(
     assert len(t1) > 3 and len(t2) > 3
     assert t2[0] < t1[-1] and t1[0] < t2[-1], "one reply waited for the other to end"
     assert [first, second] == alone
+
+
+def test_a_full_kv_cache_drops_the_caches_of_idle_slots_not_a_reply(llm) -> None:
+    """The replies share one KV cache smaller than all their contexts together: when it is full,
+    what idle slots kept (only for a prefix) gives way, and the reply's tokens go in."""
+    from voxline.services.llm.sequences import Entry, Sequences
+
+    seqs = Sequences(llm.llama, slots=3, n_ctx=256, threads=1, n_batch=128, cells=256)
+    try:
+        for slot in (0, 1):  # two finished replies' caches: 240 of the 256 cells
+            seqs.decode([Entry(slot, list(range(100, 220)), 0, False)])
+        where = seqs.decode([Entry(2, list(range(300, 360)), 0, True)], spare=[0, 1])
+        assert where == [59]
+        assert seqs.cached[0] == seqs.cached[1] == [] and len(seqs.cached[2]) == 60
+    finally:
+        seqs.close()

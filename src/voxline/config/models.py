@@ -26,7 +26,7 @@ class ModelSettings(BaseModel):
     llm_max_tokens: Annotated[int, Field(ge=1, le=8192)] = 96
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0  # greedy: a 135M model wanders when sampled
     llm_stop_at_newline: Flag = True  # llamacpp: a reply ends at its first line break (SmolLM2 rambles on in new ones)
-    llm_parallel: Annotated[int, Field(ge=1, le=64)] = 4  # llamacpp: replies generated at once, stepped by deadline
+    llm_parallel: Annotated[int, Field(ge=1, le=64)] = 8  # llamacpp: replies generated at once, stepped by deadline
     llm_tools: Literal["auto", "on", "off"] = "auto"  # offer tools: auto = where the back-end's chat format has them
     tts: Literal["piper", "openai"] = "piper"
     tts_url: HttpUrl = "http://127.0.0.1:8013"

@@ -110,7 +110,7 @@ class LlamaCppLLM:
 
     def __init__(self, threads: int = 2, max_tokens: int = 96, temperature: float = 0.2,
                  path: str | None = None, n_ctx: int = 2048, chat_format: str | None = None,
-                 stop_at_newline: bool = False, parallel: int = 4, first_words: int = 6) -> None:
+                 stop_at_newline: bool = False, parallel: int = 8, first_words: int = 6) -> None:
         from llama_cpp import Llama, llama_chat_format
 
         started = time.perf_counter()
@@ -126,7 +126,9 @@ class LlamaCppLLM:
             # The weights, tokenizer and chat format; its own context is tiny and unused.
             self.llama = Llama(model_path=path or model_path(), n_ctx=64, n_batch=64, n_threads=threads,
                                n_threads_batch=threads, verbose=False, chat_format=chat_format)
-            self.sequences = Sequences(self.llama, parallel, n_ctx, threads)
+            # Room for four whole contexts (8,192 tokens, ~190 MB for SmolLM2), whatever `parallel`:
+            # spoken replies are short, and the caches of idle slots give way when it is full.
+            self.sequences = Sequences(self.llama, parallel, n_ctx, threads, cells=n_ctx * min(parallel, 4))
         self.threads = threads
         self.running_threads = threads  # what llama.cpp runs on now: `threads`, or 1 while others work
         # llama.cpp takes the chat format from the GGUF's own template. Without one it would guess
@@ -240,8 +242,10 @@ class LlamaCppLLM:
             else:  # a piece of its prompt; the last piece's logits give the first token
                 piece = r.tokens[r.pos:r.pos + n]
                 entries.append(Entry(r.slot, piece, r.pos, r.pos + n >= len(r.tokens)))
+        with self._lock:
+            busy = {x.slot for x in self._replies.values() if x.slot >= 0}
         try:
-            where = self.sequences.decode(entries)
+            where = self.sequences.decode(entries, [s for s in range(self.sequences.slots) if s not in busy])
         except RuntimeError as exc:  # the replies in this batch fail; the others go on
             for key, r, _ in work:
                 self._finish(key, r, ServiceError(f"llm failed: {exc}"))

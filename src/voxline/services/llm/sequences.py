@@ -68,14 +68,16 @@ def chat_prompt(llama: Any, messages: list[ChatMessage]) -> tuple[list[int], lis
 
 
 class Sequences:
-    """A context of `slots` sequences of up to `n_ctx` tokens each, sharing `llama`'s weights."""
+    """A context of `slots` sequences of up to `n_ctx` tokens each, sharing `llama`'s weights
+    and a KV cache of `cells` tokens (default: room for every sequence's whole context)."""
 
-    def __init__(self, llama: Any, slots: int, n_ctx: int, threads: int, n_batch: int = 256) -> None:
+    def __init__(self, llama: Any, slots: int, n_ctx: int, threads: int, n_batch: int = 256,
+                 cells: int | None = None) -> None:
         import llama_cpp
 
         _internals: Any = importlib.import_module("llama_cpp._internals")  # untyped
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx * slots
+        params.n_ctx = cells or n_ctx * slots  # the KV cache's tokens, shared by every sequence
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = slots
         params.kv_unified = True  # sequences may share cells: a prefix is copied, not evaluated again
@@ -116,8 +118,11 @@ class Sequences:
         self.cached[slot] = list(tokens[:n])
         return slot, n
 
-    def decode(self, entries: list[Entry]) -> list[int]:
-        """Evaluate `entries` in one llama_decode; for each, the index of its logits (-1: none)."""
+    def decode(self, entries: list[Entry], spare: Sequence[int] = ()) -> list[int]:
+        """Evaluate `entries` in one llama_decode; for each, the index of its logits (-1: none).
+
+        When the KV cache is full (the cells are shared by every sequence), the caches of the
+        `spare` slots (no reply in them: kept only for a prefix) are dropped and it tries again."""
         b = self.batch.batch
         b.n_tokens = 0
         where = []
@@ -129,12 +134,17 @@ class Sequences:
                 b.logits[n] = e.logits and i == len(e.tokens) - 1
                 b.n_tokens = n + 1
             where.append(b.n_tokens - 1 if e.logits else -1)
-            self.cached[e.slot].extend(e.tokens)
         rc = self._llama_cpp.llama_decode(self.ctx.ctx, b)
+        if rc == 1 and any(self.cached[s] for s in spare):  # 1: no room, nothing written
+            for s in spare:
+                self.forget(s)
+            rc = self._llama_cpp.llama_decode(self.ctx.ctx, b)
         if rc != 0:
             for e in entries:  # what this batch put in the cache is not to be trusted
                 self.forget(e.slot)
             raise RuntimeError(f"llama_decode returned {rc} (1: the KV cache is full)")
+        for e in entries:
+            self.cached[e.slot].extend(e.tokens)
         return where
 
     def forget(self, slot: int) -> None:
