@@ -4,7 +4,7 @@ No network: the reply goes through what a call does to it (Opus to the caller, t
 speaker-to-microphone path: delay, gain, a phone-line band-pass; Opus back), then through one
 of three front ends before Silero VAD and the turn detector:
   none     the input as it came;
-  voxline  `voxline.audio.echo.EchoCanceller` (correlation-found lag, fitted FIR, mute);
+  voxline  `voxline.audio.echo.EchoCanceller` (correlation-found lag, fitted echo power, mute);
   speex    speexdsp's MDF echo canceller with its residual-echo suppressor (ctypes on
            Debian's libspeexdsp1, if installed), fed the same playout-aligned reference.
 For each it counts false speech starts on echo alone, ERLE, and whether (and how late) a real
