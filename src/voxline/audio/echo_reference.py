@@ -73,6 +73,8 @@ class PlayoutTimeline:
         (a guess) is replaced."""
         if not self.enabled:
             return
+        if not self.reported:  # the first report: what the agent's send times placed is a guess
+            self.samples, self._cursor = np.zeros(0, dtype=np.float32), index(at)
         self.reported = True
         self._held = None
         self.cut(at)

@@ -11,7 +11,7 @@ from voxline.agent.conversation import Conversation, State
 from voxline.agent.session_agent import SessionAgent
 from voxline.agent.turns import TurnConfig, TurnDetector
 from voxline.bus.codec import AudioKind
-from voxline.bus.messages import Greet, History, SetListening
+from voxline.bus.messages import Greet, History, Played, SetListening
 
 
 async def test_a_complete_question_is_answered_after_the_minimum_silence(call: Call) -> None:
@@ -262,3 +262,18 @@ async def test_an_agent_closed_as_a_taken_over_sessions_history_arrives_still_en
         done, _ = await asyncio.wait({closing}, timeout=1.0)
         assert done, f"close() hung: the cancel was lost {steps} loop steps after the history arrived"
         assert agent._worker is not None and agent._worker.done()
+
+
+async def test_the_playouts_report_places_the_echo_reference(call: Call) -> None:
+    """The media server's `playout` report reaches the echo canceller: the reply's audio is
+    placed where the playout sent it, not where the agent sent it."""
+    call.models.stt.texts = ["What time is it?"]
+    await call.say(speech(700))
+    await call.quiet(1000)
+    call.tap.drain()
+    turn = next(m.turn for m in call.tap.audio if m.kind is AudioKind.AUDIO)
+    sent = call.agent.echo.reference.start
+    at = call.clock.now + 0.5
+    await call.agent.on_control(Played(session_id=call.agent.session_id, turn=turn, position_s=0.0, at=at))
+    assert call.agent.echo.reference.reported
+    assert call.agent.echo.reference.start == round(at * 16_000) != sent
