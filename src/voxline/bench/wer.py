@@ -125,12 +125,13 @@ def wer_report_text(report: dict[str, Any]) -> str:
 
 
 async def wer_main(args: argparse.Namespace) -> int:
+    from voxline.config import Settings
     from voxline.services.stt.whisper import WhisperSTT
 
     machine = machine_info()
     limit = getattr(args, "wer_limit", 0) or None
     utterances = corpus()[:limit]
-    stt = WhisperSTT()  # the server's defaults: beam 1, the 10 s window
+    stt = WhisperSTT(beam_size=Settings().stt_beam_size)  # the server's defaults (beam, the 10 s window)
     from_file = [await stt.transcribe(u.pcm16k) for u in utterances]
     await stt.close()
     work = Path(tempfile.mkdtemp(prefix="voxline-wer-"))

@@ -7,9 +7,10 @@ Whisper's encoder is built for 30 s windows, and faster-whisper pads every input
 2 cores that is ~330 ms of encoder work for a 2 s question. CTranslate2's encoder also takes a
 shorter window, whose cost falls steeply (attention is quadratic): 10 s encodes in ~40 ms.
 A voice turn is short, so turns that fit `window_s` are encoded in that window and decoded
-greedily here; longer ones go through faster-whisper's full 30 s path. Measured on espeak and
-Piper speech (tests/integration/test_speedups.py), the short window's word error rate is no
-worse than the full window's.
+here (at `beam_size`: the server's `stt_beam_size` is 5); longer ones go through
+faster-whisper's full 30 s path. Measured on espeak and Piper speech
+(tests/integration/test_speedups.py), the short window's word error rate is no worse than the
+full window's.
 
 Several callers' short windows waiting at once are encoded and decoded in one batch
 (`batch_max`): on 2 cores four 10 s windows take ~380 ms together against ~490 ms one by one.
