@@ -19,6 +19,7 @@ from procs import BusConfig, Deployment, Proc, model_services, open_call, proc_l
 
 from audio_helpers import at48k, words
 from sentences import SPRING, TELEPHONE
+from spoken import HEARD_WELL
 from voxline.client.caller import Caller
 
 pytestmark = pytest.mark.distributed
@@ -56,10 +57,7 @@ def history_count(event: dict[str, Any] | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-# These tests are about the take-over, not hearing: they speak in Piper's voice. The one their
-# names picked, espeak en-gb-x-rp 190, was heard over the call as "the capital I'm saying"
-# (Spain), "the name on our plan" (planet) and "which even comes after winter" (season).
-HEARD_WELL = "piper joe 1.0"
+# These tests are about the take-over, not hearing: they speak in a voice heard well (spoken.HEARD_WELL).
 
 
 async def first_turn(caller: Caller, speech) -> None:  # noqa: ANN001

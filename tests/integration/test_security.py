@@ -130,8 +130,8 @@ def test_session_ids_have_at_least_80_bits_of_randomness() -> None:
 
 class FakeRemoteModels:
     """An OpenAI-compatible STT/LLM/TTS vendor on loopback (fakes at the model boundary) that
-    notes the bearer key of every request; its first chat reply is an error that quotes the
-    key back, as vendors' "incorrect API key provided: sk-..." errors do."""
+    notes the bearer key of every request; its reply to the first caller's turn is an error that
+    quotes the key back, as vendors' "incorrect API key provided: sk-..." errors do."""
 
     def __init__(self) -> None:
         self.keys: list[tuple[str, str]] = []  # (path, Authorization header)
@@ -154,8 +154,10 @@ class FakeRemoteModels:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self._seen(request)
-        await request.read()
-        self.chats += 1
+        body = await request.json()
+        # The first caller's turn is refused; the server's warm-up reply at start-up (to "Hi") is not counted.
+        if any("France" in str(m.get("content")) for m in body.get("messages", [])):
+            self.chats += 1
         if self.chats == 1:
             shown = request.headers.get("Authorization", "")
             return web.json_response({"error": {"message": f"Incorrect API key provided: {shown}"}}, status=401)
