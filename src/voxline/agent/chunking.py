@@ -138,24 +138,21 @@ class SentenceChunker:
             # A number before its noun ("about seven | hours") is cut off; before "is", "and"... it is not.
             return not (_is_number(word) and k < len(words) and _bare(words[k].group()) not in _STARTS)
 
-        for k in candidates:
-            if can_end(k) and _bare(words[k].group()) in _STARTS:
-                return words[k - 1].end()
-        for k in candidates:
-            if can_end(k):
-                return words[k - 1].end()
+        def best(ks: range) -> int | None:
+            """A cut before a word that starts a phrase, else after any word that can end one."""
+            k = next((k for k in ks if can_end(k) and _bare(words[k].group()) in _STARTS), None)
+            k = k if k is not None else next((k for k in ks if can_end(k)), None)
+            return None if k is None else words[k - 1].end()
+
+        if (cut := best(candidates)) is not None:
+            return cut
         # "We're currently in the..." has no phrase end within the limit: a word or two more
         # ("...in the 12th week") sounds better than a cut after "the".
         ahead = range(limit + 1, limit + LOOK_AHEAD + 1)
         if len(words) <= ahead[-1]:
             return None  # the words past the limit (and the one after them) are not all known yet
-        for k in ahead:
-            if can_end(k) and _bare(words[k].group()) in _STARTS:
-                return words[k - 1].end()
-        for k in ahead:
-            if can_end(k):
-                return words[k - 1].end()
-        return words[ahead[-1] - 1].end()
+        cut = best(ahead)
+        return cut if cut is not None else words[ahead[-1] - 1].end()
 
     def _take(self, end: int) -> str | None:
         piece, self.buffer = clean_for_speech(self.buffer[:end]), self.buffer[end:]
