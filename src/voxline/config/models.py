@@ -30,6 +30,9 @@ class ModelSettings(BaseModel):
     llm_stop_at_newline: Flag = True  # llamacpp: a reply ends at its first line break (SmolLM2 rambles on in new ones)
     llm_parallel: Annotated[int, Field(ge=1, le=64)] = 8  # llamacpp: replies generated at once, stepped by deadline
     llm_tools: Literal["auto", "on", "off"] = "auto"  # offer tools: auto = where the back-end's chat format has them
+    # openai: ask the server (`voxline serve llm`) to hold the rest of a reply while its first TTS piece is
+    # synthesized, as the embedded LLM holds; auto = when llm_url is loopback (the LLM shares the TTS's cores)
+    llm_hold: Literal["auto", "on", "off"] = "auto"
     tts: Literal["piper", "openai"] = "piper"
     tts_url: HttpUrl = "http://127.0.0.1:8013"
     tts_voice: str = "en_US-joe-medium"  # remote: the voice name; piper: a voice .onnx (this default = packaged joe)

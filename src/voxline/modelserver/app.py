@@ -14,6 +14,8 @@ Endpoints (exact shapes in docs/services.md):
 - `POST /v1/audio/speech` (tts): JSON `input`, optional `voice`, `model`, `speed`,
   `response_format` pcm (s16le mono 24 kHz, chunked per sentence) | wav (default).
   Header `X-Sample-Rate: 24000`.
+- `POST /v1/voxline/hold` (llm, voxline's own): JSON `holder`, `hold`; 204. An agent's reply is
+  making its first audio on these cores: the rest of the replies waits (`modelserver.llm.hold`).
 - `GET /v1/models`, `GET /healthz` (model loaded), `GET /readyz` (warmed and not draining).
 
 Every error is OpenAI-shaped JSON `{"error": {"message", "type", "param", "code"}}`. When
@@ -52,7 +54,7 @@ ROUTES: dict[str, tuple[str, Handler]] = {
 }
 _OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # probes and scrapes: counts only, nothing secret
 _ROUTE_LABELS = frozenset({"/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech", "/v1/models",
-                           "/healthz", "/readyz", "/metrics"})
+                           server_llm.HOLD_PATH, "/healthz", "/readyz", "/metrics"})
 
 
 @web.middleware
@@ -121,7 +123,7 @@ def _gate(settings: Settings) -> Any:
         state = request.app[STATE]
         if not state.ready and request.path.startswith("/v1/"):
             return openai_error_response(503, "not_ready", "the model is not ready yet", headers={"Retry-After": "1"})
-        if request.method != "POST":
+        if request.method != "POST" or request.path == server_llm.HOLD_PATH:  # a hold is no model work
             return await handler(request)
         # One bounded queue per model: beyond it a request is told to come back, so a flood of
         # long requests makes itself wait, not the agent's next short one behind an endless line.
@@ -172,6 +174,8 @@ def create_service_app(kind: str, backend: Any, settings: Settings, ready: bool 
     app[http_protocol.OPENAI_ERRORS] = True
     path, handler = ROUTES[kind]
     app.router.add_post(path, handler)
+    if kind == "llm":
+        app.router.add_post(server_llm.HOLD_PATH, server_llm.hold)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -35,6 +35,7 @@ class ServiceState:
     ready: bool = True
     started: float = field(default_factory=time.time)
     admitted: int = 0  # model requests being served or waiting for the model (bounded: `model_queue`)
+    holds: dict[str, float] = field(default_factory=dict)  # llm: agents' first-audio holds, since when
     metrics: ServiceMetrics = field(init=False)  # its own registry, read by /metrics
 
     def __post_init__(self) -> None:

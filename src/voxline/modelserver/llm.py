@@ -18,6 +18,9 @@ log = logging.getLogger("voxline.modelserver")
 
 ROLES = {"system", "developer", "user", "assistant"}
 MAX_TOKENS_LIMIT = 1024  # the embedded model has a 2,048-token context
+HOLD_PATH = "/v1/voxline/hold"
+MAX_HOLDS = 64  # agents' holds at once (one per reply making its first audio); beyond: 429
+HOLD_LAPSE_S = 1.0  # a hold not released by then is forgotten (the scheduler ignores it after this too)
 
 
 def parse_messages(body: dict[str, Any]) -> list[ChatMessage]:
@@ -164,3 +167,31 @@ async def _stream(request: web.Request, deltas: AsyncIterator[str], messages: li
                                            "total_ms": round((time.perf_counter() - started) * 1000),
                                            "outcome": outcome})
     return resp
+
+
+async def hold(request: web.Request) -> web.Response:
+    """`POST /v1/voxline/hold` `{"holder": str, "hold": bool}`: an agent's reply is making its
+    first audio on these cores (hold) or has it (release). The scheduler then steps only the
+    streams that are due (a first clause), as the embedded LLM does for its own TTS, and runs
+    llama.cpp on one thread. Not OpenAI's API: agents treat a 404 as "no such thing here"."""
+    state = request.app[STATE]
+    body = await read_json(request)
+    holder, on = body.get("holder"), body.get("hold")
+    if not isinstance(holder, str) or not 0 < len(holder) <= 64:
+        raise ApiError(400, "invalid_value", "'holder' must be a string of 1-64 characters", param="holder")
+    if not isinstance(on, bool):
+        raise ApiError(400, "invalid_type", "'hold' must be a boolean", param="hold")
+    backend, holds, now = state.backend, state.holds, time.monotonic()
+    if not hasattr(backend, "hold"):
+        raise ApiError(404, "not_found", "this model has no scheduler to hold")
+    for old in [h for h, since in holds.items() if now - since >= HOLD_LAPSE_S]:
+        del holds[old]  # lapsed: its release never came
+        backend.release(("remote", old))
+    if on and holder not in holds:
+        if len(holds) >= MAX_HOLDS:
+            raise ApiError(429, "too_many_holds", f"{MAX_HOLDS} holds at once already")
+        holds[holder] = now
+        backend.hold(("remote", holder))
+    elif not on and holds.pop(holder, None) is not None:
+        backend.release(("remote", holder))
+    return web.Response(status=204)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from voxline.config import Settings
 from voxline.services import openmp
@@ -12,6 +14,17 @@ from voxline.services.base import LLM, STT, TTS
 def _retry(settings: Settings) -> dict[str, Any]:
     """How a remote back-end asks a busy (429/503) service again (`voxline.services.http_client`)."""
     return {"retries": settings.model_retries, "retry_cap_s": settings.model_retry_max_wait_s}
+
+
+def _hold(settings: Settings) -> bool:
+    """Whether the remote LLM is asked to hold while a first TTS piece is made (`llm_hold`)."""
+    if settings.llm_hold != "auto":
+        return settings.llm_hold == "on"
+    host = urlsplit(str(settings.llm_url)).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def build_stt(settings: Settings) -> STT:
@@ -48,7 +61,7 @@ def build_llm(settings: Settings) -> LLM:
 
         return OpenAILLM(settings.llm_url, api_key=settings.llm_api_key or settings.api_key, model=settings.llm_model,
                          max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
-                         timeout_s=settings.model_timeout_s, **_retry(settings))
+                         timeout_s=settings.model_timeout_s, hold=_hold(settings), **_retry(settings))
     raise ValueError(f"unknown llm back-end {settings.llm!r} (expected 'llamacpp' or 'openai')")
 
 

@@ -326,8 +326,12 @@ class LlamaCppLLM:
             r.cancelled = True
 
     def fit_threads(self) -> int:
-        """One thread while another model thread works, else `threads` (called between steps)."""
-        want = 1 if others_busy(self.thread) else self.threads
+        """One thread while another model thread works, else `threads` (called between steps).
+        A hold counts as one: `voxline serve llm` cannot see the TTS process beside it at work,
+        but an agent's hold says it is (`modelserver.llm.hold`)."""
+        with self._lock:
+            held = self.schedule.held(time.time())
+        want = 1 if held or others_busy(self.thread) else self.threads
         if want != self.running_threads:
             self.sequences.set_threads(want)
             self.running_threads = want

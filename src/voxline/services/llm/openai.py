@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxline.services.base import ChatMessage, ServiceError, ToolCall
 from voxline.services.http_client import ServiceClient
+from voxline.services.llm.remote_hold import RemoteHold
 
 if TYPE_CHECKING:
     import aiohttp
@@ -23,8 +24,11 @@ class OpenAILLM:
 
     def __init__(self, base_url: str, api_key: str = "", model: str = "smollm2-135m-instruct",
                  max_tokens: int = 96, temperature: float = 0.2, timeout_s: float = 30.0, retries: int = 2,
-                 retry_cap_s: float = 2.0) -> None:
+                 retry_cap_s: float = 2.0, hold: bool = False) -> None:
         self.client = ServiceClient("llm", base_url, api_key, timeout_s, retries, retry_cap_s)
+        # The pipeline's "first audio first" gate (`gate`, as the embedded LLM has): the server is
+        # asked to hold the rest of a reply while its first piece is synthesized on the same cores.
+        self.gate = RemoteHold(self.client) if hold else None
         self.model = model
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -77,6 +81,8 @@ class OpenAILLM:
             pass
 
     async def close(self) -> None:
+        if self.gate is not None:
+            await self.gate.close()
         await self.client.close()
 
 
