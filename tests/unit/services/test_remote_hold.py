@@ -140,3 +140,51 @@ def test_the_hold_is_asked_for_by_default_only_where_the_llm_shares_this_machine
     assert gate(llm_url="http://llm.internal:8012") is None  # another machine: nothing to hold for
     assert gate(llm_url="http://10.0.0.7:8012", llm_hold="on") is not None
     assert gate(llm_url="http://127.0.0.1:8012", llm_hold="off") is None
+
+
+class SentencesLLM(HoldingLLM):
+    """A reply of several TTS pieces, a token at a time."""
+
+    REPLY = "Two plus two is four. It is one of the first sums children learn. Ask me another."
+
+    async def stream(self, messages: list[ChatMessage], max_tokens: int | None = None) -> AsyncIterator[str]:
+        for token in self.REPLY.split():
+            yield token + " "
+            await asyncio.sleep(0)
+
+
+class SpokenTTS:
+    name = "fake-tts"
+    sample_rate = 16_000
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.asked.append(text)
+        await asyncio.sleep(0.01)
+        yield b"\x10\x27" * 160 * len(text.split())
+
+
+async def test_a_remote_reply_of_several_pieces_holds_the_server_once_and_releases_it() -> None:
+    from types import SimpleNamespace
+
+    from voxline.agent.pipeline import ReplyPipeline, ReplyText
+
+    backend, tts = SentencesLLM(), SpokenTTS()
+    runner, url = await served(backend)
+    llm = OpenAILLM(url, hold=True)
+    try:
+        models = SimpleNamespace(stt=None, llm=llm, tts=tts, first_piece_words=4)
+        pipeline = ReplyPipeline(models, b"", [], timeout_s=5.0, text="What is two plus two?")  # type: ignore[arg-type]
+        pipeline.start()
+        outputs = [item async for item in pipeline.outputs()]
+        assert any(isinstance(o, ReplyText) for o in outputs) and len(tts.asked) >= 3
+        await until(lambda: len(backend.events) >= 2)
+        await asyncio.sleep(0.05)
+        kinds = [kind for kind, _ in backend.events]
+        assert kinds == ["hold", "release"], backend.events  # for the first piece only
+        assert backend.events[0][1] == backend.events[1][1]
+    finally:
+        await llm.close()
+        await runner.cleanup()
