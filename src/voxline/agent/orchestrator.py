@@ -145,6 +145,7 @@ class Orchestrator:
                                                min_end_silence_ms=s.end_of_turn_min_ms,
                                                max_end_silence_ms=s.max_end_of_turn_ms,
                                                model_threshold=s.end_of_turn_model_threshold,
+                                               doubt_margin=s.end_of_turn_doubt_margin,
                                                sustained_ms=s.barge_in_min_speech_ms,
                                                max_turn_ms=int(s.max_turn_s * 1000)))
             agent = SessionAgent(session_id, self.models, self.bus, conversation, detector,

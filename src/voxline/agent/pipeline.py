@@ -114,13 +114,14 @@ class ReplyPipeline:
             self.times.stt_start = self.clock()
             if self.known_text is None:
                 async with asyncio.timeout(self.timeout_s):  # not wait_for: see `with_timeout`
-                    text = (await self.models.stt.transcribe(self.pcm)).strip()
+                    heard = await self.models.stt.transcribe(self.pcm)
+                text = heard.strip()
             else:
-                text = self.known_text
+                text = heard = self.known_text
             self.times.stt_end = self.clock()
             self._queue.put_nowait(Transcript(text))
             if self.on_transcript is not None:
-                self.on_transcript(text)
+                self.on_transcript(heard)  # a `Heard` keeps the STT's other readings: a cue to the end of the turn
             if not has_words(text):
                 return
             self.messages = [*self.history, {"role": "user", "content": text}]

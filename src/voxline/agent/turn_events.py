@@ -26,6 +26,7 @@ from voxline.agent.turns import (
     TurnDetector,
     TurnEvent,
 )
+from voxline.services.base import readings_of
 
 log = logging.getLogger("voxline.agent.session_agent")  # one logger for the session's agent
 
@@ -79,7 +80,8 @@ class TurnEvents:
     async def _cue(self, pause: int, score: float | None = None, text: str | None = None,
                    words_coming: bool = False) -> None:
         """Give the detector what is now known about a pause; it may end the turn at once."""
-        for ev in self.detector.cue(pause, score=score, text=text, words_coming=words_coming):
+        readings = readings_of(text) if text is not None else ()
+        for ev in self.detector.cue(pause, score=score, text=text, words_coming=words_coming, readings=readings):
             await self._on_turn_event(ev, None)
 
     async def _score(self, pause: int, pcm: bytes) -> None:

@@ -11,9 +11,10 @@ ends the turn at once.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from voxline.agent.endpoint import Decision, EndOfTurn, EndOfTurnConfig
+from voxline.agent.endpoint import Decision, EndOfTurn, EndOfTurnConfig, Reading
 
 WINDOW_MS = 32
 
@@ -27,6 +28,7 @@ class TurnConfig:
     min_end_silence_ms: int = 200  # ... when every cue says the turn is complete
     max_end_silence_ms: int = 2500  # ... when the words (or the model) say it is not
     model_threshold: float = 0.5  # end-of-turn model score that reads "complete"
+    doubt_margin: float = 0.3  # an STT reading this close that stops earlier makes complete words doubtful
     sustained_ms: int = 1000  # speech this long in one turn is a real interruption of the agent
     pause_ms: int = 64  # silence after which a speculative reply may start
     pre_roll_ms: int = 320  # audio kept from before the detected start
@@ -84,7 +86,8 @@ class TurnDetector:
             config = replace(config, trailing_ms=config.pause_ms)
         self.config = config
         self.endpoint = EndOfTurn(EndOfTurnConfig(config.min_end_silence_ms, config.end_silence_ms,
-                                                  config.max_end_silence_ms, config.model_threshold))
+                                                  config.max_end_silence_ms, config.model_threshold,
+                                                  config.doubt_margin))
         self.position_ms = 0
         self.speaking = False
         self._pre_roll: deque[bytes] = deque(maxlen=max(1, self.config.pre_roll_ms // WINDOW_MS))
@@ -105,11 +108,12 @@ class TurnDetector:
         return self._in_quiet(window, prob)
 
     def cue(self, pause: int, score: float | None = None, text: str | None = None,
-            words_coming: bool = False) -> list[TurnEvent]:
+            words_coming: bool = False, readings: Sequence[Reading] = ()) -> list[TurnEvent]:
         """What is known about pause `pause`'s audio: the model's score, or its transcript.
 
         `words_coming`: a transcript of it is on its way (then the turn waits for it, up to
-        `max_end_silence_ms`); `text=""`: no words will come after all.
+        `max_end_silence_ms`); `text=""`: no words will come after all. `readings`: the STT's
+        other readings of `text` (`endpoint.doubtful_ending`), if it has them.
         Returns the end of the turn when the cue makes the silence already waited enough.
         """
         if not (self.speaking and self._paused and pause == self._pause):
@@ -118,6 +122,7 @@ class TurnDetector:
             self.endpoint.score = score
         if text is not None:
             self.endpoint.text = text
+            self.endpoint.readings = readings
         self.endpoint.words_coming = self.endpoint.words_coming or words_coming
         return self._maybe_end()
 

@@ -34,12 +34,32 @@ class ServiceError(RuntimeError):
     """A model back-end failed (raised, timed out, or answered badly); the turn can go on."""
 
 
+class Heard(str):
+    """A transcript that also carries the STT's other readings of the same audio.
+
+    A `str` everywhere (an STT may return it or a plain `str`; the remote one cannot know
+    more); `readings` are (text, how much less likely than this one), the end of the turn's
+    evidence on whether the last word was really said (`agent.endpoint.doubtful_ending`).
+    """
+
+    readings: tuple[tuple[str, float], ...]
+
+    def __new__(cls, text: str, readings: tuple[tuple[str, float], ...] = ()) -> Heard:
+        heard = super().__new__(cls, text)
+        heard.readings = readings
+        return heard
+
+
+def readings_of(text: str) -> tuple[tuple[str, float], ...]:
+    return text.readings if isinstance(text, Heard) else ()
+
+
 @runtime_checkable
 class STT(Protocol):
     name: str
 
     async def transcribe(self, pcm: bytes, sample_rate: int = 16_000) -> str:
-        """Text of s16le mono `pcm` (one user turn)."""
+        """Text of s16le mono `pcm` (one user turn); a `Heard` if the back-end knows its other readings."""
         ...
 
     async def close(self) -> None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voxline.agent.endpoint import EndOfTurn, EndOfTurnConfig, transcript_complete
+from voxline.agent.endpoint import EndOfTurn, EndOfTurnConfig, doubtful_ending, transcript_complete
 from voxline.agent.turns import WINDOW_MS, SpeechEnded, SpeechPaused, TurnConfig, TurnDetector, TurnEvent
 
 CFG = TurnConfig(min_end_silence_ms=200, end_silence_ms=500, max_end_silence_ms=2500, pause_ms=96)
@@ -172,3 +172,61 @@ def test_a_slow_transcript_is_waited_for_then_ends_the_turn_at_once() -> None:
     assert not any(isinstance(e, SpeechEnded) for e in f.events)
     [ended] = f.detector.cue(f.pause().pause, text="What time is it?")
     assert isinstance(ended, SpeechEnded)
+
+
+# Readings as Whisper tiny.en's beam gave them (tests/integration/test_doubtful_ending.py): the
+# top transcript, another hypothesis of the same audio, and how far behind it scored.
+INVENTED = ("I would like to book a table for it.", [("I would like to book a table for", 0.01),
+                                                  ("I would like to work a table for it.", 0.08)])
+
+
+def test_a_reading_that_stops_earlier_unfinished_makes_the_ending_doubtful() -> None:
+    text, readings = INVENTED
+    assert transcript_complete(text) is True  # the words alone say "complete": the defect (#13)
+    assert doubtful_ending(text, readings, margin=0.3)
+    assert doubtful_ending("I was thinking that maybe we could.", [("I was thinking that maybe we could...", 0.13)], 0.2)
+    assert doubtful_ending("Can you tell me about me?", [("Can you tell me about?", 0.03)], 0.2)
+
+
+def test_readings_far_behind_other_words_or_complete_ones_leave_the_ending_alone() -> None:
+    text, readings = INVENTED
+    assert not doubtful_ending(text, readings, margin=0.005)  # less sure than the margin allows
+    assert not doubtful_ending(text, [], 0.2)  # an STT without readings (the remote one)
+    # Other words, not fewer: a mishearing, not a turn cut short (complete questions had these).
+    assert not doubtful_ending("My brother is visiting us next weekend.",
+                               [("My brother is visiting us next week and...", 0.11)], 0.2)
+    assert not doubtful_ending("How do I boil an egg?", [("How do I boil it in?", 0.02)], 0.2)
+    # Fewer words that read complete themselves say nothing about the end.
+    assert not doubtful_ending("What time is it now?", [("What time is it?", 0.05)], 0.2)
+
+
+def test_doubtful_last_word_waits_as_unfinished_words_do() -> None:
+    e = EndOfTurn(EndOfTurnConfig(min_ms=200, base_ms=500, max_ms=2500, model_threshold=0.5, doubt_margin=0.2))
+    e.score, (e.text, e.readings) = 0.97, INVENTED  # Smart Turn scores espeak's fragment complete too
+    decision = e.decide()
+    assert (decision.wait_ms, decision.reason, decision.words) == (2500, "last word doubtful", True)
+    e.readings = [("I would like to book a table for it", 0.01)]  # only punctuation differs: complete
+    assert e.decide().wait_ms == 200
+    off = EndOfTurn(EndOfTurnConfig(doubt_margin=0.0))
+    off.text, off.readings = INVENTED
+    assert off.decide().wait_ms == 200  # 0 turns the cue off
+    e.reset()
+    assert e.readings == ()
+
+
+def test_the_detector_takes_the_readings_with_the_transcript() -> None:
+    f = Feeder()
+    f.feed(0.9, 600)
+    f.feed(0.0, 320)  # past the minimum silence: complete words alone would end the turn now
+    text, readings = INVENTED
+    assert f.detector.cue(f.pause().pause, text=text, readings=readings) == []
+    f.feed(0.0, 1200)  # the tests' pause mid-sentence
+    assert not any(isinstance(e, SpeechEnded) for e in f.events)
+    ended = silence_until_end(f)
+    assert ended.decision is not None and ended.decision.reason == "last word doubtful"
+    assert 2500 <= ended.at_ms - ended.speech_end_ms < 2500 + WINDOW_MS
+    g = Feeder()
+    g.feed(0.9, 600)
+    g.feed(0.0, 320)
+    [done] = g.detector.cue(g.pause().pause, text=text)  # no readings: as before, at once
+    assert isinstance(done, SpeechEnded)

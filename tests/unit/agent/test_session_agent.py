@@ -12,6 +12,7 @@ from voxline.agent.session_agent import SessionAgent
 from voxline.agent.turns import TurnConfig, TurnDetector
 from voxline.bus.codec import AudioKind
 from voxline.bus.messages import Greet, History, Played, SetListening
+from voxline.services.base import Heard
 
 
 async def test_a_complete_question_is_answered_after_the_minimum_silence(call: Call) -> None:
@@ -40,6 +41,20 @@ async def test_a_pause_mid_sentence_is_not_answered_and_the_whole_utterance_is_a
     assert [e["text"] for e in call.tap.of("transcript.final")] == ["I want to book a table for two."]
     assert [m["content"] for m in call.conv.messages() if m["role"] == "user"] == ["I want to book a table for two."]
     assert len({m.turn for m in call.tap.audio}) == 1
+
+
+async def test_a_last_word_whisper_doubted_is_not_taken_for_the_end_of_the_turn(call: Call) -> None:
+    # Whisper's beam heard "...a table for it." but nearly as likely "...a table for" (#13): the
+    # STT's other readings travel with the transcript to the end-of-turn decision.
+    invented = Heard("I would like to book a table for it.", (("I would like to book a table for", 0.01),))
+    call.models.stt.texts = [invented, "I would like to book a table for two people."]
+    await call.say(speech(700))
+    await call.quiet(1200)  # the caller's pause mid-sentence
+    assert call.tap.kinds() == [] and call.conv.state is State.USER_SPEAKING
+    await call.say(speech(600))
+    await call.quiet(800)
+    assert call.tap.kinds()[:1] == [AudioKind.AUDIO]
+    assert [e["text"] for e in call.tap.of("transcript.final")] == ["I would like to book a table for two people."]
 
 
 async def test_an_unfinished_utterance_still_ends_at_the_maximum_wait(call: Call) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxline.services.base import Heard
 from voxline.services.threads import ModelThread
 
 log = logging.getLogger(__name__)
@@ -114,10 +115,20 @@ class WhisperSTT:
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(windows), to_cpu=False)
         longest = max(a.size for a in audios) / 16_000
         max_tokens = int(40 + 12 * longest)  # speech runs at ~3-5 tokens a second
+        # The beam's other hypotheses come free (beam search finishes beam_size of them anyway;
+        # the top one is the same, timed equal): the end of the turn weighs the last word by them.
         results = self.model.model.generate(encoded, [self._prompt] * len(audios), beam_size=self.beam_size,
-                                            max_length=max_tokens, suppress_blank=True, suppress_tokens=[-1])
+                                            max_length=max_tokens, suppress_blank=True, suppress_tokens=[-1],
+                                            num_hypotheses=self.beam_size, return_scores=self.beam_size > 1)
+        return [self._heard(r.sequences_ids, r.scores) for r in results]
+
+    def _heard(self, hypotheses: list[list[int]], scores: list[float]) -> str:
+        """The top hypothesis, with the others and how far behind it each scored (mean log-prob per token)."""
         eot = self._tokenizer.eot
-        return [str(self._tokenizer.decode([t for t in r.sequences_ids[0] if t < eot])).strip() for r in results]
+        texts = [str(self._tokenizer.decode([t for t in ids if t < eot])).strip() for ids in hypotheses]
+        if len(texts) < 2 or len(scores) != len(texts):
+            return texts[0]
+        return Heard(texts[0], tuple((t, round(scores[0] - s, 4)) for t, s in zip(texts[1:], scores[1:])))
 
     def _batch(self, items: list[tuple[bytes, int]]) -> list[str]:
         return self._short_windows([_audio_16k(pcm, rate) for pcm, rate in items])
