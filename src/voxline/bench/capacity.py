@@ -19,7 +19,7 @@ from typing import Any
 
 from voxline.bench.children import spawn
 from voxline.bench.latency import QUESTIONS, make_questions
-from voxline.bench.stats import capacity_report_text, emit_report, summarize
+from voxline.bench.stats import capacity_report_text, emit_report, format_table, stage_breakdown, summarize
 from voxline.bench.system import Sampler, ServerProcess, free_port, machine_busy_pct, machine_info
 
 
@@ -113,6 +113,8 @@ def capacity_summary(n: int, sessions: list[dict[str, Any]], idle: list[dict[str
         "turns_answered": sum(s["turns_answered"] for s in sessions),
         "turns_failed": sum(s.get("turns_failed", 0) for s in sessions),
         "v2v_ms": summarize(v2v),
+        # Where the answered turns' time went (the server's turn.metrics): which stage the callers queue on.
+        "stages_ms": stage_breakdown([t for s in sessions for t in s.get("turns", [])]),
         "frames_received": received, "frames_expected": expected,
         "frames_missing": max(0, expected - received),
         "frame_gaps_over_100ms": sum(s["gaps_over_100ms"] for s in sessions),
@@ -146,6 +148,17 @@ def lifecycle_summary(sessions: list[dict[str, Any]], rows: list[dict[str, Any]]
         out["server_empty_after_s"] = round(empty - hangup_from, 1) if empty is not None else None
         out["server_sessions_left"] = after[-1].get("active") if after else None
     return out
+
+
+def report_text(report: dict[str, Any]) -> str:
+    """The capacity report, then the answered turns' stage breakdown when the server sent stage times."""
+    text = capacity_report_text(report)
+    stages = report.get("clients", {}).get("stages_ms") or {}
+    if not any(s.get("n") for s in stages.values()):
+        return text
+    return "\n".join([text, "stage breakdown of the answered turns (server turn.metrics; transport = client v2v "
+                       "- server v2v)", format_table([[k, s["p50"], s["p95"], s["n"]] for k, s in stages.items()],
+                                                     ["stage", "p50 ms", "p95 ms", "n"])])
 
 
 async def capacity_main(args: argparse.Namespace) -> int:
@@ -246,6 +259,6 @@ async def capacity_main(args: argparse.Namespace) -> int:
                 w.kill()
         if procs:
             settings["server_exit_codes"] = [p.stop() for p in procs]
-    emit_report(report, args, capacity_report_text)
+    emit_report(report, args, report_text)
     c = report["clients"]
     return 0 if c["connected"] == n and not c["sessions_failed"] and not report["worker_errors"] else 1

@@ -38,6 +38,17 @@ class SessionStats:
     connect_ms: float | None = None  # set-up: offer sent -> media connected (None: it never connected)
     hangup_ms: float | None = None  # tear-down: hang-up asked -> closed (None: it did not close in 10 s)
     hangup_at: float | None = None  # when this caller hung up (the tear-down window starts at the first)
+    # Each answered turn's server stage times (`turn.metrics`) and transport, for the stage breakdown.
+    turns: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _turn_record(caller: Any, turn: int, v2v_ms: float) -> dict[str, Any]:
+    """One answered turn as `stats.stage_breakdown` reads it: the server's stage times, and transport."""
+    metrics = next((e.get("metrics") or {} for e in reversed(caller.of_type("turn.metrics"))
+                    if e.get("turn", 0) >= turn), {})
+    server_v2v = metrics.get("server_voice_to_voice_ms")
+    return {"ok": True, "server": metrics, "v2v_ms": v2v_ms,
+            "transport_ms": round(v2v_ms - server_v2v, 1) if isinstance(server_v2v, (int, float)) else None}
 
 
 def _gap_recorder(stats: SessionStats) -> Any:
@@ -114,6 +125,7 @@ async def _one_session(server: str, questions: Sequence[np.ndarray], connect_at:
             if done and heard is not None and replied and not failed:
                 stats.turns_answered += 1
                 stats.v2v_ms.append(round((heard - said) * 1000, 1))
+                stats.turns.append(_turn_record(caller, turn, stats.v2v_ms[-1]))
             elif failed:
                 stats.turns_failed += 1
             # Later questions are counted by the server's turn numbers: follow them.

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from voxline.config import Settings
-from voxline.services import openmp
+from voxline.services import openmp, threads
 from voxline.services.base import LLM, STT, TTS
 
 
@@ -28,6 +28,7 @@ def _hold(settings: Settings) -> bool:
 
 
 def build_stt(settings: Settings) -> STT:
+    threads.configure(settings.model_yield_lead_s)
     if settings.stt == "whisper":
         openmp.configure(settings.model_wait_policy)
         from voxline.services.model_files import whisper_language
@@ -46,6 +47,7 @@ def build_stt(settings: Settings) -> STT:
 
 
 def build_llm(settings: Settings) -> LLM:
+    threads.configure(settings.model_yield_lead_s)
     if settings.llm == "llamacpp":
         openmp.configure(settings.model_wait_policy)
         from voxline.services.llm.llamacpp import LlamaCppLLM
@@ -66,6 +68,7 @@ def build_llm(settings: Settings) -> LLM:
 
 
 def build_tts(settings: Settings) -> TTS:
+    threads.configure(settings.model_yield_lead_s)
     if settings.tts == "piper":
         from voxline.services.model_files import PACKAGED_VOICE
         from voxline.services.tts.piper import PiperTTS

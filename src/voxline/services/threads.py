@@ -13,6 +13,12 @@ Work that can be batched (several callers' short STT windows in one encoder call
 batch key: when the thread takes such an item, it takes the other waiting items of the same
 key with it (the earliest due first, up to the batch's limit) and runs them in one call.
 
+Work nobody waits for yet (the rest of a reply, due when the audio before it has played out)
+also gives way across models: while another model thread runs work that is due (a caller
+waiting in silence: an STT turn, a first clause, a first piece), it waits, until `lead_s`
+before its own deadline. On 2 cores one caller's TTS running ahead otherwise took the cores
+from the next caller's first clause (4 callers asking at once: first clause p50 1.2 s).
+
 `others_busy(me)` says whether another model thread of this process is at work right now: a
 model that spreads one call over several cores (llama.cpp) runs on one core then, since
 threads that wait for each other at every step crawl when a core is taken (measured at load:
@@ -34,6 +40,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
+LEAD_S = 0.5  # work not yet due gives way to others' due work until this long before its deadline (0: never)
+POLL_S = 0.01  # how often work that gives way looks again
 # The deadline (time.time()) of the model work the current task asks for; None: due now.
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("voxline_model_deadline", default=None)
 
@@ -55,14 +63,31 @@ def others_busy(me: ModelThread, among: Iterable[ModelThread] | None = None) -> 
     return any(t.busy for t in list(_threads if among is None else among) if t is not me and t.shares_cores)
 
 
+def others_urgent(me: ModelThread, among: Iterable[ModelThread] | None = None) -> bool:
+    """Whether a model thread other than `me` is running work that is due (someone waits for it now)."""
+    return any(t.busy and t.urgent for t in list(_threads if among is None else among)
+               if t is not me and t.shares_cores)
+
+
+def configure(lead_s: float) -> None:
+    """How long before its deadline work stops giving way to others' due work (`model_yield_lead_s`)."""
+    global LEAD_S
+    LEAD_S = max(0.0, lead_s)
+
+
 class ModelThread:
     """One named thread for one model, serving its queue earliest deadline first."""
 
-    def __init__(self, name: str, clock: Callable[[], float] = time.time, shares_cores: bool = True) -> None:
+    def __init__(self, name: str, clock: Callable[[], float] = time.time, shares_cores: bool = True,
+                 lead_s: float | None = None) -> None:
         self.name = name
         self.clock = clock
         self.shares_cores = shares_cores  # False: its work is too small to count as busy (VAD windows)
+        self.lead_s = lead_s  # None: the process's `LEAD_S`
         self.busy = False  # running work now (read by `others_busy`)
+        # The work running now is due (someone waits for it); read by `others_urgent`. Work that
+        # steps several callers at once (the LLM) sets it for each step.
+        self.urgent = False
         _threads.add(self)
         self._heap: list[tuple[float, int, Work, Future[Any]]] = []
         self._seq = itertools.count()
@@ -98,28 +123,57 @@ class ModelThread:
     def _serve(self) -> None:
         while True:
             with self._ready:
-                while not self._heap and not self._closed:
-                    self._ready.wait()
-                if not self._heap:
-                    return
-                _, _, fn, future = heapq.heappop(self._heap)
+                while True:
+                    if not self._heap:
+                        if self._closed:
+                            return
+                        self._ready.wait()
+                        continue
+                    wait_s = self._give_way_s(self._heap[0][0])
+                    if wait_s <= 0:
+                        break
+                    self._ready.wait(wait_s)  # a new item, or look again
+                when, _, fn, future = heapq.heappop(self._heap)
                 batch = self._take_batch(fn, future) if isinstance(fn, Batch) else []
-            self.busy = True
-            try:
-                self._run(fn, future, batch)
-            finally:
-                self.busy = False
+                self.urgent = when <= self.clock()
+                self.busy = True
+            self._run(fn, future, batch)
+
+    def _give_way_s(self, when: float) -> float:
+        """How long the item due at `when` waits before looking again (0: it runs now): work not
+        due within the lead waits while another model thread runs due work."""
+        lead = LEAD_S if self.lead_s is None else self.lead_s
+        if lead <= 0 or when - self.clock() <= lead or not others_urgent(self):
+            return 0.0
+        return min(POLL_S, when - lead - self.clock())
+
+    def _done(self) -> None:
+        """The work in hand ended: `busy` (and `urgent`) clear before its caller hears, so a
+        caller that reads `others_busy` after its result never sees its own finished call."""
+        self.busy = self.urgent = False
+
+    def _resolve(self, future: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+        self._done()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
     def _run(self, fn: Work, future: Future[Any], batch: list[tuple[Batch, Future[Any]]]) -> None:
-        if isinstance(fn, Batch):
-            self._run_batch(fn, batch)
-            return
-        if not future.set_running_or_notify_cancel():
-            return
         try:
-            future.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-            future.set_exception(exc)
+            if isinstance(fn, Batch):
+                self._run_batch(fn, batch)
+                return
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+                self._resolve(future, error=exc)
+            else:
+                self._resolve(future, result)
+        finally:
+            self._done()
 
     def _take_batch(self, first: Batch, future: Future[Any]) -> list[tuple[Batch, Future[Any]]]:
         """`first` and the waiting items of its key, the earliest due first (the lock is held)."""
@@ -132,8 +186,7 @@ class ModelThread:
             heapq.heapify(self._heap)
         return batch
 
-    @staticmethod
-    def _run_batch(first: Batch, batch: list[tuple[Batch, Future[Any]]]) -> None:
+    def _run_batch(self, first: Batch, batch: list[tuple[Batch, Future[Any]]]) -> None:
         live = [(b, f) for b, f in batch if f.set_running_or_notify_cancel()]
         if not live:
             return
@@ -143,10 +196,10 @@ class ModelThread:
                 raise RuntimeError(f"a batch of {len(live)} gave {len(results)} results")
         except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
             for _, f in live:
-                f.set_exception(exc)
+                self._resolve(f, error=exc)
             return
         for (_, f), result in zip(live, results):
-            f.set_result(result)
+            self._resolve(f, result)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         ctx = contextvars.copy_context()

@@ -95,3 +95,19 @@ def test_a_step_holds_at_most_the_batch_budget_of_prompt_tokens_earliest_due_fir
     s.prefilled("A", 8)
     s.prefilled("B", 2)
     assert s.plan(5.0).prefill == [("B", 9)] and s.plan(5.0).decode == ["A"]
+
+
+def test_work_ahead_waits_while_another_model_runs_due_work_and_due_streams_do_not() -> None:
+    s = StepScheduler(slots=4, first_words=6, pace_s=0.3)
+    s.add("A", 0.0)
+    for k in s.admit():
+        s.prompt(k, 0)
+    s.emitted("A", 10)  # A is 4 words ahead of its first clause: due at 1.2
+    assert s.plan(0.5).decode == ["A"] and not s.plan(0.5).urgent  # the cores are free: work ahead
+    assert not s.plan(0.5, background=False)  # another caller's STT or first piece has them
+    s.add("B", 0.5)  # B starts waiting: its first clause is due at once
+    for k in s.admit():
+        s.prompt(k, 0)
+    plan = s.plan(0.5, background=False)
+    assert plan.decode == ["B"] and plan.urgent
+    assert s.plan(1.3, background=False).decode == ["B", "A"]  # A due now too: never held back

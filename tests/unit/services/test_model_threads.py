@@ -223,3 +223,54 @@ def test_others_busy_sees_another_model_at_work_but_not_the_vad_nor_itself() -> 
     assert seen == [False]
     for t in (llm, stt, vad):
         t.close()
+
+
+def test_a_model_thread_is_no_longer_busy_when_its_caller_hears_the_result() -> None:
+    """`busy` clears before the result is handed over: a caller that reads `others_busy` right
+    after its own model call never sees that finished call as another model at work."""
+    from voxline.services.threads import others_busy
+
+    stt, llm = ModelThread("stt"), ModelThread("llm")
+    seen: list[bool] = []
+    done = stt.submit(lambda: "words")
+    done.add_done_callback(lambda _: seen.append(others_busy(llm, (stt, llm))))  # runs as the result is set
+    batch = stt.submit_batch("k", 1, lambda items: items, limit=4)
+    batch.add_done_callback(lambda _: seen.append(stt.busy))
+    failed = stt.submit(lambda: 1 / 0)
+    failed.add_done_callback(lambda _: seen.append(stt.busy))
+    assert done.result(timeout=5) == "words" and batch.result(timeout=5) == 1
+    assert wait_for(lambda: failed.done())
+    assert seen == [False, False, False]
+    for t in (stt, llm):
+        t.close()
+
+
+def test_work_nobody_waits_for_yet_gives_way_to_another_models_due_work_until_its_lead() -> None:
+    """Caller A's rest of reply (TTS, due in 2 s) waits while caller B's first clause is decoded
+    (LLM, due now), and runs as soon as that ends; work due within the lead runs at once."""
+    clock = Clock()
+    tts, llm = ModelThread("tts", clock=clock, lead_s=0.5), ModelThread("llm", clock=clock, lead_s=0.5)
+    gate, order = threading.Event(), []
+    first_clause = llm.submit(gate.wait)  # due now: B waits in silence
+    assert wait_for(lambda: llm.busy and llm.urgent)
+    rest = tts.submit(lambda: order.append("A rest of reply"), due=clock.now + 2.0)
+    soon = tts.submit(lambda: order.append("C next clause, due in 0.3 s"), due=clock.now + 0.3)
+    assert wait_for(lambda: order == ["C next clause, due in 0.3 s"])
+    assert not wait_for(lambda: rest.done(), timeout=0.2)  # A's waits: B's first clause has the cores
+    clock.now += 1.6  # within the lead of its deadline: it runs whatever else works
+    assert wait_for(lambda: rest.done())
+    later = tts.submit(lambda: order.append("A later clause"), due=clock.now + 5.0)
+    assert not wait_for(lambda: later.done(), timeout=0.2)
+    gate.set()  # B's first clause is done: work ahead goes on
+    assert wait_for(lambda: later.done())
+    first_clause.result(timeout=5), soon.result(timeout=5)
+    assert order == ["C next clause, due in 0.3 s", "A rest of reply", "A later clause"]
+    # Work ahead of its deadline does not make others give way.
+    ahead = llm.submit(gate.wait, due=clock.now + 5.0)
+    gate.clear()
+    assert wait_for(lambda: llm.busy) and not llm.urgent
+    tts.submit(lambda: order.append("D rest of reply"), due=clock.now + 5.0).result(timeout=5)
+    gate.set()
+    ahead.result(timeout=5)
+    for t in (tts, llm):
+        t.close()

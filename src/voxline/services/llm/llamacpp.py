@@ -33,7 +33,7 @@ from typing import Any
 from voxline.services.base import ChatMessage, ServiceError
 from voxline.services.llm.schedule import StepScheduler
 from voxline.services.llm.sequences import Entry, Sequences, chat_prompt
-from voxline.services.threads import ModelThread, deadline, others_busy
+from voxline.services.threads import POLL_S, ModelThread, deadline, others_busy, others_urgent
 
 log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -206,12 +206,15 @@ class LlamaCppLLM:
             for key, r in replies:
                 self._finish(key, r, ServiceError(f"llm failed: {exc}"))
         finally:
+            yielding = others_urgent(self.thread)
             with self._lock:
                 now = time.time()
-                again = (bool(self.schedule.plan(now)) or self.schedule.can_admit()
+                again = (bool(self.schedule.plan(now, background=not yielding)) or self.schedule.can_admit()
                          or any(r.cancelled for r in self._replies.values()))
                 self._stepping = again
                 wake = None if again else self.schedule.wake_at(now)
+                if not again and yielding and len(self.schedule):  # work ahead resumes when the other model is done
+                    wake = min(wake or now + POLL_S, now + POLL_S)
             if again:
                 try:
                     self.thread.submit(self._step)
@@ -229,9 +232,11 @@ class LlamaCppLLM:
             admitted = [(k, self._replies[k]) for k in self.schedule.admit()]
         for key, r in admitted:
             self._place(key, r)
+        background = not others_urgent(self.thread)
         with self._lock:
-            plan = self.schedule.plan(time.time())
+            plan = self.schedule.plan(time.time(), background=background)
             work = [(k, self._replies[k], 1) for k in plan.decode] + [(k, self._replies[k], n) for k, n in plan.prefill]
+        self.thread.urgent = plan.urgent  # a step of work ahead gives way to other models' due work
         if not work:
             return
         self.fit_threads()

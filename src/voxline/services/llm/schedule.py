@@ -15,7 +15,8 @@ due at t + 4 * pace_s. A step takes the streams that are due (their caller would
 silence otherwise), the earliest first up to the batch's token budget; so every waiting
 caller's first clause goes before the rest of anyone's reply. When no stream is due, every
 stream steps (work ahead while the cores are free), except while some reply's first audio is
-being synthesized (`hold`): then the cores go to that audio.
+being synthesized (`hold`), or while another model runs work someone waits for (`background`
+False: another caller's STT or first piece): then the cores go to that work.
 
 Streams beyond the `slots` (sequences) the context has wait, and the earliest due is admitted
 first when a slot frees.
@@ -47,6 +48,7 @@ class Plan(Generic[K]):
 
     decode: list[K] = field(default_factory=list)
     prefill: list[tuple[K, int]] = field(default_factory=list)
+    urgent: bool = False  # its streams are due (their callers wait): other models' work ahead waits
 
     def __bool__(self) -> bool:
         return bool(self.decode or self.prefill)
@@ -114,13 +116,15 @@ class StepScheduler(Generic[K]):
     def held(self, now: float) -> bool:
         return any(now - since < self.hold_max_s for since in self._holds.values())
 
-    def plan(self, now: float) -> Plan[K]:
-        """The next step (empty: nothing may run now; see `wake_at`)."""
+    def plan(self, now: float, background: bool = True) -> Plan[K]:
+        """The next step (empty: nothing may run now; see `wake_at`); `background` False: work
+        nobody waits for yet waits too (another model is doing work that is due)."""
         active = sorted((self.due(k), i, k) for i, (k, s) in enumerate(self._streams.items()) if s.admitted)
         chosen = [k for d, _, k in active if d <= now]
-        if not chosen and not self.held(now):
+        urgent = bool(chosen)
+        if not chosen and background and not self.held(now):
             chosen = [k for _, _, k in active]
-        plan, budget = Plan[K](), self.batch_tokens
+        plan, budget = Plan[K](urgent=urgent), self.batch_tokens
         for k in chosen:  # earliest due first, while the batch has room
             if budget <= 0:
                 break
