@@ -186,6 +186,8 @@ def test_a_reading_that_stops_earlier_unfinished_makes_the_ending_doubtful() -> 
     assert doubtful_ending(text, readings, margin=0.3)
     assert doubtful_ending("I was thinking that maybe we could.", [("I was thinking that maybe we could...", 0.13)], 0.2)
     assert doubtful_ending("Can you tell me about me?", [("Can you tell me about?", 0.03)], 0.2)
+    # The same words as said: a number being read out ("42", unfinished) or "for two" (complete).
+    assert doubtful_ending("The code is for two.", [("The code is 42.", 0.07)], 0.3)
 
 
 def test_readings_far_behind_other_words_or_complete_ones_leave_the_ending_alone() -> None:
