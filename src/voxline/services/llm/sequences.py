@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from voxline.services.base import ChatMessage
-
 
 @dataclass
 class Entry:
@@ -29,42 +27,6 @@ class Entry:
     tokens: Sequence[int]
     pos: int
     logits: bool  # the last token's logits are wanted (its next token is sampled)
-
-
-class _Captured(Exception):  # noqa: N818 - not an error: how the prompt comes out of the chat handler
-    def __init__(self, tokens: list[int], stop: list[str]) -> None:
-        super().__init__("prompt captured")
-        self.tokens, self.stop = tokens, stop
-
-
-class _PromptOf:
-    """Stands in for `Llama` in llama-cpp-python's chat handler, to get the prompt tokens and
-    stop strings it would generate from (whatever the chat format or template), and no more."""
-
-    def __init__(self, llama: Any) -> None:
-        self._llama = llama
-        self.verbose = False
-
-    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
-        return list(self._llama.tokenize(text, add_bos=add_bos, special=special))
-
-    def create_completion(self, prompt: list[int] | str, stop: list[str] | str | None = None,
-                          **_: Any) -> Any:
-        tokens = prompt if isinstance(prompt, list) else self.tokenize(prompt.encode(), special=True)
-        raise _Captured(list(tokens), [stop] if isinstance(stop, str) else list(stop or []))
-
-
-def chat_prompt(llama: Any, messages: list[ChatMessage]) -> tuple[list[int], list[str]]:
-    """The prompt tokens and stop strings `llama.create_chat_completion(messages)` would use."""
-    from llama_cpp import llama_chat_format
-
-    handler: Any = (llama.chat_handler or llama._chat_handlers.get(llama.chat_format)
-               or llama_chat_format.get_chat_completion_handler(llama.chat_format))
-    try:
-        handler(llama=_PromptOf(llama), messages=list(messages), stream=False)
-    except _Captured as got:
-        return got.tokens, got.stop
-    raise RuntimeError("the chat handler made no completion")
 
 
 class Sequences:
