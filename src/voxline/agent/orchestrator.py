@@ -141,6 +141,8 @@ class Orchestrator:
                                         examples=parse_examples(s.prompt_examples))
             detector = TurnDetector(TurnConfig(threshold=s.vad_threshold, min_speech_ms=s.min_speech_ms,
                                                pause_ms=s.speculation_pause_ms,
+                                               trailing_ms=s.turn_tail_ms,
+                                               tail_level_dbfs=s.turn_tail_level_dbfs,
                                                end_silence_ms=s.end_of_turn_silence_ms,
                                                min_end_silence_ms=s.end_of_turn_min_ms,
                                                max_end_silence_ms=s.max_end_of_turn_ms,

@@ -58,9 +58,10 @@ class TurnEvents:
             await self.perform(self.conv.speech_started())
         elif isinstance(ev, SpeechPaused):
             self._pause = ev.pause
-            if self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None:
+            # An extended pause keeps its score: 32 ms more of a fading sound does not change it.
+            if self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None and not ev.extended:
                 self._spawn(self._score(ev.pause, self.conv.turn_audio(ev.pcm)))
-            await self.perform(self.conv.speech_paused(ev.pcm))
+            await self.perform(self.conv.speech_paused(ev.pcm, ev.extended))
         elif isinstance(ev, SpeechResumed):
             await self.perform(self.conv.speech_resumed())
         elif isinstance(ev, SpeechSustained):

@@ -6,13 +6,20 @@ them to wall-clock time itself. How long a pause must last to end the turn is no
 `EndOfTurn` decides it from the cues given with `cue()` (the end-of-turn model's score and
 the speculative transcript of the paused audio), and a cue that arrives after enough silence
 ends the turn at once.
+
+The turn's audio keeps `pause_ms` of the silence after the speech, or up to `trailing_ms`
+while that silence still holds sound (a voice's last sound decays below the VAD's threshold
+before it is inaudible): the speculation starts at `pause_ms` all the same, and is restarted
+on the longer audio (`SpeechPaused.extended`) only when the next windows were not quiet.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+import numpy as np
 
 from voxline.agent.endpoint import Decision, EndOfTurn, EndOfTurnConfig, Reading
 
@@ -32,7 +39,8 @@ class TurnConfig:
     sustained_ms: int = 1000  # speech this long in one turn is a real interruption of the agent
     pause_ms: int = 64  # silence after which a speculative reply may start
     pre_roll_ms: int = 320  # audio kept from before the detected start
-    trailing_ms: int = 96  # silence kept after the speech in the turn's audio
+    trailing_ms: int = 96  # silence kept after the speech in the turn's audio, beyond pause_ms while it holds sound
+    tail_level_dbfs: float = -51.0  # a window of that silence holds sound if a 1 ms block is this loud
     max_turn_ms: int = 20_000
 
 
@@ -45,12 +53,15 @@ class SpeechStarted:
 class SpeechPaused:
     """Silence for `pause_ms`: the turn may be over. `pcm` is the turn so far.
 
-    `pause` numbers this pause: cues about its audio are given back with it.
+    `pause` numbers this pause: cues about its audio are given back with it. `extended`: the
+    same pause again, its audio longer by a window of the silence that still held sound (the
+    end of the last word); work on the earlier `pcm` is for audio the turn will not hand over.
     """
 
     pcm: bytes
     speech_end_ms: int
     pause: int = 0
+    extended: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,10 +92,8 @@ TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechSustained | Spe
 class TurnDetector:
     def __init__(self, config: TurnConfig | None = None) -> None:
         config = config or TurnConfig()
-        if config.pause_ms < config.trailing_ms:
-            # The paused audio must equal the ended turn's audio, or speculation is always wasted.
-            config = replace(config, trailing_ms=config.pause_ms)
         self.config = config
+        self._tail_floor = 32768.0 * 10 ** (config.tail_level_dbfs / 20)
         self.endpoint = EndOfTurn(EndOfTurnConfig(config.min_end_silence_ms, config.end_silence_ms,
                                                   config.max_end_silence_ms, config.model_threshold,
                                                   config.doubt_margin))
@@ -100,6 +109,10 @@ class TurnDetector:
         self._pause = 0  # number of the current pause; cues of older pauses are stale
         self._voiced_ms = 0
         self._sustained = False
+        # The silence kept in the turn's audio: pause_ms, or more while the silence held sound.
+        # The paused audio must equal the ended turn's, or the speculation is always wasted.
+        self._tail_ms = min(config.pause_ms, config.trailing_ms)
+        self._tail_open = True  # the windows after pause_ms have all held sound so far
 
     def push(self, window: bytes, prob: float) -> list[TurnEvent]:
         self.position_ms += WINDOW_MS
@@ -139,7 +152,12 @@ class TurnDetector:
         self._turn.clear()
         self._silence_ms = self._speech_ms = self._voiced_ms = 0
         self._paused = self._sustained = False
+        self._reset_tail()
         self.endpoint.reset()
+
+    def _reset_tail(self) -> None:
+        self._tail_ms = min(self.config.pause_ms, self.config.trailing_ms)
+        self._tail_open = True
 
     def _in_quiet(self, window: bytes, prob: float) -> list[TurnEvent]:
         cfg = self.config
@@ -175,6 +193,7 @@ class TurnDetector:
                 self._paused = False
                 self.endpoint.reset()
             self._silence_ms = 0
+            self._reset_tail()
             self._speech_end_ms = self.position_ms
             self._voiced_ms += WINDOW_MS
             if not self._sustained and self._voiced_ms >= cfg.sustained_ms:
@@ -182,6 +201,9 @@ class TurnDetector:
                 events.append(SpeechSustained(at_ms=self.position_ms))
         else:
             self._silence_ms += WINDOW_MS
+            extended = self._grow_tail(window)
+            if extended and self._paused:
+                events.append(SpeechPaused(self._turn_pcm(), self._speech_end_ms, self._pause, extended=True))
         if len(self._turn) * WINDOW_MS >= cfg.max_turn_ms:
             events.append(SpeechEnded(self._turn_pcm(), self._speech_end_ms, self.position_ms))
             self.reset()
@@ -202,8 +224,29 @@ class TurnDetector:
         self.reset()
         return [ended]
 
+    def _grow_tail(self, window: bytes) -> bool:
+        """Whether this silent window, past `pause_ms`, joins the turn's audio (it holds sound)."""
+        if not self._tail_open or self._silence_ms <= self._tail_ms or self._silence_ms > self.config.trailing_ms:
+            return False
+        if holds_sound(window, self._tail_floor):
+            self._tail_ms = self._silence_ms
+            return True
+        self._tail_open = False  # a quiet window: what follows it stays out
+        return False
+
     def _turn_pcm(self) -> bytes:
-        """The turn's audio, trimmed to `trailing_ms` of the silence that followed it."""
-        extra = max(0, self._silence_ms - self.config.trailing_ms) // WINDOW_MS
+        """The turn's audio, trimmed to the kept tail of the silence that followed it."""
+        extra = max(0, self._silence_ms - self._tail_ms) // WINDOW_MS
         windows = self._turn[: len(self._turn) - extra] if extra else self._turn
         return b"".join(windows)
+
+
+def holds_sound(window: bytes, floor: float, block: int = 16) -> bool:
+    """Whether any 1 ms block (16 samples at 16 kHz) of s16 `window` has an RMS above `floor`:
+    a decaying sound, not one stray sample of a noise floor."""
+    x = np.frombuffer(window, dtype=np.int16).astype(np.float32)
+    n = x.size // block * block
+    if not n:
+        return False
+    rms = np.sqrt((x[:n].reshape(-1, block) ** 2).mean(axis=1))
+    return bool(rms.max() > floor)

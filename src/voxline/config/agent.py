@@ -37,6 +37,8 @@ class AgentSettings(BaseModel):
     end_of_turn_doubt_margin: Annotated[float, Field(ge=0, le=5)] = 0.3
     speculative_replies: Flag = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
     speculation_pause_ms: NonNegative = 64  # the pause after which that speculative work starts (two VAD windows)
+    turn_tail_ms: NonNegative = 96  # silence kept after the speech, past speculation_pause_ms while it holds sound
+    turn_tail_level_dbfs: Annotated[float, Field(ge=-120, le=0)] = -51.0  # ... a 1 ms block this loud is sound
     min_speech_ms: NonNegative = 160
     barge_in_min_speech_ms: Positive = 1000  # speech over the agent this long interrupts without words ("mm-hmm" reaches ~770)
     false_interruption_timeout_ms: Positive = 2000  # a sound over the reply not judged by then: the reply resumes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from voxline.agent.turns import (
     WINDOW_MS,
     SpeechEnded,
@@ -16,13 +18,19 @@ from voxline.agent.turns import (
 WINDOW_BYTES = 512 * 2  # 32 ms of 16 kHz s16le
 
 
-def window(i: int) -> bytes:
-    """A window whose bytes say where it was fed, so tests can check exactly which audio is kept."""
-    return i.to_bytes(4, "big") * (WINDOW_BYTES // 4)
+def window(i: int, loud: bool = False) -> bytes:
+    """A window whose bytes say where it was fed, so tests can check exactly which audio is kept.
+
+    Its samples are quiet (below -54 dBFS: digits of `i` in base 64) unless `loud` (a sound
+    below the VAD's threshold: the fading end of a word).
+    """
+    digits = np.array([i % 64, i // 64 % 64, i // 4096 % 64, 4000 if loud else 0], dtype=np.int16)
+    return np.tile(digits, WINDOW_BYTES // 8).tobytes()
 
 
 def index_of(w: bytes) -> int:
-    return int.from_bytes(w[:4], "big")
+    d = np.frombuffer(w[:8], dtype=np.int16)
+    return int(d[0]) + 64 * int(d[1]) + 4096 * int(d[2])
 
 
 def windows_in(pcm: bytes) -> list[int]:
@@ -36,11 +44,11 @@ class Feeder:
         self.n = 0
         self.events: list[TurnEvent] = []
 
-    def feed(self, prob: float, ms: int) -> list[TurnEvent]:
+    def feed(self, prob: float, ms: int, loud: bool = False) -> list[TurnEvent]:
         """Feed `ms` of audio (rounded up to whole windows) at probability `prob`."""
         out: list[TurnEvent] = []
         for _ in range(-(-ms // WINDOW_MS)):
-            out += self.detector.push(window(self.n), prob)
+            out += self.detector.push(window(self.n, loud), prob)
             self.n += 1
         self.events += out
         return out
@@ -194,3 +202,62 @@ def test_a_pause_shorter_than_the_trailing_silence_still_matches_the_end() -> No
     [paused] = f.of(SpeechPaused)
     [ended] = f.of(SpeechEnded)
     assert paused.pcm == ended.pcm
+
+
+def test_a_fading_last_sound_extends_the_paused_turn_to_the_full_tail() -> None:
+    """Speculation starts at pause_ms (64); the next window still holds sound (the end of the
+    word, below the VAD's threshold), so the same pause comes again with it, and the ended turn
+    hands over that longer audio: the 96 ms tail, not a clipped 64."""
+    f = Feeder()  # defaults: pause 64, trailing 96
+    f.feed(0.0, 200)
+    f.feed(0.9, 640)
+    first = f.n
+    f.feed(0.0, 96, loud=True)
+    f.feed(0.0, 600)
+    paused = f.of(SpeechPaused)
+    [ended] = f.of(SpeechEnded)
+    assert [(p.pause, p.extended) for p in paused] == [(1, False), (1, True)]
+    assert windows_in(paused[0].pcm)[-1] == first + 1  # 64 ms of the silence
+    assert windows_in(paused[1].pcm)[-1] == first + 2  # 96 ms
+    assert ended.pcm == paused[1].pcm
+    assert ended.speech_end_ms == paused[1].speech_end_ms
+
+
+def test_a_quiet_tail_keeps_the_speculated_audio() -> None:
+    """No sound after pause_ms: no second pause, and the ended turn is the speculated audio."""
+    f = Feeder()
+    f.feed(0.9, 640)
+    f.feed(0.0, 64, loud=True)  # the sound fades within the pause itself
+    f.feed(0.0, 600)
+    [paused], [ended] = f.of(SpeechPaused), f.of(SpeechEnded)
+    assert not paused.extended
+    assert ended.pcm == paused.pcm
+    assert len(windows_in(ended.pcm)) == 20 + 2
+
+
+def test_the_tail_stops_at_its_first_quiet_window() -> None:
+    """A sound after a quiet window is not the last word's fading end: it stays out."""
+    f = Feeder(TurnConfig(trailing_ms=192))
+    f.feed(0.9, 640)
+    f.feed(0.0, 64)
+    f.feed(0.0, 32, loud=True)  # 96: joins
+    f.feed(0.0, 32)  # 128: quiet, the tail ends
+    f.feed(0.0, 32, loud=True)  # 160: does not join
+    f.feed(0.0, 600)
+    paused, [ended] = f.of(SpeechPaused), f.of(SpeechEnded)
+    assert [p.extended for p in paused] == [False, True]
+    assert ended.pcm == paused[-1].pcm
+    assert len(windows_in(ended.pcm)) == 20 + 3
+
+
+def test_speech_after_an_extended_pause_starts_a_new_pause_with_a_fresh_tail() -> None:
+    f = Feeder()
+    f.feed(0.9, 640)
+    f.feed(0.0, 96, loud=True)
+    f.feed(0.9, 320)
+    resumed_at = f.n
+    f.feed(0.0, 600)
+    paused, [ended] = f.of(SpeechPaused), f.of(SpeechEnded)
+    assert [(p.pause, p.extended) for p in paused] == [(1, False), (1, True), (2, False)]
+    assert windows_in(ended.pcm)[-1] == resumed_at + 1  # this pause was quiet: 64 ms
+    assert ended.pcm == paused[-1].pcm
