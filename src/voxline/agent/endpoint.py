@@ -127,6 +127,14 @@ def is_question(text: str) -> bool:
     return text.strip().endswith("?") or bool(words and words[0] in _QUESTION_STARTS and len(words) > 2)
 
 
+def model_can_decide(text: str) -> bool:
+    """Whether the end-of-turn model's score can still change the decision once `text` is
+    known: not for words that stop mid-way (the longest wait) nor for a finished question
+    (the shortest), which `EndOfTurn.decide` settles whatever the score."""
+    words = transcript_complete(text)
+    return words is None or (words is True and not is_question(text))
+
+
 @dataclass(frozen=True)
 class EndOfTurnConfig:
     min_ms: int = 200  # silence that ends a turn every cue says is complete

@@ -101,6 +101,7 @@ class SessionAgent(ReplyRunner, TurnEvents):
         self._decided = 0.0
         self._decision: Decision | None = None
         self._pause = 0  # the detector's number of the pause being handled
+        self._unscored: tuple[int, bytes] | None = None
         self._speculation: ReplyPipeline | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # cue and classification tasks, held until done
         self.inbox: asyncio.Queue[AudioMessage | Control] = asyncio.Queue()

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from voxline.agent.conversation import Action, Conversation, State
-from voxline.agent.endpoint import Decision
+from voxline.agent.endpoint import Decision, model_can_decide
 from voxline.agent.models import Models
+from voxline.agent.pipeline import ReplyPipeline
 from voxline.agent.turns import (
     SpeechEnded,
     SpeechPaused,
@@ -41,6 +42,8 @@ class TurnEvents:
     _decided: float
     _decision: Decision | None
     _pause: int
+    _unscored: tuple[int, bytes] | None  # a pause's audio the end-of-turn model may still score
+    _speculation: ReplyPipeline | None
     _tasks: set[asyncio.Task[None]]
 
     async def perform(self, actions: list[Action]) -> None:
@@ -59,9 +62,12 @@ class TurnEvents:
         elif isinstance(ev, SpeechPaused):
             self._pause = ev.pause
             # An extended pause keeps its score: 32 ms more of a fading sound does not change it.
-            if self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None and not ev.extended:
-                self._spawn(self._score(ev.pause, self.conv.turn_audio(ev.pcm)))
+            scored = self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None and not ev.extended
+            if scored:
+                self._unscored = (ev.pause, self.conv.turn_audio(ev.pcm))
             await self.perform(self.conv.speech_paused(ev.pcm, ev.extended))
+            if scored and self._speculation is None:  # no transcript is coming: the model now
+                self._score_later(ev.pause, None)
         elif isinstance(ev, SpeechResumed):
             await self.perform(self.conv.speech_resumed())
         elif isinstance(ev, SpeechSustained):
@@ -104,6 +110,16 @@ class TurnEvents:
 
     def _on_transcript(self, pause: int, text: str) -> None:
         self._spawn(self._cue(pause, text=text))
+        self._score_later(pause, text)
+
+    def _score_later(self, pause: int, text: str | None) -> None:
+        """Score the pause's audio with the end-of-turn model once its words are known, and
+        only if they leave the decision to it: run beside the speculative STT, the model took
+        the cores from it at the moment the caller waits (the words decide most turns)."""
+        unscored, self._unscored = self._unscored, None
+        if unscored is None or unscored[0] != pause or (text is not None and not model_can_decide(text)):
+            return
+        self._spawn(self._score(*unscored))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(self._guarded(coro))

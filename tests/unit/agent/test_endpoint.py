@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voxline.agent.endpoint import EndOfTurn, EndOfTurnConfig, doubtful_ending, transcript_complete
+from voxline.agent.endpoint import EndOfTurn, EndOfTurnConfig, doubtful_ending, model_can_decide, transcript_complete
 from voxline.agent.turns import WINDOW_MS, SpeechEnded, SpeechPaused, TurnConfig, TurnDetector, TurnEvent
 
 CFG = TurnConfig(min_end_silence_ms=200, end_silence_ms=500, max_end_silence_ms=2500, pause_ms=96)
@@ -232,3 +232,10 @@ def test_the_detector_takes_the_readings_with_the_transcript() -> None:
     g.feed(0.0, 320)
     [done] = g.detector.cue(g.pause().pause, text=text)  # no readings: as before, at once
     assert isinstance(done, SpeechEnded)
+
+
+def test_the_model_is_needed_only_where_the_words_leave_the_decision_open() -> None:
+    assert not model_can_decide("What time is it?")  # a finished question: the minimum wait anyway
+    assert not model_can_decide("I want to")  # unfinished words: the maximum wait anyway
+    assert model_can_decide("Tell me about Paris.")  # complete words: the model may say "unsure"
+    assert model_can_decide("")  # no words: the model is all there is

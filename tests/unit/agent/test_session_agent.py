@@ -82,6 +82,51 @@ async def test_the_end_of_turn_model_score_is_used_and_logged(clock: VirtualCloc
     await call.agent.close()
 
 
+async def test_a_question_is_answered_on_its_words_without_the_end_of_turn_model(clock: VirtualClock,
+                                                                                 tap: BusTap) -> None:
+    """The speculative transcript comes first: a finished question ends at the minimum silence
+    whatever the model would say, so the model never runs beside that STT (it took the cores)."""
+    models = fake_models(clock, turn_model=FakeTurnModel(clock, score_value=0.05))
+    models.stt.texts = ["What time is it?"]
+    call = Call(clock, models, tap)
+    await call.listen()
+    await call.say(speech(700))
+    await call.quiet(1000)
+    [metrics] = [e["metrics"] for e in call.tap.of("turn.metrics")]
+    assert metrics["end_of_turn_wait_ms"] == 200 and metrics["speculative"] is True
+    assert models.turn_model is not None and models.turn_model.calls == 0
+    await call.agent.close()
+
+
+async def test_a_statement_is_scored_by_the_model_after_its_words(clock: VirtualClock, tap: BusTap) -> None:
+    """Words complete but not a question: the model decides, scored once the words are in."""
+    turn_model = FakeTurnModel(clock, score_value=0.05)
+    models = fake_models(clock, turn_model=turn_model)
+    models.stt.texts = ["Tell me about Paris."]
+    marks: list[tuple[str, float]] = []
+    score, transcribe = turn_model.score, models.stt.transcribe
+
+    async def scored(pcm: bytes) -> float | None:
+        marks.append(("score", clock.time()))
+        return await score(pcm)
+
+    async def transcribed(pcm: bytes, sample_rate: int = 16_000) -> str:
+        text = await transcribe(pcm, sample_rate)
+        marks.append(("words", clock.time()))
+        return text
+
+    turn_model.score = scored  # type: ignore[method-assign]
+    models.stt.transcribe = transcribed  # type: ignore[method-assign]
+    call = Call(clock, models, tap)
+    await call.listen()
+    await call.say(speech(700))
+    await call.quiet(1500)
+    [metrics] = [e["metrics"] for e in call.tap.of("turn.metrics")]
+    assert metrics["end_of_turn_score"] == 0.05 and metrics["end_of_turn_wait_ms"] == 500
+    assert [m for m, _ in marks] == ["words", "score"] and turn_model.calls == 1
+    await call.agent.close()
+
+
 async def test_a_caller_who_goes_on_stops_a_started_reply_and_is_answered_once(call: Call) -> None:
     # The second transcription hears the first part's audio again with the rest (a resumed
     # turn is transcribed whole: Whisper loses words at a cut between two halves).
