@@ -32,9 +32,24 @@ def test_two_sentences_streamed_token_by_token_give_two_pieces() -> None:
     per_delta, rest = chunk(deltas)
     assert [p for ps in per_delta for p in ps] == ["Hello there."]
     assert rest == ["How are you?"]
-    # The first sentence is released as soon as the next token shows it has ended.
+    # The first sentence is released with its full stop, before the next token.
     released_at = next(i for i, ps in enumerate(per_delta) if ps)
-    assert "".join(deltas[: released_at + 1]) == "Hello there. How"
+    assert "".join(deltas[: released_at + 1]) == "Hello there."
+
+
+def test_the_first_piece_ends_at_its_mark_without_waiting_for_the_next_token() -> None:
+    """One LLM step less before the first audio; marks that the next token may change wait."""
+    for head, first in [("Bees make honey,", "Bees make honey,"), ("A week is seven days.", "A week is seven days."),
+                        ("Is it?", "Is it?")]:
+        c = SentenceChunker()
+        assert c.push(head) == [first], head
+    for head in ["It costs 3.", "About 1,", 'He said "stop.', "Call Dr.", "See (the docs."]:
+        c = SentenceChunker()
+        assert c.push(head) == [], head
+    c = SentenceChunker()
+    c.push("Hello there.")
+    assert c.push(" How are you?") == []  # later pieces: as before, the next token decides
+    assert c.push(" Fine") == ["How are you?"]
 
 
 def test_whole_text_in_one_delta() -> None:
