@@ -128,6 +128,8 @@ class SentenceChunker:
         if self.emitted or end - start != 1 or start == 0 or not self.buffer[start - 1].isalpha():
             return False
         head = self.buffer[:start]
+        if 0 < self.first_piece_max_words < _count_words(head) - 1:
+            return False  # too long to end there: the word cut decides, once the next word is known
         return head.count('"') % 2 == 0 and head.count("(") <= head.count(")") and head.count("[") <= head.count("]")
 
     def _word_cut(self) -> int | None:
