@@ -168,6 +168,7 @@ class EndOfTurn:
         self.text: str | None = None  # "" when no words will come (the transcription failed)
         self.words_coming = False  # a transcript of the pause is on its way: it decides
         self.readings: Sequence[Reading] = ()  # the STT's other readings of `text`, if it has them
+        self.score_coming = False  # the model is scoring the pause after its words: complete words wait for it
 
     def reset(self) -> None:
         """A new turn, or speech resumed: the cues were about audio that has grown since."""
@@ -175,6 +176,7 @@ class EndOfTurn:
         self.text = None
         self.words_coming = False
         self.readings = ()
+        self.score_coming = False
 
     def decide(self) -> Decision:
         cfg = self.config
@@ -186,7 +188,13 @@ class EndOfTurn:
             if cfg.doubt_margin > 0 and doubtful_ending(self.text or "", self.readings, cfg.doubt_margin):
                 # Audio model not asked: on espeak and Piper alike it scores such fragments complete.
                 return Decision(cfg.max_ms, "last word doubtful", self.score, words)
-            if model is not False or is_question(self.text or ""):
+            if is_question(self.text or ""):
+                return Decision(cfg.min_ms, "complete", self.score, words)
+            if model is None and self.score_coming:
+                # The model scores the pause once its words are known (`model_can_decide`): a
+                # statement waits for it, as it did when the score came before the words.
+                return Decision(cfg.base_ms, "waiting for the model", self.score, words)
+            if model is not False:
                 return Decision(cfg.min_ms, "complete", self.score, words)
             return Decision(cfg.base_ms, "words complete, model unsure", self.score, words)
         if self.text is None and self.words_coming:

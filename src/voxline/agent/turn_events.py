@@ -85,17 +85,17 @@ class TurnEvents:
             await self.perform(self.conv.speech_ended(ev.pcm))
 
     async def _cue(self, pause: int, score: float | None = None, text: str | None = None,
-                   words_coming: bool = False) -> None:
+                   words_coming: bool = False, score_coming: bool | None = None) -> None:
         """Give the detector what is now known about a pause; it may end the turn at once."""
         readings = readings_of(text) if text is not None else ()
-        for ev in self.detector.cue(pause, score=score, text=text, words_coming=words_coming, readings=readings):
+        for ev in self.detector.cue(pause, score=score, text=text, words_coming=words_coming, readings=readings,
+                                    score_coming=score_coming):
             await self._on_turn_event(ev, None)
 
     async def _score(self, pause: int, pcm: bytes) -> None:
         model = self.models.turn_model
         score = await model.score(pcm) if model is not None else None
-        if score is not None:
-            await self._cue(pause, score=score)
+        await self._cue(pause, score=score, score_coming=False)
 
     async def _classify(self, overlap: int, pause: int, pcm: bytes) -> None:
         """Transcribe a sound heard over the agent's speech; a failure counts as no words."""
@@ -109,17 +109,19 @@ class TurnEvents:
         await self._cue(pause, text=text)  # if it interrupted, its words are a cue to its end
 
     def _on_transcript(self, pause: int, text: str) -> None:
-        self._spawn(self._cue(pause, text=text))
-        self._score_later(pause, text)
+        scoring = self._score_later(pause, text)
+        self._spawn(self._cue(pause, text=text, score_coming=scoring or None))
 
-    def _score_later(self, pause: int, text: str | None) -> None:
+    def _score_later(self, pause: int, text: str | None) -> bool:
         """Score the pause's audio with the end-of-turn model once its words are known, and
         only if they leave the decision to it: run beside the speculative STT, the model took
-        the cores from it at the moment the caller waits (the words decide most turns)."""
+        the cores from it at the moment the caller waits (the words decide most turns).
+        Whether it is scoring."""
         unscored, self._unscored = self._unscored, None
         if unscored is None or unscored[0] != pause or (text is not None and not model_can_decide(text)):
-            return
+            return False
         self._spawn(self._score(*unscored))
+        return True
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(self._guarded(coro))

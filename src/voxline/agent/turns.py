@@ -121,12 +121,14 @@ class TurnDetector:
         return self._in_quiet(window, prob)
 
     def cue(self, pause: int, score: float | None = None, text: str | None = None,
-            words_coming: bool = False, readings: Sequence[Reading] = ()) -> list[TurnEvent]:
+            words_coming: bool = False, readings: Sequence[Reading] = (),
+            score_coming: bool | None = None) -> list[TurnEvent]:
         """What is known about pause `pause`'s audio: the model's score, or its transcript.
 
         `words_coming`: a transcript of it is on its way (then the turn waits for it, up to
         `max_end_silence_ms`); `text=""`: no words will come after all. `readings`: the STT's
-        other readings of `text` (`endpoint.doubtful_ending`), if it has them.
+        other readings of `text` (`endpoint.doubtful_ending`), if it has them. `score_coming`:
+        the model is scoring it now (complete words that are not a question wait for the score).
         Returns the end of the turn when the cue makes the silence already waited enough.
         """
         if not (self.speaking and self._paused and pause == self._pause):
@@ -137,6 +139,8 @@ class TurnDetector:
             self.endpoint.text = text
             self.endpoint.readings = readings
         self.endpoint.words_coming = self.endpoint.words_coming or words_coming
+        if score_coming is not None:  # the model is scoring it (True), or has given up (False)
+            self.endpoint.score_coming = score_coming
         return self._maybe_end()
 
     @property

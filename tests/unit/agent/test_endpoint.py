@@ -239,3 +239,14 @@ def test_the_model_is_needed_only_where_the_words_leave_the_decision_open() -> N
     assert not model_can_decide("I want to")  # unfinished words: the maximum wait anyway
     assert model_can_decide("Tell me about Paris.")  # complete words: the model may say "unsure"
     assert model_can_decide("")  # no words: the model is all there is
+
+
+def test_complete_words_wait_for_a_score_that_is_coming_but_a_question_does_not() -> None:
+    e = EndOfTurn()
+    e.text, e.score_coming = "Tell me about Paris.", True
+    assert e.decide().reason == "waiting for the model" and e.decide().wait_ms == 500
+    e.score = 0.9
+    assert e.decide().wait_ms == 200
+    e.score = None
+    e.text = "What time is it?"
+    assert e.decide().wait_ms == 200  # a question: complete whatever the model says

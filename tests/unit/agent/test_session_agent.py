@@ -99,10 +99,12 @@ async def test_a_question_is_answered_on_its_words_without_the_end_of_turn_model
 
 
 async def test_a_statement_is_scored_by_the_model_after_its_words(clock: VirtualClock, tap: BusTap) -> None:
-    """Words complete but not a question: the model decides, scored once the words are in."""
+    """Words complete but not a question: the model decides, scored once the words are in,
+    and the turn waits for its score even when the words come after the minimum silence."""
     turn_model = FakeTurnModel(clock, score_value=0.05)
     models = fake_models(clock, turn_model=turn_model)
     models.stt.texts = ["Tell me about Paris."]
+    models.stt.delay_s = 0.3  # the words come ~360 ms into the pause, past the 200 ms minimum
     marks: list[tuple[str, float]] = []
     score, transcribe = turn_model.score, models.stt.transcribe
 
