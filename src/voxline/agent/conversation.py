@@ -115,14 +115,10 @@ class Conversation(Overlaps):
             return self._to(State.USER_SPEAKING)
         return []
 
-    def speech_paused(self, pcm: bytes, extended: bool = False) -> list[Action]:
-        """The caller paused: maybe the end. Prepare the reply, or judge a sound over the agent.
-
-        `extended`: the same pause with a little more of its sound: the reply is prepared again
-        on it (the turn will hand over that audio), a sound over the agent is judged on the first.
-        """
+    def speech_paused(self, pcm: bytes) -> list[Action]:
+        """The caller paused: maybe the end. Prepare the reply, or judge a sound over the agent."""
         if self._overlap and self.state is State.AGENT_SPEAKING:
-            return [] if extended else [Classify(self._overlap, pcm)]
+            return [Classify(self._overlap, pcm)]
         if not self.speculate or self.state is not State.USER_SPEAKING:
             return []
         actions: list[Action] = [DropSpeculation()] if self._speculated is not None else []

@@ -61,11 +61,10 @@ class TurnEvents:
             await self.perform(self.conv.speech_started())
         elif isinstance(ev, SpeechPaused):
             self._pause = ev.pause
-            # An extended pause keeps its score: 32 ms more of a fading sound does not change it.
-            scored = self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None and not ev.extended
+            scored = self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None
             if scored:
                 self._unscored = (ev.pause, self.conv.turn_audio(ev.pcm))
-            await self.perform(self.conv.speech_paused(ev.pcm, ev.extended))
+            await self.perform(self.conv.speech_paused(ev.pcm))
             if scored and self._speculation is None:  # no transcript is coming: the model now
                 self._score_later(ev.pause, None)
         elif isinstance(ev, SpeechResumed):

@@ -9,8 +9,11 @@ ends the turn at once.
 
 The turn's audio keeps `pause_ms` of the silence after the speech, or up to `trailing_ms`
 while that silence still holds sound (a voice's last sound decays below the VAD's threshold
-before it is inaudible): the speculation starts at `pause_ms` all the same, and is restarted
-on the longer audio (`SpeechPaused.extended`) only when the next windows were not quiet.
+before it is inaudible). The pause (and the speculation) comes at `pause_ms` when the sound
+has faded by then, as it has for most voices; while it is still fading the pause waits for
+it, a window at a time up to `trailing_ms`, so the speculated audio is the turn's whole tail.
+(Speculating at `pause_ms` anyway and again on the longer audio cost a second STT queued
+behind the first: the model thread cannot drop a call it has begun.)
 """
 
 from __future__ import annotations
@@ -53,15 +56,12 @@ class SpeechStarted:
 class SpeechPaused:
     """Silence for `pause_ms`: the turn may be over. `pcm` is the turn so far.
 
-    `pause` numbers this pause: cues about its audio are given back with it. `extended`: the
-    same pause again, its audio longer by a window of the silence that still held sound (the
-    end of the last word); work on the earlier `pcm` is for audio the turn will not hand over.
+    `pause` numbers this pause: cues about its audio are given back with it.
     """
 
     pcm: bytes
     speech_end_ms: int
     pause: int = 0
-    extended: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class TurnDetector:
         # The silence kept in the turn's audio: pause_ms, or more while the silence held sound.
         # The paused audio must equal the ended turn's, or the speculation is always wasted.
         self._tail_ms = min(config.pause_ms, config.trailing_ms)
-        self._tail_open = True  # the windows after pause_ms have all held sound so far
+        self._tail_open = True  # the tail may still grow: the windows from pause_ms on held sound so far
 
     def push(self, window: bytes, prob: float) -> list[TurnEvent]:
         self.position_ms += WINDOW_MS
@@ -205,14 +205,12 @@ class TurnDetector:
                 events.append(SpeechSustained(at_ms=self.position_ms))
         else:
             self._silence_ms += WINDOW_MS
-            extended = self._grow_tail(window)
-            if extended and self._paused:
-                events.append(SpeechPaused(self._turn_pcm(), self._speech_end_ms, self._pause, extended=True))
+            self._grow_tail(window)
         if len(self._turn) * WINDOW_MS >= cfg.max_turn_ms:
             events.append(SpeechEnded(self._turn_pcm(), self._speech_end_ms, self.position_ms))
             self.reset()
             return events
-        if not self._paused and self._silence_ms >= cfg.pause_ms:
+        if not self._paused and self._silence_ms >= cfg.pause_ms and not self._tail_open:
             self._paused = True
             self._pause += 1
             events.append(SpeechPaused(self._turn_pcm(), self._speech_end_ms, self._pause))
@@ -228,15 +226,17 @@ class TurnDetector:
         self.reset()
         return [ended]
 
-    def _grow_tail(self, window: bytes) -> bool:
-        """Whether this silent window, past `pause_ms`, joins the turn's audio (it holds sound)."""
-        if not self._tail_open or self._silence_ms <= self._tail_ms or self._silence_ms > self.config.trailing_ms:
-            return False
-        if holds_sound(window, self._tail_floor):
-            self._tail_ms = self._silence_ms
-            return True
-        self._tail_open = False  # a quiet window: what follows it stays out
-        return False
+    def _grow_tail(self, window: bytes) -> None:
+        """From `pause_ms` on, a silent window that holds sound joins the turn's tail (up to
+        `trailing_ms`); the first quiet one, or `trailing_ms`, settles the tail."""
+        s, cfg = self._silence_ms, self.config
+        if not self._tail_open or s < cfg.pause_ms:
+            return
+        loud = s <= cfg.trailing_ms and holds_sound(window, self._tail_floor)
+        if loud and s > self._tail_ms:
+            self._tail_ms = s
+        if not loud or s >= cfg.trailing_ms:
+            self._tail_open = False
 
     def _turn_pcm(self) -> bytes:
         """The turn's audio, trimmed to the kept tail of the silence that followed it."""

@@ -120,24 +120,6 @@ def test_the_core_decides_whether_the_speculative_reply_is_reused() -> None:
     assert DropSpeculation() in actions and Transcribe(1, b"abc", speculative=False) in actions
 
 
-def test_an_extended_pause_prepares_the_reply_again_on_the_longer_audio() -> None:
-    """The same pause with the fading end of the last word: the reply to the shorter audio is
-    dropped, and the ended turn (which hands over the longer audio) reuses the new one."""
-    conv = Conversation("test")
-    conv.set_listening(True)
-    conv.speech_started()
-    assert conv.speech_paused(b"ab") == [Speculate(b"ab")]
-    assert conv.speech_paused(b"abc", extended=True) == [DropSpeculation(), Speculate(b"abc")]
-    assert [a for a in conv.speech_ended(b"abc") if isinstance(a, Transcribe)] == [Transcribe(1, b"abc", speculative=True)]
-
-
-def test_an_extended_pause_of_a_sound_over_the_agent_is_not_judged_twice() -> None:
-    conv = speaking()
-    conv.speech_started()
-    assert [type(a) for a in conv.speech_paused(b"mm")] == [Classify]
-    assert conv.speech_paused(b"mmm", extended=True) == []
-
-
 def test_no_speculation_when_switched_off() -> None:
     conv = Conversation("test", speculate=False)
     conv.set_listening(True)

@@ -204,53 +204,50 @@ def test_a_pause_shorter_than_the_trailing_silence_still_matches_the_end() -> No
     assert paused.pcm == ended.pcm
 
 
-def test_a_fading_last_sound_extends_the_paused_turn_to_the_full_tail() -> None:
-    """Speculation starts at pause_ms (64); the next window still holds sound (the end of the
-    word, below the VAD's threshold), so the same pause comes again with it, and the ended turn
-    hands over that longer audio: the 96 ms tail, not a clipped 64."""
+def test_a_last_sound_still_fading_at_the_pause_holds_it_for_the_full_tail() -> None:
+    """The sound still fades at pause_ms (64): the pause waits for the next window, which holds
+    sound too, so the speculated audio and the ended turn keep the 96 ms tail, not a clipped 64."""
     f = Feeder()  # defaults: pause 64, trailing 96
     f.feed(0.0, 200)
     f.feed(0.9, 640)
     first = f.n
-    f.feed(0.0, 96, loud=True)
+    f.feed(0.0, 32)
+    assert f.feed(0.0, 32, loud=True) == []  # 64 ms, still fading: no pause yet
+    [paused] = f.feed(0.0, 32, loud=True)  # 96 ms
     f.feed(0.0, 600)
-    paused = f.of(SpeechPaused)
     [ended] = f.of(SpeechEnded)
-    assert [(p.pause, p.extended) for p in paused] == [(1, False), (1, True)]
-    assert windows_in(paused[0].pcm)[-1] == first + 1  # 64 ms of the silence
-    assert windows_in(paused[1].pcm)[-1] == first + 2  # 96 ms
-    assert ended.pcm == paused[1].pcm
-    assert ended.speech_end_ms == paused[1].speech_end_ms
+    assert isinstance(paused, SpeechPaused)
+    assert windows_in(paused.pcm)[-1] == first + 2  # 96 ms of the silence
+    assert ended.pcm == paused.pcm and ended.speech_end_ms == paused.speech_end_ms
 
 
-def test_a_quiet_tail_keeps_the_speculated_audio() -> None:
-    """No sound after pause_ms: no second pause, and the ended turn is the speculated audio."""
+def test_a_quiet_pause_starts_the_speculation_at_pause_ms() -> None:
+    """Faded by pause_ms: the pause comes at 64 ms, and a sound after it stays out."""
     f = Feeder()
     f.feed(0.9, 640)
-    f.feed(0.0, 64, loud=True)  # the sound fades within the pause itself
+    f.feed(0.0, 32, loud=True)  # the sound fades within the pause
+    [paused] = f.feed(0.0, 32)  # 64 ms: quiet, the pause now
+    assert isinstance(paused, SpeechPaused)
+    f.feed(0.0, 32, loud=True)  # 96: not the fading end of the word
     f.feed(0.0, 600)
-    [paused], [ended] = f.of(SpeechPaused), f.of(SpeechEnded)
-    assert not paused.extended
+    [ended] = f.of(SpeechEnded)
     assert ended.pcm == paused.pcm
     assert len(windows_in(ended.pcm)) == 20 + 2
 
 
-def test_the_tail_stops_at_its_first_quiet_window() -> None:
-    """A sound after a quiet window is not the last word's fading end: it stays out."""
+def test_a_fading_sound_that_stops_before_the_tail_is_full_keeps_what_held_sound() -> None:
     f = Feeder(TurnConfig(trailing_ms=192))
     f.feed(0.9, 640)
-    f.feed(0.0, 64)
-    f.feed(0.0, 32, loud=True)  # 96: joins
-    f.feed(0.0, 32)  # 128: quiet, the tail ends
+    f.feed(0.0, 96, loud=True)  # 32, 64, 96: fading
+    f.feed(0.0, 32)  # 128: quiet, the tail is settled: the pause now
     f.feed(0.0, 32, loud=True)  # 160: does not join
     f.feed(0.0, 600)
-    paused, [ended] = f.of(SpeechPaused), f.of(SpeechEnded)
-    assert [p.extended for p in paused] == [False, True]
-    assert ended.pcm == paused[-1].pcm
+    [paused], [ended] = f.of(SpeechPaused), f.of(SpeechEnded)
+    assert ended.pcm == paused.pcm
     assert len(windows_in(ended.pcm)) == 20 + 3
 
 
-def test_speech_after_an_extended_pause_starts_a_new_pause_with_a_fresh_tail() -> None:
+def test_speech_after_a_held_pause_starts_a_new_pause_with_a_fresh_tail() -> None:
     f = Feeder()
     f.feed(0.9, 640)
     f.feed(0.0, 96, loud=True)
@@ -258,6 +255,7 @@ def test_speech_after_an_extended_pause_starts_a_new_pause_with_a_fresh_tail() -
     resumed_at = f.n
     f.feed(0.0, 600)
     paused, [ended] = f.of(SpeechPaused), f.of(SpeechEnded)
-    assert [(p.pause, p.extended) for p in paused] == [(1, False), (1, True), (2, False)]
+    assert [p.pause for p in paused] == [1, 2]
+    assert windows_in(paused[0].pcm)[-1] == resumed_at - 10 - 1  # the first pause kept 96 ms
     assert windows_in(ended.pcm)[-1] == resumed_at + 1  # this pause was quiet: 64 ms
     assert ended.pcm == paused[-1].pcm
