@@ -206,3 +206,43 @@ def test_a_full_kv_cache_drops_the_caches_of_idle_slots_not_a_reply(llm) -> None
         assert seqs.cached[0] == seqs.cached[1] == [] and len(seqs.cached[2]) == 60
     finally:
         seqs.close()
+
+
+async def test_first_pieces_asked_at_once_are_made_side_by_side_with_the_same_audio(tts) -> None:
+    """Two callers' first pieces are synthesized at the same time, by the two sessions of
+    `tts_sessions=2` (the second of one thread), and each sounds as it does from one session
+    alone (Piper's noise off)."""
+    import threading
+
+    from piper import SynthesisConfig
+
+    from voxline.services.tts.piper import PiperTTS
+
+    quiet = SynthesisConfig(volume=0.8, noise_scale=0.0, noise_w_scale=0.0)
+    two = PiperTTS(sessions=2)
+    try:
+        tts.syn_config = two.syn_config = quiet
+        texts = ["Two plus two is", "The sky is blue."]
+        alone = [b"".join([pcm async for pcm in tts.synthesize(t)]) for t in texts]
+        both, workers = threading.Barrier(2, timeout=10), []
+        real = two._synthesize
+
+        def side_by_side(text: str, stop: threading.Event):  # type: ignore[no-untyped-def]
+            workers.append(two.thread.worker())
+            both.wait()  # each waits for the other to be under way too: one session alone never passes
+            yield from real(text, stop)
+
+        two._synthesize = side_by_side  # type: ignore[method-assign]
+
+        async def say(text: str) -> bytes:
+            return b"".join([pcm async for pcm in two.synthesize(text)])
+
+        together = await asyncio.gather(*(say(t) for t in texts))
+        assert sorted(workers) == [0, 1]
+        for a, b in zip(alone, together):
+            x, y = np.frombuffer(a, dtype=np.int16), np.frombuffer(b, dtype=np.int16)
+            assert x.size == y.size > 0
+            assert int(np.abs(x.astype(np.int32) - y).max()) <= 2  # one vs two onnxruntime threads: rounding (1 seen)
+    finally:
+        tts.syn_config = SynthesisConfig(volume=0.8)
+        await two.close()

@@ -39,6 +39,9 @@ class ModelSettings(BaseModel):
     tts_voice_config: str = ""  # piper: the voice's .onnx.json when it is not beside the .onnx
     tts_model: str = "tts-1"  # remote TTS: the model name sent (voxline serve tts takes any)
     tts_volume: Annotated[float, Field(ge=0, le=1)] = 0.8
+    # piper: copies of the voice (ONNX sessions of one thread each) making callers' pieces side by side (1: one
+    # session on onnxruntime's default threads, as before)
+    tts_sessions: Annotated[int, Field(ge=1, le=8)] = 2
     tts_first_piece_words: NonNegative = 4  # a reply's first TTS piece is cut after at most this many words (0: off)
     api_key: str = ""  # sent as bearer token to remote model services
     stt_api_key: str = ""  # per service, for vendors with their own keys; empty = api_key

@@ -75,7 +75,8 @@ def build_tts(settings: Settings) -> TTS:
 
         own = settings.tts_voice != PACKAGED_VOICE  # the default name is the packaged voice
         return PiperTTS(volume=settings.tts_volume, model=settings.tts_voice if own else None,
-                        config=(settings.tts_voice_config or f"{settings.tts_voice}.json") if own else None)
+                        config=(settings.tts_voice_config or f"{settings.tts_voice}.json") if own else None,
+                        sessions=settings.tts_sessions)
     if settings.tts == "openai":
         from voxline.services.tts.openai import OpenAITTS
 

@@ -3,11 +3,17 @@ waiting work served by deadline.
 
 Each back-end owns one model thread: the models are not safe to call from two threads at
 once, and one thread per model keeps the three models from piling up more threads than the
-two cores can run. Work waiting for a model thread is served earliest deadline first, not in
-arrival order: with many callers, every waiting caller's first clause (its deadline is the
-moment the caller stopped speaking: already past) goes before the rest of anyone's reply
-(due only when the audio before it has played out). Work without a deadline is due when it
-was submitted, so among itself it stays first come, first served.
+two cores can run. A back-end that holds several copies of its model (Piper: two small ONNX
+sessions) names `workers`: that many threads serve its one queue, each with its own copy
+(`worker()` says which), so two callers' first pieces are made at once. The first worker
+takes the work whenever it is free, the next only while those before it are busy: a caller
+alone is served as with one thread.
+
+Work waiting for a model thread is served earliest deadline first, not in arrival order: with
+many callers, every waiting caller's first clause (its deadline is the moment the caller
+stopped speaking: already past) goes before the rest of anyone's reply (due only when the audio
+before it has played out). Work without a deadline is due when it was submitted, so among
+itself it stays first come, first served.
 
 Work that can be batched (several callers' short STT windows in one encoder call) names a
 batch key: when the thread takes such an item, it takes the other waiting items of the same
@@ -64,9 +70,10 @@ def others_busy(me: ModelThread, among: Iterable[ModelThread] | None = None) -> 
 
 
 def others_urgent(me: ModelThread, among: Iterable[ModelThread] | None = None) -> bool:
-    """Whether a model thread other than `me` is running work that is due (someone waits for it now)."""
-    return any(t.busy and t.urgent for t in list(_threads if among is None else among)
-               if t is not me and t.shares_cores)
+    """Whether a model thread other than `me` (or another worker of `me`) is running work that is
+    due (someone waits for it now)."""
+    return me.sibling_urgent() or any(t.urgent for t in list(_threads if among is None else among)
+                                      if t is not me and t.shares_cores)
 
 
 def configure(lead_s: float) -> None:
@@ -76,24 +83,49 @@ def configure(lead_s: float) -> None:
 
 
 class ModelThread:
-    """One named thread for one model, serving its queue earliest deadline first."""
+    """One named thread (or `workers` threads) for one model, serving its queue earliest deadline first."""
 
     def __init__(self, name: str, clock: Callable[[], float] = time.time, shares_cores: bool = True,
-                 lead_s: float | None = None) -> None:
+                 lead_s: float | None = None, workers: int = 1) -> None:
         self.name = name
         self.clock = clock
         self.shares_cores = shares_cores  # False: its work is too small to count as busy (VAD windows)
         self.lead_s = lead_s  # None: the process's `LEAD_S`
-        self.busy = False  # running work now (read by `others_busy`)
-        # The work running now is due (someone waits for it); read by `others_urgent`. Work that
-        # steps several callers at once (the LLM) sets it for each step.
-        self.urgent = False
+        self.workers = max(1, workers)
+        self._busy = [False] * self.workers  # each worker running work now (read by `others_busy`)
+        # Each worker's work in hand is due (someone waits for it); read by `others_urgent`. Work
+        # that steps several callers at once (the LLM) sets it for each step.
+        self._urgent = [False] * self.workers
+        self._local = threading.local()
         _threads.add(self)
         self._heap: list[tuple[float, int, Work, Future[Any]]] = []
         self._seq = itertools.count()
         self._ready = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def busy(self) -> bool:
+        return any(self._busy)
+
+    @property
+    def urgent(self) -> bool:
+        """A worker is running work that is due."""
+        return any(b and u for b, u in zip(self._busy, self._urgent))
+
+    @urgent.setter
+    def urgent(self, value: bool) -> None:
+        """The calling worker's work in hand is (not) due; from outside a worker: the first's."""
+        self._urgent[self.worker()] = value
+
+    def worker(self) -> int:
+        """Which worker of this model the calling thread is (0 outside them)."""
+        return int(getattr(self._local, "index", 0))
+
+    def sibling_urgent(self) -> bool:
+        """Another worker of this model runs due work (the calling thread's own work aside)."""
+        me = getattr(self._local, "index", None)
+        return any(b and u for i, (b, u) in enumerate(zip(self._busy, self._urgent)) if i != me)
 
     def submit(self, fn: Callable[[], T], due: float | None = None) -> Future[T]:
         """Queue `fn` for the model thread, due at `due` (default: the task's `deadline`, else now)."""
@@ -114,13 +146,16 @@ class ModelThread:
             if self._closed:
                 raise RuntimeError(f"model thread {self.name} is closed")
             heapq.heappush(self._heap, (self.clock() if when is None else when, next(self._seq), fn, future))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name=f"voxline-{self.name}", daemon=True)
-                self._thread.start()
-            self._ready.notify()
+            if not self._threads:
+                for i in range(self.workers):
+                    name = f"voxline-{self.name}" + (f"-{i}" if i else "")
+                    self._threads.append(threading.Thread(target=self._serve, args=(i,), name=name, daemon=True))
+                    self._threads[-1].start()
+            self._ready.notify_all()  # each worker sees whether it is the one to take it
         return future
 
-    def _serve(self) -> None:
+    def _serve(self, index: int) -> None:
+        self._local.index = index
         while True:
             with self._ready:
                 while True:
@@ -129,14 +164,19 @@ class ModelThread:
                             return
                         self._ready.wait()
                         continue
+                    if not all(self._busy[:index]):  # a worker before this one is free: it takes the work
+                        self._ready.wait()
+                        continue
                     wait_s = self._give_way_s(self._heap[0][0])
                     if wait_s <= 0:
                         break
                     self._ready.wait(wait_s)  # a new item, or look again
                 when, _, fn, future = heapq.heappop(self._heap)
                 batch = self._take_batch(fn, future) if isinstance(fn, Batch) else []
-                self.urgent = when <= self.clock()
-                self.busy = True
+                self._urgent[index] = when <= self.clock()
+                self._busy[index] = True
+                if self._heap and index + 1 < self.workers:
+                    self._ready.notify_all()  # the next worker may take what is left
             self._run(fn, future, batch)
 
     def _give_way_s(self, when: float) -> float:
@@ -150,7 +190,8 @@ class ModelThread:
     def _done(self) -> None:
         """The work in hand ended: `busy` (and `urgent`) clear before its caller hears, so a
         caller that reads `others_busy` after its result never sees its own finished call."""
-        self.busy = self.urgent = False
+        i = self.worker()
+        self._busy[i] = self._urgent[i] = False
 
     def _resolve(self, future: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
         self._done()
@@ -266,11 +307,11 @@ class ModelThread:
         (onnxruntime, llama.cpp) aborts (`terminate called without an active exception`,
         exit 134), so a process that stops joins its model threads first.
         """
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return True
-        thread.join(timeout_s)
-        return not thread.is_alive()
+        end = time.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
 
     async def aclose(self, timeout_s: float = 5.0) -> bool:
         """`close`, then `join` off the event loop."""

@@ -274,3 +274,36 @@ def test_work_nobody_waits_for_yet_gives_way_to_another_models_due_work_until_it
     ahead.result(timeout=5)
     for t in (tts, llm):
         t.close()
+
+
+def test_a_model_with_two_workers_runs_two_callers_work_at_once_earliest_due_first() -> None:
+    """Two copies of a model (two Piper sessions) serve one queue: B's and C's first pieces run
+    side by side, each in its own worker, before A's rest of reply."""
+    clock = Clock()
+    tts = ModelThread("tts", clock=clock, workers=2, lead_s=0.0)
+    both, order, seen = threading.Barrier(2, timeout=5), [], []
+
+    def piece(name: str) -> None:
+        seen.append(tts.worker())
+        order.append(name)  # started
+        both.wait()  # each waits for the other to be under way: one worker alone never passes
+
+    gate = threading.Event()
+    held = [tts.submit(gate.wait), tts.submit(gate.wait)]  # both workers busy: the work below queues
+    assert wait_for(lambda: tts.busy and len([b for b in tts._busy if b]) == 2)
+    rest = tts.submit(lambda: order.append("A rest of reply"), due=clock.now + 2.0)
+    firsts = [tts.submit(lambda: piece("B first piece")), tts.submit(lambda: piece("C first piece"))]
+    gate.set()
+    for job in [*held, *firsts, rest]:
+        job.result(timeout=5)
+    assert sorted(seen) == [0, 1]
+    assert sorted(order[:2]) == ["B first piece", "C first piece"] and order[2] == "A rest of reply"
+    tts.close()
+    assert tts.join()
+
+
+def test_a_caller_alone_is_served_by_the_first_worker() -> None:
+    """The second worker (a one-thread Piper session) takes work only while the first is busy."""
+    tts = ModelThread("tts", workers=2)
+    assert [tts.submit(tts.worker).result(timeout=5) for _ in range(20)] == [0] * 20
+    tts.close()
