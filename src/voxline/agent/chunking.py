@@ -136,38 +136,49 @@ class SentenceChunker:
         """Where to end a first piece that has run past `first_piece_max_words` words with no
         clause end: after the last word before a phrase starter, else after the last word a
         phrase can end on, else the same up to `LOOK_AHEAD` words past the limit, else after
-        those. None while the words to judge are not all known."""
+        those. None while the words to judge are not all known.
+
+        A cut is only ever after a complete word (whitespace follows it); the word after the
+        cut may still be arriving: when its first token is a word like "is" or "and", it says
+        the phrase goes on as well as the whole word would, and waiting for that word to
+        complete cost the caller one LLM step. A longer word it may turn out to be ("island")
+        changes only which of two good cuts is taken, never a word."""
         limit = self.first_piece_max_words
         if limit <= 0:
             return None
-        words = list(_WORD.finditer(self.buffer))
-        words = [w for w in words if any(c.isalnum() for c in w.group())]
-        if len(words) <= limit:  # the word after the limit must be complete too, to judge it
+        words = [w.group() for w in _WORD.finditer(self.buffer) if any(c.isalnum() for c in w.group())]
+        ends = [w.end() for w in _WORD.finditer(self.buffer) if any(c.isalnum() for c in w.group())]
+        tail = self.buffer[ends[-1]:] if ends else self.buffer
+        partial = tail.split()[-1] if tail.split() and not tail[-1].isspace() else None
+        # Only a word no phrase ends on ("is", "the", "and"): the sentence goes on past it, so
+        # a sentence of limit + 1 words that would stay whole is never cut before its last word.
+        known = words + ([partial] if partial is not None and _bare(partial) in _NO_END else [])
+        if len(known) <= limit:  # the word after the limit must be known (at least begun), to judge it
             return None
-        candidates = range(limit, self.first_piece_min_words - 1, -1)  # cut after word k (1-based)
 
         def can_end(k: int) -> bool:
-            word = _bare(words[k - 1].group())
-            if word in _NO_END or self._is_abbreviation(words[k - 1].group()):
+            word = _bare(words[k - 1])
+            if word in _NO_END or self._is_abbreviation(words[k - 1]):
                 return False
             # A number before its noun ("about seven | hours") is cut off; before "is", "and"... it is not.
-            return not (_is_number(word) and k < len(words) and _bare(words[k].group()) not in _STARTS)
+            return not (_is_number(word) and k < len(known) and _bare(known[k]) not in _STARTS)
 
         def best(ks: range) -> int | None:
             """A cut before a word that starts a phrase, else after any word that can end one."""
-            k = next((k for k in ks if can_end(k) and _bare(words[k].group()) in _STARTS), None)
-            k = k if k is not None else next((k for k in ks if can_end(k)), None)
-            return None if k is None else words[k - 1].end()
+            usable = [k for k in ks if k <= len(words)]  # only after a complete word
+            k = next((k for k in usable if can_end(k) and k < len(known) and _bare(known[k]) in _STARTS), None)
+            k = k if k is not None else next((k for k in usable if can_end(k)), None)
+            return None if k is None else ends[k - 1]
 
-        if (cut := best(candidates)) is not None:
+        if (cut := best(range(limit, self.first_piece_min_words - 1, -1))) is not None:
             return cut
         # "We're currently in the..." has no phrase end within the limit: a word or two more
         # ("...in the 12th week") sounds better than a cut after "the".
         ahead = range(limit + 1, limit + LOOK_AHEAD + 1)
-        if len(words) <= ahead[-1]:
+        if len(known) <= ahead[-1] or len(words) < ahead[-1]:
             return None  # the words past the limit (and the one after them) are not all known yet
         cut = best(ahead)
-        return cut if cut is not None else words[ahead[-1] - 1].end()
+        return cut if cut is not None else ends[ahead[-1] - 1]
 
     def _take(self, end: int) -> str | None:
         piece, self.buffer = clean_for_speech(self.buffer[:end]), self.buffer[end:]

@@ -170,8 +170,9 @@ def test_the_first_piece_is_released_as_soon_as_its_words_are_known() -> None:
     deltas = tokens(LONG)
     per_delta, _ = chunk(deltas)
     released_at = next(i for i, ps in enumerate(per_delta) if ps)
-    # Five words and the space after them: enough to choose the cut, long before the full stop.
-    assert "".join(deltas[: released_at + 1]) == "Two plus two is a mathematical"
+    # Four words and the first token of a fifth no phrase ends on: enough to choose the cut,
+    # long before the full stop (the fifth's end is not waited for).
+    assert "".join(deltas[: released_at + 1]) == "Two plus two is a"
 
 
 def test_a_short_first_sentence_is_not_cut() -> None:
@@ -239,3 +240,15 @@ def test_a_first_piece_does_not_cut_a_number_from_its_noun() -> None:
     assert pieces("It takes about seven hours to fly from New York to London.")[0] == "It takes about seven hours"
     assert pieces("There are 12 months in every year of the calendar.")[0] == "There are 12 months"
     assert pieces(LONG)[0] == "Two plus two"  # a number before "is" still ends a phrase
+
+
+def test_a_word_cut_before_is_or_and_does_not_wait_for_that_word_to_end() -> None:
+    """The first token of "is" says the phrase goes on: the cut after "Italy" is made then,
+    one LLM step before " Rome" would show that "is" was complete."""
+    c = SentenceChunker()
+    out = [p for d in tokens("The capital of Italy is") for p in c.push(d)]
+    assert out == ["The capital of Italy"]
+    assert c.push(" Rome.") == [] and c.flush() == ["is Rome."]
+    # A word a phrase may end on ("it", "need") is waited for: the sentence may end with it.
+    c = SentenceChunker()
+    assert [p for d in tokens("Here is what you need") for p in c.push(d)] == []
