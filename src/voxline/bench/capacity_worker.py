@@ -44,7 +44,7 @@ class SessionStats:
 
 def _turn_record(caller: Any, turn: int, v2v_ms: float) -> dict[str, Any]:
     """One answered turn as `stats.stage_breakdown` reads it: the server's stage times, and transport."""
-    metrics = next((e.get("metrics") or {} for e in reversed(caller.of_type("turn.metrics"))
+    metrics = next((e.get("metrics") or {} for e in caller.of_type("turn.metrics")  # the first at or after it
                     if e.get("turn", 0) >= turn), {})
     server_v2v = metrics.get("server_voice_to_voice_ms")
     return {"ok": True, "server": metrics, "v2v_ms": v2v_ms,

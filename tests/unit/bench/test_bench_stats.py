@@ -103,6 +103,27 @@ def test_capacity_summary_shape() -> None:
     assert len(row) == len(CAPACITY_HEADER)
 
 
+def test_capacity_report_breaks_the_answered_turns_down_by_stage() -> None:
+    """Which stage the callers queue on (the server's turn.metrics of each answered turn)."""
+    from types import SimpleNamespace
+
+    from voxline.bench.capacity import report_text
+    from voxline.bench.capacity_worker import _turn_record
+
+    events = [{"type": "turn.metrics", "turn": 1, "metrics": {"stt_ms": 300.0, "server_voice_to_voice_ms": 900.0}},
+              {"type": "turn.metrics", "turn": 2, "metrics": {"stt_ms": 500.0, "server_voice_to_voice_ms": 1000.0}}]
+    caller = SimpleNamespace(of_type=lambda t: [e for e in events if e["type"] == t])
+    turns = [_turn_record(caller, 1, 950.0), _turn_record(caller, 2, 1100.0)]
+    assert [t["transport_ms"] for t in turns] == [50.0, 100.0]
+    sess = SessionStats(connected=True, turns_asked=2, turns_answered=2, v2v_ms=[950.0, 1100.0], turns=turns).__dict__
+    rows = [{"t": float(t), "server": (1.0, 100.0), "clients": [], "system": (0.0, 0.0), "frames_late": 0.0, "conductor": None,
+             "active": 1.0} for t in (0, 1)]
+    out = capacity_summary(1, [sess], rows, rows, 0)
+    assert out["clients"]["stages_ms"]["stt"] == {"p50": 400.0, "p95": 490.0, "n": 2}
+    report = {"sessions": 1, **out, "machine": {}, "settings": {}, "lifecycle": None}
+    assert "| stt " in report_text(report)
+
+
 # -- the benchmark cannot flatter ----------------------------------------------------------------
 def test_a_misheard_question_or_a_wrong_answer_is_a_failed_turn() -> None:
     from voxline.bench.latency import QUESTIONS, check_turn
