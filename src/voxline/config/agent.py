@@ -32,8 +32,8 @@ class AgentSettings(BaseModel):
     end_of_turn_model_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5  # a score from here reads "complete"
     # Complete words whose last word Whisper doubted wait as unfinished ones: a beam reading that
     # stops earlier on the same words, unfinished, within this many log-prob per token ("a table
-    # for" for "a table for it."); 0 = off. Embedded Whisper with stt_beam_size > 1 only (the remote
-    # STT and a greedy beam give no readings). 0.3: 2 of 390 complete turns doubted (endpoint.py).
+    # for" for "a table for it."); 0 = off. Whisper with stt_beam_size > 1 gives readings, embedded or via
+    # `voxline serve stt` (a vendor's STT and a greedy beam give none). 0.3: 2 of 390 complete turns doubted.
     end_of_turn_doubt_margin: Annotated[float, Field(ge=0, le=5)] = 0.3
     speculative_replies: Flag = True  # start STT/LLM/TTS at the caller's pause; commit at end of turn
     speculation_pause_ms: NonNegative = 64  # the pause after which that speculative work starts (two VAD windows)

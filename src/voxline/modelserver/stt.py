@@ -14,6 +14,7 @@ from aiohttp import BodyPartReader, web
 from voxline.audio.resample import resample_s16, to_mono_s16
 from voxline.http_errors import ApiError
 from voxline.modelserver.http import MAX_AUDIO_BYTES, STATE
+from voxline.services.base import readings_of
 
 log = logging.getLogger("voxline.modelserver")
 
@@ -136,7 +137,10 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
                                    "chars": len(text), "requested_model": fields.get("model")})
     if fmt == "text":
         return web.Response(text=text + "\n", content_type="text/plain")
+    # Our own extension, ignored by other clients: the beam's other readings, the end of the
+    # turn's evidence on a doubted last word (agent.endpoint.doubtful_ending), for OpenAISTT.
+    extra = {"voxline_readings": [list(r) for r in readings_of(text)]} if readings_of(text) else {}
     if fmt == "verbose_json":
         return web.json_response({"task": "transcribe", "language": "english", "duration": round(duration, 3),
-                                  "text": text, "segments": []})
-    return web.json_response({"text": text})
+                                  "text": text, "segments": [], **extra})
+    return web.json_response({"text": text, **extra})

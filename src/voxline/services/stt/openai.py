@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import math
 import wave
 
 import aiohttp
 
-from voxline.services.base import ServiceError
+from voxline.services.base import Heard, ServiceError
 from voxline.services.http_client import ServiceClient
 
 
@@ -20,6 +21,15 @@ def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
         w.setframerate(sample_rate)
         w.writeframes(pcm[: len(pcm) - len(pcm) % 2])
     return buf.getvalue()
+
+
+def _readings(value: object) -> tuple[tuple[str, float], ...]:
+    """`voxline serve stt`'s other readings of the audio (a vendor sends none); bounded, malformed ones dropped."""
+    if not isinstance(value, list):
+        return ()
+    return tuple((str(r[0])[:2000], float(r[1])) for r in value[:8]
+                 if isinstance(r, list) and len(r) == 2 and isinstance(r[0], str)
+                 and isinstance(r[1], int | float) and not isinstance(r[1], bool) and math.isfinite(r[1]))
 
 
 class OpenAISTT:
@@ -52,7 +62,8 @@ class OpenAISTT:
         text = body.get("text") if isinstance(body, dict) else None
         if not isinstance(text, str):
             raise ServiceError(f"stt service {self.client.base} sent no 'text' in its reply")
-        return text.strip()
+        readings = _readings(body.get("voxline_readings"))
+        return Heard(text.strip(), readings) if readings else text.strip()
 
     async def close(self) -> None:
         await self.client.close()
