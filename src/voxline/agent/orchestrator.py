@@ -155,7 +155,8 @@ class Orchestrator:
                                  speculate=s.speculative_replies, resumed=resumed, greeting=s.greeting)
             agent.log_transcripts = s.log_transcripts
             agent.echo = EchoCanceller(EchoConfig(enabled=s.echo_cancel, max_lag_ms=s.echo_max_lag_ms,
-                                                  suppress_r2=s.echo_suppress))
+                                                  suppress_r2=s.echo_suppress, caller_db=s.echo_caller_db,
+                                                  caller_share=s.echo_caller_share))
             # A session first seen through its audio (failover) was listening.
             agent.listening = True
             self.sessions[session_id] = agent

@@ -47,6 +47,8 @@ class AgentSettings(BaseModel):
     echo_cancel: Flag = False  # mute the agent's own voice when callers send it back (no AEC: speakerphones, phone lines)
     echo_max_lag_ms: Annotated[int, Field(ge=20, le=3000)] = 1500  # echo delay searched (to the caller and back)
     echo_suppress: Annotated[float, Field(gt=0, le=1)] = 0.55  # share of a block's energy the agent's echo explains: muted
+    echo_caller_db: Annotated[float, Field(gt=0, le=40)] = 10.0  # a band this far above the echo expected there is the caller's
+    echo_caller_share: Annotated[float, Field(gt=0, le=1)] = 0.05  # share of a block in such bands: passed
 
     # Tools (docs/tools.md): offered to the LLM, run once the turn is committed
     tools_builtin: Names = ("time", "end_call")  # built-ins; empty = none

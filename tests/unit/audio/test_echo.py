@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from voxline.audio.echo import BLOCK, RATE, EchoCanceller, EchoConfig
+from voxline.bench import voices
 from voxline.bus.codec import AudioKind
 
 T0 = 1_000.0
@@ -198,3 +199,50 @@ def test_the_reference_follows_the_media_servers_report_of_when_it_played() -> N
         shares.append(muted(out)[loud[loud > 2.3 * RATE // BLOCK]].mean())  # after the stall
     assert placed == [True, False]  # the agent's guess is off by 100 ms there
     assert shares[0] > 0.9, shares
+
+
+
+REPLY = ("The capital of France is Paris. It is a large city on the river Seine, famous for its museums, "
+         "its food and the Eiffel Tower.")
+
+
+def said(text: str, voice_name: str, wpm: int = 150) -> np.ndarray:
+    """`text` spoken by espeak-ng at 16 kHz (real speech: the synthetic buzz above is spread too
+    evenly over the spectrum to show what passes a caller's voice over the agent's)."""
+    return np.frombuffer(voices.espeak(text, voice_name, wpm), dtype=np.int16)
+
+
+def over_the_reply(mic: np.ndarray, caller: np.ndarray, at_s: float = 1.5) -> tuple[np.ndarray, np.ndarray, int]:
+    """The caller's words `at_s` into the reply on `mic`: the canceller's output, their loud blocks, where they begin."""
+    reply = said(REPLY, "en-us", 170)
+    canceller = EchoCanceller()
+    canceller.feed_reference(reply.tobytes(), T0)
+    at = int(at_s * RATE) // BLOCK * BLOCK
+    mic = np.concatenate([mic, np.zeros(max(0, at + caller.size - mic.size))])
+    mic[at:at + caller.size] += caller
+    return run(canceller, mic), loud_blocks(caller, -15) + at // BLOCK, at
+
+
+@pytest.mark.parametrize(("text", "voice_name"), [("Stop. What is two plus two?", "en-gb"),
+                                                  ("Wait, what time is it in London?", "en-us+f3"),
+                                                  ("No, I meant the weather in Rome.", "en-gb-x-rp")])
+def test_a_caller_with_no_echo_talking_over_the_reply_is_never_muted(text: str, voice_name: str) -> None:
+    """No echo on the call (their client cancels it): a search over their first words finds a
+    chance lag in the reply; no path fitted to their own words there may mute them."""
+    reply = said(REPLY, "en-us", 170)
+    quiet = np.random.default_rng(1).standard_normal(reply.size) * 3
+    out, theirs, _ = over_the_reply(quiet, said(text, voice_name))
+    assert not muted(out)[theirs].any()
+
+
+@pytest.mark.parametrize(("text", "voice_name"), [("Stop. What is two plus two?", "en-us+f3"),
+                                                  ("Wait, what time is it in London?", "en-gb"),
+                                                  ("No, I meant the weather in Rome.", "en-us+f3")])
+def test_a_caller_starting_over_a_loud_echo_passes_from_their_first_block(text: str, voice_name: str) -> None:
+    """Their first words over the agent's voice (120 ms, -6 dB), when most of a block's energy is
+    still the echo's: power in bands the echo cannot have put there passes the block."""
+    reply = said(REPLY, "en-us", 170)
+    out, theirs, at = over_the_reply(through_line(reply, 120, -6), said(text, voice_name))
+    assert not muted(out)[theirs[:10]].any()  # their first 200 ms of speech, every block
+    echo = through_line(reply, 120, -6)[:at]
+    assert muted(out)[: at // BLOCK][loud_blocks(echo)].mean() > 0.9  # the echo before stays muted
