@@ -44,6 +44,9 @@ _WORDS = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
 _NOISE = frozenset({"you", "thanks for watching", "blank audio", "blank_audio", "music", "silence", "cough", "coughs"})
 
 
+MIN_ECHO_WORDS = 2  # a transcript this long or longer made of the reply's words, in its order, is its echo
+
+
 class Overlap(str, Enum):
     NOISE = "noise"
     BACKCHANNEL = "backchannel"
@@ -70,3 +73,20 @@ def classify(text: str) -> Overlap:
     if len(words) <= MAX_UNCLEAR_WORDS and not any(w in TURN_WORDS for w in words):
         return Overlap.NOISE
     return Overlap.WORDS
+
+
+def echoes(text: str, reply: str) -> bool:
+    """`text`, heard over the reply, is made only of the reply's own words in the reply's order:
+    the agent's voice coming back (a caller without echo cancellation, a leak the canceller let
+    through), not the caller. Words may be missing (Whisper drops some of a quiet echo), none
+    may be new; one word alone says too little (`classify` judges it)."""
+    words, said = _WORDS.findall(text.lower()), _WORDS.findall(reply.lower())
+    if len(words) < MIN_ECHO_WORDS:
+        return False
+    at = 0
+    for w in words:
+        try:
+            at = said.index(w, at) + 1
+        except ValueError:
+            return False
+    return True

@@ -10,7 +10,7 @@ never judged in time, so no path leaves the agent silent.
 from __future__ import annotations
 
 from voxline.agent.actions import Action, CancelReply, ClearPlayback, Emit, ForgetSpeech, ResumePlayout, State
-from voxline.agent.backchannel import Overlap, classify
+from voxline.agent.backchannel import Overlap, classify, echoes
 
 
 class Overlaps:
@@ -23,6 +23,8 @@ class Overlaps:
     _overlap: int  # number of the current sound over the agent's speech; 0: none
     _overlap_since: int
     _overlap_ended: bytes | None
+    _reply_turn: int = 0  # the turn whose reply `_reply_text` is (as generated: ahead of its audio)
+    _reply_text: str = ""
 
     def speech_ended(self, pcm: bytes) -> list[Action]:
         raise NotImplementedError
@@ -36,11 +38,19 @@ class Overlaps:
             return []
         return self._interrupt("sustained speech")
 
+    def reply_said(self, turn: int, text: str) -> None:
+        """A piece of the reply's text to `turn`, as the LLM wrote it: what its echo can say."""
+        if turn != self._reply_turn:
+            self._reply_turn, self._reply_text = turn, ""
+        self._reply_text += text
+
     def overlap_heard(self, overlap: int, text: str) -> list[Action]:
-        """The transcript of sound `overlap`: noise and backchannels resume the reply."""
+        """The transcript of sound `overlap`: noise, backchannels and the reply's own words resume it."""
         if overlap != self._overlap or self.state is not State.AGENT_SPEAKING:
             return []
         kind = classify(text)
+        if kind is Overlap.WORDS and self._reply_turn == self.turn and echoes(text, self._reply_text):
+            return self._resume("ignored the reply's own words (echo)")
         if kind is Overlap.WORDS:
             return self._interrupt("words")
         return self._resume(f"ignored {kind.value} {text.strip()!r}" if kind is Overlap.BACKCHANNEL

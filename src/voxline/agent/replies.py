@@ -110,6 +110,7 @@ class ReplyRunner:
                         pipeline.cancel()
                         return
                 elif isinstance(out, Delta):
+                    self.conv.reply_said(turn, out.text)
                     await self.emit("agent.text", text=out.text, turn=turn, final=False)
                 elif isinstance(out, Audio):
                     first = not times.first_audio_sent

@@ -137,3 +137,37 @@ def test_greeting_once_in_history_and_its_failure_is_not_apologised_for() -> Non
     failed = conv.failed(1, "tts", "tts failed")
     assert not any(isinstance(a, Speak) for a in failed) and conv.state is State.LISTENING
     assert Conversation("test").greet("   ") == []
+
+
+REPLY = "Once upon a time, a brave knight rode out to find the dragon that burned his village."
+
+
+@pytest.mark.parametrize("heard", ["A brave knight rode out.", "the dragon that burned his village",
+                                   "Once upon a time, a knight."])  # a word Whisper dropped from the echo
+def test_the_replys_own_words_heard_over_it_are_its_echo_and_resume_it(heard: str) -> None:
+    conv = speaking()
+    conv.reply_said(1, REPLY[:40])
+    conv.reply_said(1, REPLY[40:])
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"echo")
+    actions = conv.overlap_heard(classify_.overlap, heard)
+    assert kinds(actions) == [ResumePlayout, ForgetSpeech]
+    assert conv.state is State.AGENT_SPEAKING and conv.interruptions == 0
+
+
+@pytest.mark.parametrize("heard", ["Stop, the dragon.", "Wait, what village?", "The village burned a knight.",
+                                   "No."])  # a new word, the reply's words out of order, one word alone
+def test_a_caller_using_some_of_the_replys_words_still_interrupts(heard: str) -> None:
+    conv = speaking()
+    conv.reply_said(1, REPLY)
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"words")
+    assert kinds(conv.overlap_heard(classify_.overlap, heard))[:2] == [CancelReply, ClearPlayback]
+
+
+def test_an_earlier_replys_words_are_not_this_ones_echo() -> None:
+    conv = speaking()
+    conv.reply_said(0, REPLY)  # the greeting's, say
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"words")
+    assert kinds(conv.overlap_heard(classify_.overlap, "A brave knight rode out."))[:2] == [CancelReply, ClearPlayback]
