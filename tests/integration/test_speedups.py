@@ -150,8 +150,9 @@ async def test_the_embedded_llm_runs_on_one_core_while_another_model_works(llm) 
 
     other, gate = ModelThread("stt"), threading.Event()
     try:
-        # A model thread of an earlier test may still be finishing its last call (seen once in a
-        # full run): start from a process where no other model works.
+        # A call's thread is no longer busy once its result is handed over (ModelThread clears busy
+        # first, tests/unit/services/test_model_threads.py), but an earlier test's stream that its
+        # consumer left may still be finishing its current item: start where no other model works.
         assert await until(lambda: not others_busy(llm.thread), 30), "another model thread stayed busy"
         assert llm.fit_threads() == llm.threads == 2
         held = other.submit(gate.wait)  # another caller's STT at work
