@@ -45,6 +45,7 @@ _NOISE = frozenset({"you", "thanks for watching", "blank audio", "blank_audio", 
 
 
 MIN_ECHO_WORDS = 2  # a transcript this long or longer made of the reply's words, in its order, is its echo
+ECHO_SPAN = 2  # ... when they lie within this many reply words per word heard (+ 2)
 
 
 class Overlap(str, Enum):
@@ -76,17 +77,25 @@ def classify(text: str) -> Overlap:
 
 
 def echoes(text: str, reply: str) -> bool:
-    """`text`, heard over the reply, is made only of the reply's own words in the reply's order:
+    """`text`, heard over the reply, is one stretch of the reply's own words in the reply's order:
     the agent's voice coming back (a caller without echo cancellation, a leak the canceller let
     through), not the caller. Words may be missing (Whisper drops some of a quiet echo), none
-    may be new; one word alone says too little (`classify` judges it)."""
+    may be new, and they lie close together in the reply (within `ECHO_SPAN` times their number
+    of words, plus 2): a caller's "what is that" must not be found spread over a long reply's
+    common words. One word alone says too little (`classify` judges it)."""
     words, said = _WORDS.findall(text.lower()), _WORDS.findall(reply.lower())
     if len(words) < MIN_ECHO_WORDS:
         return False
-    at = 0
-    for w in words:
-        try:
-            at = said.index(w, at) + 1
-        except ValueError:
-            return False
-    return True
+    longest = ECHO_SPAN * len(words) + 2
+    for start, first in enumerate(said):
+        if first != words[0]:
+            continue
+        at = start + 1
+        for w in words[1:]:
+            try:
+                at = said.index(w, at, start + longest) + 1
+            except ValueError:
+                break
+        else:
+            return True
+    return False

@@ -165,6 +165,20 @@ def test_a_caller_using_some_of_the_replys_words_still_interrupts(heard: str) ->
     assert kinds(conv.overlap_heard(classify_.overlap, heard))[:2] == [CancelReply, ClearPlayback]
 
 
+LONG_REPLY = ("What a question! The knight is brave, and the dragon is old. The village that he saved "
+              "is far away, and that is why the story is told.")
+
+
+@pytest.mark.parametrize("heard", ["What is that?", "What is the story?"])
+def test_a_callers_question_of_common_words_spread_over_a_long_reply_still_interrupts(heard: str) -> None:
+    # Every word is in the reply, in order, but far apart: the caller's words, not an echo.
+    conv = speaking()
+    conv.reply_said(1, LONG_REPLY)
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"words")
+    assert kinds(conv.overlap_heard(classify_.overlap, heard))[:2] == [CancelReply, ClearPlayback]
+
+
 def test_an_earlier_replys_words_are_not_this_ones_echo() -> None:
     conv = speaking()
     conv.reply_said(0, REPLY)  # the greeting's, say
