@@ -39,9 +39,10 @@ class ModelSettings(BaseModel):
     tts_voice_config: str = ""  # piper: the voice's .onnx.json when it is not beside the .onnx
     tts_model: str = "tts-1"  # remote TTS: the model name sent (voxline serve tts takes any)
     tts_volume: Annotated[float, Field(ge=0, le=1)] = 0.8
-    # piper: copies of the voice (ONNX sessions of one thread each) making callers' pieces side by side (1: one
-    # session on onnxruntime's default threads, as before)
-    tts_sessions: Annotated[int, Field(ge=1, le=8)] = 2
+    # piper: ONNX sessions of the voice on one queue, making callers' pieces side by side (the voice's own, then
+    # one-thread ones while it is busy). 1 by default: with 2, a caller alone measured ~60 ms slower first audio
+    # (3 of 3 crowded runs) and 4 at once no faster (one quiet run each); not understood yet.
+    tts_sessions: Annotated[int, Field(ge=1, le=8)] = 1
     tts_first_piece_words: NonNegative = 4  # a reply's first TTS piece is cut after at most this many words (0: off)
     api_key: str = ""  # sent as bearer token to remote model services
     stt_api_key: str = ""  # per service, for vendors with their own keys; empty = api_key
