@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
-LEAD_S = 0.5  # work not yet due gives way to others' due work until this long before its deadline (0: never)
+LEAD_S = 0.0  # work not yet due gives way to others' due work until this long before its deadline (0: never)
 POLL_S = 0.01  # how often work that gives way looks again
 # The deadline (time.time()) of the model work the current task asks for; None: due now.
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("voxline_model_deadline", default=None)
@@ -74,6 +74,12 @@ def others_urgent(me: ModelThread, among: Iterable[ModelThread] | None = None) -
     due (someone waits for it now)."""
     return me.sibling_urgent() or any(t.urgent for t in list(_threads if among is None else among)
                                       if t is not me and t.shares_cores)
+
+
+def gives_way(me: ModelThread) -> bool:
+    """Whether `me`'s work ahead waits now: giving way is on and another model runs due work."""
+    lead = LEAD_S if me.lead_s is None else me.lead_s
+    return lead > 0 and others_urgent(me)
 
 
 def configure(lead_s: float) -> None:

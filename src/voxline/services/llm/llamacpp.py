@@ -33,7 +33,7 @@ from voxline.services.llm.gguf import model_path, quiet_stderr
 from voxline.services.llm.prompts import chat_prompt, check_chat_format, require_chat_template
 from voxline.services.llm.schedule import StepScheduler
 from voxline.services.llm.sequences import Entry, Sequences
-from voxline.services.threads import POLL_S, ModelThread, deadline, others_busy, others_urgent
+from voxline.services.threads import POLL_S, ModelThread, deadline, gives_way, others_busy
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -172,7 +172,7 @@ class LlamaCppLLM:
             for key, r in replies:
                 self._finish(key, r, ServiceError(f"llm failed: {exc}"))
         finally:
-            yielding = others_urgent(self.thread)
+            yielding = gives_way(self.thread)
             with self._lock:
                 now = time.time()
                 again = (bool(self.schedule.plan(now, background=not yielding)) or self.schedule.can_admit()
@@ -198,7 +198,7 @@ class LlamaCppLLM:
             admitted = [(k, self._replies[k]) for k in self.schedule.admit()]
         for key, r in admitted:
             self._place(key, r)
-        background = not others_urgent(self.thread)
+        background = not gives_way(self.thread)
         with self._lock:
             plan = self.schedule.plan(time.time(), background=background)
             work = [(k, self._replies[k], 1) for k in plan.decode] + [(k, self._replies[k], n) for k, n in plan.prefill]
