@@ -56,14 +56,10 @@ class Overlap(str, Enum):
 
 def classify(text: str) -> Overlap:
     """`text` (the transcript of a sound heard while the agent spoke) as noise, backchannel or words."""
-    if _SOUND.match(text):
+    if not says_words(text):
         return Overlap.NOISE
     words = _WORDS.findall(text.lower())
     phrase = " ".join(words)
-    if not words or phrase in _NOISE:
-        return Overlap.NOISE
-    if len(words) <= MAX_FRAGMENT_WORDS and all(w in FRAGMENT_WORDS for w in words):
-        return Overlap.NOISE
     if phrase in BACKCHANNELS or "-".join(words) in BACKCHANNELS:
         return Overlap.BACKCHANNEL
     # "yeah yeah", "okay, right", "mm-hmm yes": every piece a backchannel.
@@ -74,6 +70,18 @@ def classify(text: str) -> Overlap:
     if len(words) <= MAX_UNCLEAR_WORDS and not any(w in TURN_WORDS for w in words):
         return Overlap.NOISE
     return Overlap.WORDS
+
+
+def says_words(text: str) -> bool:
+    """Whether `text` has words at all: not a sound ("(coughs)"), a stock transcript of noise
+    ("Thanks for watching") or a fragment of hesitation. `classify` may still call short words
+    noise (they do not ask for the turn); a caller going on with their turn says them too."""
+    if _SOUND.match(text):
+        return False
+    words = _WORDS.findall(text.lower())
+    if not words or " ".join(words) in _NOISE:
+        return False
+    return not (len(words) <= MAX_FRAGMENT_WORDS and all(w in FRAGMENT_WORDS for w in words))
 
 
 def echoes(text: str, reply: str) -> bool:

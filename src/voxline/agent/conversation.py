@@ -48,11 +48,15 @@ APOLOGY = "Sorry, I had a problem answering that. Please try again."
 
 class Conversation(Overlaps):
     def __init__(self, system_prompt: str, max_history_messages: int = 12, max_held_s: float = 20.0,
-                 speculate: bool = True, overlap_timeout_ms: int = 2000, examples: Sequence[ChatMessage] = ()) -> None:
+                 speculate: bool = True, overlap_timeout_ms: int = 2000, examples: Sequence[ChatMessage] = (),
+                 continue_ms: int = 0) -> None:
         self.system_prompt = system_prompt
         self.examples = list(examples)  # after the system prompt, before the history (agent/prompt.py)
         self.speculate = speculate
         self.overlap_timeout_ms = overlap_timeout_ms
+        # Speech confirmed this soon after the reply began (its onset was before the caller
+        # could hear the reply, or too soon to be a reaction to it) goes on the caller's turn.
+        self.continue_ms = continue_ms
         self.max_history_messages = max_history_messages
         self.max_held_bytes = int(max_held_s * 16_000) * 2
         self.state = State.IDLE
@@ -65,6 +69,9 @@ class Conversation(Overlaps):
         self._held_pcm = b""
         self._continues = False  # the next transcript replaces the last user message (it includes it)
         self._heard_turn = 0  # the last turn whose reply audio started playing
+        self._unheard_turn = 0  # ... before that: what `_heard_turn` goes back to when the caller went on
+        self._reply_since = 0  # audio clock (ms) when the current reply's audio started
+        self._turn_pcm = b""  # the turn the current reply answers, while the caller may still go on
         self._apologised_turn = -1
         self._greeting_turn = -1
         self._listening: bool | None = None  # None until told: a failed-over session listens
@@ -109,6 +116,8 @@ class Conversation(Overlaps):
             # until the sound is judged.
             self._overlaps += 1
             self._overlap, self._overlap_since, self._overlap_ended = self._overlaps, self.now_ms, None
+            self._overlap_continues = (self.now_ms - self._reply_since < self.continue_ms
+                                       and any(t == self.turn and m["role"] == "user" for t, m in self.history))
             message = f"caller sound during turn {self.turn}: reply paused"
             return [PausePlayout(self.turn), Emit("log", {"stage": "vad", "level": "info", "message": message})]
         if self.state in (State.LISTENING, State.IDLE):
@@ -180,9 +189,12 @@ class Conversation(Overlaps):
     def reply_audio_started(self, turn: int) -> list[Action]:
         if turn != self.turn or self.state is not State.THINKING:
             return []
-        self._held_pcm = b""  # the caller heard an answer: the next turn stands alone
+        # The caller heard an answer: the next turn stands alone (unless they were going on
+        # already, `Overlaps._went_on`: the turn's audio is kept for that moment).
+        self._turn_pcm, self._held_pcm = self._held_pcm, b""
         self._continues = False
-        self._heard_turn = turn
+        self._unheard_turn, self._heard_turn = self._heard_turn, turn
+        self._reply_since = self.now_ms
         return self._to(State.AGENT_SPEAKING)
 
     def reply_finished(self, turn: int, text: str, interrupted: bool = False) -> list[Action]:
@@ -204,6 +216,7 @@ class Conversation(Overlaps):
     def playback_done(self, turn: int) -> list[Action]:
         if turn != self.turn or self.state not in (State.AGENT_SPEAKING, State.THINKING):
             return []
+        self._turn_pcm = b""
         actions: list[Action] = []
         if self._overlap:  # the reply ended under a sound: the sound is the caller's now
             actions, self._overlap = [ForgetSpeech()], 0

@@ -138,6 +138,7 @@ class Orchestrator:
             s = self.settings
             conversation = Conversation(s.system_prompt, s.max_history_messages,
                                         overlap_timeout_ms=s.false_interruption_timeout_ms,
+                                        continue_ms=s.turn_continue_ms,
                                         examples=parse_examples(s.prompt_examples))
             detector = TurnDetector(TurnConfig(threshold=s.vad_threshold, min_speech_ms=s.min_speech_ms,
                                                pause_ms=s.speculation_pause_ms,

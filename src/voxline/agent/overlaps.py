@@ -10,7 +10,8 @@ never judged in time, so no path leaves the agent silent.
 from __future__ import annotations
 
 from voxline.agent.actions import Action, CancelReply, ClearPlayback, Emit, ForgetSpeech, ResumePlayout, State
-from voxline.agent.backchannel import Overlap, classify, echoes
+from voxline.agent.backchannel import Overlap, classify, echoes, says_words
+from voxline.services.base import ChatMessage
 
 
 class Overlaps:
@@ -25,6 +26,13 @@ class Overlaps:
     _overlap_ended: bytes | None
     _reply_turn: int = 0  # the turn whose reply `_reply_text` is (as generated: ahead of its audio)
     _reply_text: str = ""
+    _overlap_continues: bool = False  # the sound began as the reply did: the caller going on, if it has words
+    _heard_turn: int
+    _unheard_turn: int
+    _turn_pcm: bytes
+    _held_pcm: bytes
+    _continues: bool
+    history: list[tuple[int, ChatMessage]]
 
     def speech_ended(self, pcm: bytes) -> list[Action]:
         raise NotImplementedError
@@ -53,6 +61,10 @@ class Overlaps:
             return self._resume("ignored the reply's own words (echo)")
         if kind is Overlap.WORDS:
             return self._interrupt("words")
+        if self._overlap_continues and kind is Overlap.NOISE and says_words(text):
+            # "of Spain?", begun as the reply did: too few words to interrupt a reply the caller
+            # was hearing, but this one they had not heard yet; they were finishing their turn.
+            return self._interrupt("words")
         return self._resume(f"ignored {kind.value} {text.strip()!r}" if kind is Overlap.BACKCHANNEL
                             else f"ignored {kind.value}")
 
@@ -64,14 +76,33 @@ class Overlaps:
         return []
 
     def _interrupt(self, why: str) -> list[Action]:
-        """A real interruption: the reply stops for good and the caller has the turn."""
+        """A real interruption: the reply stops for good and the caller has the turn.
+
+        If the sound began as the reply did, the caller was going on with their turn (the
+        end of it came at a pause): the reply is dropped unanswered and the turn is heard
+        again whole with what follows, as when they go on before any reply is heard."""
         self._overlap = 0
         ended, self._overlap_ended = self._overlap_ended, None
+        if self._overlap_continues:
+            self._overlap_continues = False
+            return self._went_on(why, ended)
         self.interruptions += 1
         actions: list[Action] = [
             CancelReply(self.turn), ClearPlayback(self.turn), Emit("interruption", {"turn": self.turn}),
             Emit("log", {"stage": "vad", "level": "info", "message": f"barge-in ({why}): caller interrupted turn {self.turn}"}),
             *self._to(State.USER_SPEAKING)]
+        if ended is not None:  # the interruption's speech is over already: answer it
+            actions += self.speech_ended(ended)
+        return actions
+
+    def _went_on(self, why: str, ended: bytes | None) -> list[Action]:
+        self._heard_turn = self._unheard_turn  # the cut reply answers nothing (`reply_finished`)
+        self._held_pcm, self._turn_pcm = self._turn_pcm, b""
+        self._continues = any(t == self.turn and m["role"] == "user" for t, m in self.history)
+        message = f"caller went on ({why}) as the reply began: reply of turn {self.turn} dropped, the turn heard whole"
+        actions: list[Action] = [CancelReply(self.turn), ClearPlayback(self.turn),
+                                 Emit("log", {"stage": "vad", "level": "info", "message": message}),
+                                 *self._to(State.USER_SPEAKING)]
         if ended is not None:  # the interruption's speech is over already: answer it
             actions += self.speech_ended(ended)
         return actions

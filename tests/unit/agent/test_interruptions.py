@@ -185,3 +185,65 @@ def test_an_earlier_replys_words_are_not_this_ones_echo() -> None:
     conv.speech_started()
     [classify_] = conv.speech_paused(b"words")
     assert kinds(conv.overlap_heard(classify_.overlap, "A brave knight rode out."))[:2] == [CancelReply, ClearPlayback]
+
+
+def answering(continue_ms: int = 400) -> Conversation:
+    """The reply to "What is the capital?" (a turn ended at a pause inside the question) has just begun."""
+    conv = Conversation("test", continue_ms=continue_ms)
+    conv.set_listening(True)
+    conv.tick(1000)
+    conv.speech_started()
+    conv.speech_ended(b"what is the capital")
+    conv.transcribed(1, "What is the capital?")
+    conv.tick(1500)
+    conv.reply_audio_started(1)
+    return conv
+
+
+@pytest.mark.parametrize("heard", ["of Spain?", "Of Spain, please, and its river."])
+def test_a_caller_going_on_as_the_reply_begins_has_the_turn_heard_whole(heard: str) -> None:
+    # "of Spain?" is two words that do not ask for the turn: over a reply the caller was
+    # hearing, noise (the reply resumes). Begun as the reply did, it is the rest of the turn.
+    conv = answering()
+    conv.tick(1580)
+    [pause] = kinds(conv.speech_started())
+    assert pause is PausePlayout
+    [classify_] = conv.speech_paused(b"of spain")
+    conv.speech_ended(b"of spain")
+    actions = conv.overlap_heard(classify_.overlap, heard)
+    assert kinds(actions) == [CancelReply, ClearPlayback, Transcribe]
+    transcribe = next(a for a in actions if isinstance(a, Transcribe))
+    assert transcribe.pcm == b"what is the capitalof spain" and transcribe.turn == 2  # the whole turn, again
+    assert conv.interruptions == 0
+    final = conv.transcribed(2, "What is the capital of Spain?")
+    assert [e.fields for e in final if isinstance(e, Emit) and e.type == "transcript.final"] == [
+        {"text": "What is the capital of Spain?", "turn": 2, "continued": True}]
+    conv.reply_finished(1, "The capital", interrupted=True)  # the cut reply answers nothing
+    assert conv.history_json() == [{"turn": 2, "role": "user", "content": "What is the capital of Spain?"}]
+
+
+@pytest.mark.parametrize("heard", ["Mm-hmm.", "(coughs)", "Thanks for watching."])
+def test_a_backchannel_or_a_sound_as_the_reply_begins_still_resumes_it(heard: str) -> None:
+    conv = answering()
+    conv.tick(1580)
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"mm")
+    assert kinds(conv.overlap_heard(classify_.overlap, heard)) == [ResumePlayout, ForgetSpeech]
+
+
+def test_short_words_later_in_the_reply_are_noise_as_before() -> None:
+    conv = answering()
+    conv.tick(1500 + 400)  # the window is over: the caller has been hearing the reply
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"of spain")
+    assert kinds(conv.overlap_heard(classify_.overlap, "of Spain?")) == [ResumePlayout, ForgetSpeech]
+
+
+def test_a_greeting_is_not_a_turn_to_go_on_with() -> None:
+    conv = Conversation("test", continue_ms=400)
+    conv.set_listening(True)
+    conv.greet("Hello! How can I help?")
+    conv.reply_audio_started(1)
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"of spain")  # short words over the greeting: noise, as later in a reply
+    assert kinds(conv.overlap_heard(classify_.overlap, "of Spain?")) == [ResumePlayout, ForgetSpeech]
