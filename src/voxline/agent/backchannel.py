@@ -72,6 +72,11 @@ def classify(text: str) -> Overlap:
     return Overlap.WORDS
 
 
+def text_words(text: str) -> list[str]:
+    """The words of `text` as the checks here compare them (lower case, no punctuation)."""
+    return _WORDS.findall(text.lower())
+
+
 def says_words(text: str) -> bool:
     """Whether `text` has words at all: not a sound ("(coughs)"), a stock transcript of noise
     ("Thanks for watching") or a fragment of hesitation. `classify` may still call short words

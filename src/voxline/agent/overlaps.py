@@ -10,7 +10,7 @@ never judged in time, so no path leaves the agent silent.
 from __future__ import annotations
 
 from voxline.agent.actions import Action, CancelReply, ClearPlayback, Emit, ForgetSpeech, ResumePlayout, State
-from voxline.agent.backchannel import Overlap, classify, echoes, says_words
+from voxline.agent.backchannel import Overlap, classify, echoes, says_words, text_words
 from voxline.services.base import ChatMessage
 
 
@@ -61,12 +61,22 @@ class Overlaps:
             return self._resume("ignored the reply's own words (echo)")
         if kind is Overlap.WORDS:
             return self._interrupt("words")
-        if self._overlap_continues and kind is Overlap.NOISE and says_words(text):
+        if self._overlap_continues and kind is Overlap.NOISE and says_words(text) and not self._maybe_echo(text):
             # "of Spain?", begun as the reply did: too few words to interrupt a reply the caller
             # was hearing, but this one they had not heard yet; they were finishing their turn.
             return self._interrupt("words")
         return self._resume(f"ignored {kind.value} {text.strip()!r}" if kind is Overlap.BACKCHANNEL
                             else f"ignored {kind.value}")
+
+    def _maybe_echo(self, text: str) -> bool:
+        """Short words that could be the reply's start coming back (the canceller has the least
+        to go on then): one word found in the reply, or several in its order."""
+        if self._reply_turn != self.turn:
+            return False
+        if echoes(text, self._reply_text):
+            return True
+        words = text_words(text)
+        return len(words) == 1 and words[0] in text_words(self._reply_text)
 
     def tick(self, now_ms: int) -> list[Action]:
         """The audio clock moved on: a sound that was never judged in time does not hold the reply."""

@@ -231,6 +231,18 @@ def test_a_backchannel_or_a_sound_as_the_reply_begins_still_resumes_it(heard: st
     assert kinds(conv.overlap_heard(classify_.overlap, heard)) == [ResumePlayout, ForgetSpeech]
 
 
+@pytest.mark.parametrize("heard", ["The capital.", "Capital"])
+def test_the_replys_first_words_coming_back_as_it_begins_resume_it(heard: str) -> None:
+    # A caller without echo cancellation: the reply's start comes back before the canceller
+    # has learnt the way; short words of the reply are its echo, not the caller going on.
+    conv = answering()
+    conv.reply_said(1, "The capital of which country?")
+    conv.tick(1580)
+    conv.speech_started()
+    [classify_] = conv.speech_paused(b"echo")
+    assert kinds(conv.overlap_heard(classify_.overlap, heard)) == [ResumePlayout, ForgetSpeech]
+
+
 def test_short_words_later_in_the_reply_are_noise_as_before() -> None:
     conv = answering()
     conv.tick(1500 + 400)  # the window is over: the caller has been hearing the reply
