@@ -64,7 +64,8 @@ class Overlaps:
         if self._overlap_continues and kind is Overlap.NOISE and says_words(text) and not self._maybe_echo(text):
             # "of Spain?", begun as the reply did: too few words to interrupt a reply the caller
             # was hearing, but this one they had not heard yet; they were finishing their turn.
-            return self._interrupt("words")
+            # (Words that ask for the turn, "Stop. What is...", interrupt it as anywhere else.)
+            return self._went_on("words")
         return self._resume(f"ignored {kind.value} {text.strip()!r}" if kind is Overlap.BACKCHANNEL
                             else f"ignored {kind.value}")
 
@@ -86,16 +87,9 @@ class Overlaps:
         return []
 
     def _interrupt(self, why: str) -> list[Action]:
-        """A real interruption: the reply stops for good and the caller has the turn.
-
-        If the sound began as the reply did, the caller was going on with their turn (the
-        end of it came at a pause): the reply is dropped unanswered and the turn is heard
-        again whole with what follows, as when they go on before any reply is heard."""
+        """A real interruption: the reply stops for good and the caller has the turn."""
         self._overlap = 0
         ended, self._overlap_ended = self._overlap_ended, None
-        if self._overlap_continues:
-            self._overlap_continues = False
-            return self._went_on(why, ended)
         self.interruptions += 1
         actions: list[Action] = [
             CancelReply(self.turn), ClearPlayback(self.turn), Emit("interruption", {"turn": self.turn}),
@@ -105,7 +99,13 @@ class Overlaps:
             actions += self.speech_ended(ended)
         return actions
 
-    def _went_on(self, why: str, ended: bytes | None) -> list[Action]:
+    def _went_on(self, why: str) -> list[Action]:
+        """The caller was going on with their turn (its end came at a pause inside it): the
+        reply is dropped unanswered and the turn is heard again whole with what follows, as
+        when they go on before any reply is heard."""
+        self._overlap = 0
+        self._overlap_continues = False
+        ended, self._overlap_ended = self._overlap_ended, None
         self._heard_turn = self._unheard_turn  # the cut reply answers nothing (`reply_finished`)
         self._held_pcm, self._turn_pcm = self._turn_pcm, b""
         self._continues = any(t == self.turn and m["role"] == "user" for t, m in self.history)
