@@ -107,6 +107,8 @@ class Overlaps:
         self._overlap_continues = False
         ended, self._overlap_ended = self._overlap_ended, None
         self._heard_turn = self._unheard_turn  # the cut reply answers nothing (`reply_finished`)
+        # Nor does a reply whose text was complete already: it answered half a turn.
+        self.history = [(t, m) for t, m in self.history if not (t == self.turn and m["role"] == "assistant")]
         self._held_pcm, self._turn_pcm = self._turn_pcm, b""
         self._continues = any(t == self.turn and m["role"] == "user" for t, m in self.history)
         message = f"caller went on ({why}) as the reply began: reply of turn {self.turn} dropped, the turn heard whole"

@@ -201,10 +201,13 @@ def answering(continue_ms: int = 400) -> Conversation:
 
 
 @pytest.mark.parametrize("heard", ["of Spain?", "In Spain."])
-def test_a_caller_going_on_as_the_reply_begins_has_the_turn_heard_whole(heard: str) -> None:
+@pytest.mark.parametrize("reply_done", [False, True])  # the reply's text was all written before the words came
+def test_a_caller_going_on_as_the_reply_begins_has_the_turn_heard_whole(heard: str, reply_done: bool) -> None:
     # "of Spain?" is two words that do not ask for the turn: over a reply the caller was
     # hearing, noise (the reply resumes). Begun as the reply did, it is the rest of the turn.
     conv = answering()
+    if reply_done:  # (the third full run: the reply's text was in history, so the turn was not `continued`)
+        conv.reply_finished(1, "Which country's capital?")
     conv.tick(1580)
     [pause] = kinds(conv.speech_started())
     assert pause is PausePlayout
