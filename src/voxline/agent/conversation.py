@@ -54,8 +54,8 @@ class Conversation(Overlaps):
         self.examples = list(examples)  # after the system prompt, before the history (agent/prompt.py)
         self.speculate = speculate
         self.overlap_timeout_ms = overlap_timeout_ms
-        # Speech confirmed this soon after the reply began (its onset was before the caller
-        # could hear the reply, or too soon to be a reaction to it) goes on the caller's turn.
+        # Speech whose onset came before the reply's audio began, or within this of it (before
+        # the caller could hear it, and before its echo could come back), goes on their turn.
         self.continue_ms = continue_ms
         self.max_history_messages = max_history_messages
         self.max_held_bytes = int(max_held_s * 16_000) * 2
@@ -100,7 +100,8 @@ class Conversation(Overlaps):
                 actions += self._to(State.IDLE)
         return actions
 
-    def speech_started(self) -> list[Action]:
+    def speech_started(self, at_ms: int | None = None) -> list[Action]:
+        """The caller's speech began (`at_ms`: its onset on the audio clock, if known)."""
         if self.state is State.THINKING:
             # The caller was only pausing: drop the early reply and hear the rest of the turn.
             # The audio so far is held and transcribed again together with what comes next:
@@ -116,7 +117,10 @@ class Conversation(Overlaps):
             # until the sound is judged.
             self._overlaps += 1
             self._overlap, self._overlap_since, self._overlap_ended = self._overlaps, self.now_ms, None
-            self._overlap_continues = (self.now_ms - self._reply_since < self.continue_ms
+            # Begun before the reply's audio (or within `continue_ms` of it, less than any echo
+            # takes to come back: the caller's jitter buffer and the way back): not an answer to it.
+            onset = self.now_ms if at_ms is None else at_ms
+            self._overlap_continues = (onset - self._reply_since < self.continue_ms
                                        and any(t == self.turn and m["role"] == "user" for t, m in self.history))
             message = f"caller sound during turn {self.turn}: reply paused"
             return [PausePlayout(self.turn), Emit("log", {"stage": "vad", "level": "info", "message": message})]

@@ -58,7 +58,7 @@ class TurnEvents:
     async def _on_turn_event(self, ev: TurnEvent, chunk_end: float | None) -> None:
         if isinstance(ev, SpeechStarted):
             await self._log("vad", "speech started")
-            await self.perform(self.conv.speech_started())
+            await self.perform(self.conv.speech_started(ev.at_ms))
         elif isinstance(ev, SpeechPaused):
             self._pause = ev.pause
             scored = self.conv.state is State.USER_SPEAKING and self.models.turn_model is not None

@@ -42,9 +42,10 @@ class AgentSettings(BaseModel):
     min_speech_ms: NonNegative = 160
     barge_in_min_speech_ms: Positive = 1000  # speech over the agent this long interrupts without words ("mm-hmm" reaches ~770)
     false_interruption_timeout_ms: Positive = 2000  # a sound over the reply not judged by then: the reply resumes
-    # Speech begun this soon after the reply's audio did goes on the caller's turn (they had not heard it, or
-    # too soon to react): any words cancel the reply unheard and the turn is transcribed whole. 0 = off.
-    turn_continue_ms: NonNegative = 400
+    # Speech whose onset came before the reply's audio began, or this soon after (before the caller could hear
+    # it, and before its echo could come back: a jitter buffer and the way back take more), goes on the caller's
+    # turn: short words that would be noise over a reply drop it unheard and the turn is transcribed whole. 0 = off.
+    turn_continue_ms: NonNegative = 60
     greeting: str = ""  # said by the agent when a call connects; empty = the caller speaks first
     max_turn_s: Seconds = 20.0
     echo_cancel: Flag = False  # mute the agent's own voice when callers send it back (no AEC: speakerphones, phone lines)

@@ -187,7 +187,7 @@ def test_an_earlier_replys_words_are_not_this_ones_echo() -> None:
     assert kinds(conv.overlap_heard(classify_.overlap, "A brave knight rode out."))[:2] == [CancelReply, ClearPlayback]
 
 
-def answering(continue_ms: int = 400) -> Conversation:
+def answering(continue_ms: int = 60) -> Conversation:
     """The reply to "What is the capital?" (a turn ended at a pause inside the question) has just begun."""
     conv = Conversation("test", continue_ms=continue_ms)
     conv.set_listening(True)
@@ -209,7 +209,7 @@ def test_a_caller_going_on_as_the_reply_begins_has_the_turn_heard_whole(heard: s
     if reply_done:  # (the third full run: the reply's text was in history, so the turn was not `continued`)
         conv.reply_finished(1, "Which country's capital?")
     conv.tick(1580)
-    [pause] = kinds(conv.speech_started())
+    [pause] = kinds(conv.speech_started(at_ms=1450))  # begun before the reply's audio did
     assert pause is PausePlayout
     [classify_] = conv.speech_paused(b"of spain")
     conv.speech_ended(b"of spain")
@@ -228,7 +228,7 @@ def test_a_caller_going_on_as_the_reply_begins_has_the_turn_heard_whole(heard: s
 def test_words_that_ask_for_the_turn_as_the_reply_begins_interrupt_it_as_anywhere() -> None:
     conv = answering()
     conv.tick(1580)
-    conv.speech_started()
+    conv.speech_started(at_ms=1450)
     [classify_] = conv.speech_paused(b"stop")
     actions = conv.overlap_heard(classify_.overlap, "Stop. What is four plus three?")
     assert kinds(actions)[:2] == [CancelReply, ClearPlayback] and conv.interruptions == 1
@@ -239,7 +239,7 @@ def test_words_that_ask_for_the_turn_as_the_reply_begins_interrupt_it_as_anywher
 def test_a_backchannel_or_a_sound_as_the_reply_begins_still_resumes_it(heard: str) -> None:
     conv = answering()
     conv.tick(1580)
-    conv.speech_started()
+    conv.speech_started(at_ms=1450)
     [classify_] = conv.speech_paused(b"mm")
     assert kinds(conv.overlap_heard(classify_.overlap, heard)) == [ResumePlayout, ForgetSpeech]
 
@@ -251,21 +251,22 @@ def test_the_replys_first_words_coming_back_as_it_begins_resume_it(heard: str) -
     conv = answering()
     conv.reply_said(1, "The capital of which country?")
     conv.tick(1580)
-    conv.speech_started()
+    conv.speech_started(at_ms=1540)
     [classify_] = conv.speech_paused(b"echo")
     assert kinds(conv.overlap_heard(classify_.overlap, heard)) == [ResumePlayout, ForgetSpeech]
 
 
-def test_short_words_later_in_the_reply_are_noise_as_before() -> None:
+@pytest.mark.parametrize("onset", [1500 + 60, 1500 + 300])  # heard (or its echo back) by then
+def test_short_words_begun_after_the_reply_are_noise_as_before(onset: int) -> None:
     conv = answering()
-    conv.tick(1500 + 400)  # the window is over: the caller has been hearing the reply
-    conv.speech_started()
+    conv.tick(onset + 160)
+    conv.speech_started(at_ms=onset)
     [classify_] = conv.speech_paused(b"of spain")
     assert kinds(conv.overlap_heard(classify_.overlap, "of Spain?")) == [ResumePlayout, ForgetSpeech]
 
 
 def test_a_greeting_is_not_a_turn_to_go_on_with() -> None:
-    conv = Conversation("test", continue_ms=400)
+    conv = Conversation("test", continue_ms=60)
     conv.set_listening(True)
     conv.greet("Hello! How can I help?")
     conv.reply_audio_started(1)
