@@ -30,6 +30,7 @@ from typing import Any
 
 from voxline.services.base import ChatMessage, ServiceError
 from voxline.services.llm.gguf import model_path, quiet_stderr
+from voxline.services.llm.holders import current_holder
 from voxline.services.llm.prompts import chat_prompt, check_chat_format, require_chat_template
 from voxline.services.llm.schedule import StepScheduler
 from voxline.services.llm.sequences import Entry, Sequences
@@ -66,18 +67,11 @@ class _Gate:
     def __init__(self, llm: LlamaCppLLM) -> None:
         self._llm = llm
 
-    @staticmethod
-    def _holder() -> Hashable:
-        try:
-            return asyncio.current_task() or threading.get_ident()
-        except RuntimeError:
-            return threading.get_ident()
-
     def clear(self) -> None:
-        self._llm.hold(self._holder())
+        self._llm.hold(current_holder())
 
     def set(self) -> None:
-        self._llm.release(self._holder())
+        self._llm.release(current_holder())
 
 
 class LlamaCppLLM:

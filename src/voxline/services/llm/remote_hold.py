@@ -20,13 +20,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import threading
 import uuid
 from collections.abc import Hashable
 
 import aiohttp
 
 from voxline.services.http_client import ServiceClient
+from voxline.services.llm.holders import current_holder
 
 log = logging.getLogger(__name__)
 PATH = "voxline/hold"
@@ -46,21 +46,14 @@ class RemoteHold:
         self._queue: asyncio.Queue[tuple[str, bool]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
-    @staticmethod
-    def _holder() -> Hashable:
-        try:
-            return asyncio.current_task() or threading.get_ident()
-        except RuntimeError:
-            return threading.get_ident()
-
     def clear(self) -> None:
-        holder = self._holder()
+        holder = current_holder()
         if self.supported and holder not in self._held:
             self._held[holder] = f"{self._prefix}-{next(self._ids)}"
             self._send(self._held[holder], True)
 
     def set(self) -> None:
-        hid = self._held.pop(self._holder(), None)
+        hid = self._held.pop(current_holder(), None)
         if hid is not None and self.supported:
             self._send(hid, False)
 
