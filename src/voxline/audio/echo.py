@@ -9,7 +9,7 @@ What was sent is placed on a playout timeline as the media server played it
 For each 20 ms of input while the timeline holds audio within `max_lag_ms` before it:
 1. the lag of the echo (network both ways, the caller's speaker, room or line) is found by
    normalised cross-correlation of the last `window_ms` of input with the reference (every
-   200 ms; an inconclusive search keeps the last lag: the path is steady within a call);
+   200 ms; `voxline.audio.echo_lag`, which also says when a lag found is the echo's);
 2. the echo path's power gain per frequency is learnt over the call (on 20 ms frames,
    G = <|X|^2 |Y|^2> / <|Y|^4>, forgetting over a second), so a filtered, attenuated echo is
    modelled. Powers, not phases: the echo's lag wobbles by a few milliseconds within a call
@@ -23,10 +23,7 @@ For each 20 ms of input while the timeline holds audio within `max_lag_ms` befor
 4. unless `caller_share` of the block's power lies in 200 Hz bands `caller_db` above the most
    echo expected there or in the bands either side: spectral shape, not level. The echo cannot
    put power there, so it is the caller's, and their first words pass even while most of the
-   block is still the echo (level alone muted a caller's onset for 20-250 ms);
-5. a lag found while none was confirmed decides only once a search 60 ms later, over other
-   input, finds it again: on a call with no echo (the caller's client cancels it) a search over
-   the caller's first words finds a chance lag, and a path fitted to them muted them.
+   block is still the echo (level alone muted a caller's onset for 20-250 ms).
 
 Measured against speexdsp's MDF canceller and against no processing in `voxline.bench.turns_echo`.
 With no audio on the timeline near the input (the agent silent) a chunk costs nothing.
@@ -38,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voxline.audio.echo_lag import LagTracker, search_lag
 from voxline.audio.echo_reference import RATE, PlayoutTimeline, index
 from voxline.bus.codec import AudioKind
 
@@ -54,14 +52,12 @@ LEARNING_FRAMES = 20  # frames (200 ms of echo) before the learnt path alone dec
 ONSET_NCC = 0.5  # until then, a search correlation this high at a confirmed lag is echo
 SURE_NCC = 0.8  # ... and this high at a lag one search found
 STAMP_SLACK = RATE // 50  # 20 ms
-LAG_SLACK = 40  # samples (2.5 ms) of lag error a search may find without moving the lag
 BINS = FRAME // 2 + 1 - LOW_BIN  # the echo path's gain is learnt per frequency (50 Hz apart)
 WOBBLE = (-2 * HOP, -HOP, 0, HOP, 2 * HOP)  # the reference's power is the most over +-20 ms of lag
 MAX_GAIN = 4.0  # the echo's power gain, bin by bin, is at most +6 dB (-6 to -20 dB measured)
 ECHO_MARGIN = 2.0  # input power up to this times the estimated echo's (3 dB) is echo
 LEARN_RESIDUAL = 0.7  # a frame the path leaves more of than this unexplained is double talk: not learnt
 BAND = 4  # bins per band (200 Hz) of the caller test: a single bin's power is too noisy a ratio
-FIRST_CONFIRM = 960  # input samples (60 ms) from the search that found an unconfirmed lag to one that confirms it
 SEARCH_EVERY = 3_200  # input samples between lag searches (200 ms: the echo path is steady)
 
 
@@ -83,10 +79,6 @@ class EchoStats:
     in_energy: float = 0.0  # input energy of analysed blocks
     out_energy: float = 0.0  # their output energy (ERLE = in / out on echo alone)
     lag_ms: float = 0.0  # the last lag found
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << (max(1, n) - 1).bit_length()
 
 
 class EchoCanceller:
@@ -116,11 +108,8 @@ class EchoCanceller:
         self._foreign = 0.0  # ... and energy in bands far above the echo expected there (the caller's)
         self._caller_ratio = 10.0 ** (self.config.caller_db / 10)
         self._frames = 0
-        self._lag: int | None = None  # the echo's lag in samples, from the last confident search
+        self.lags = LagTracker()  # the echo's lag (`voxline.audio.echo_lag`)
         self._searched = -SEARCH_EVERY  # input count at the last lag search
-        self._confirmed = False  # two searches in a row found this lag
-        self._found = 0  # input count when the lag was found while none was confirmed
-        self._moving: int | None = None  # a different lag, found once: the next search decides
         self._ncc = 0.0  # the last search's correlation at the lag it found
         self._learnt = 0  # frames the path was learnt from since the lag was found
         self._leaking = False  # the last block was loud and the learnt path did not explain it
@@ -164,32 +153,17 @@ class EchoCanceller:
         self.stats.blocks += 1
         energy = float(x @ x)
         self.stats.in_energy += energy
-        if self._count - self._searched >= SEARCH_EVERY or not self._confirmed or self._leaking:
-            # A confident search moves the lag; an inconclusive one (a pause, the caller
-            # talking over it) keeps the last one: the echo path does not change within a call.
-            # Until two searches in a row agree, every block searches (the onset of an echo is
-            # ambiguous; a wrong lag would leak it); a new lag needs two searches too. While the
-            # learnt path fails to explain loud input (`_leaking`: the caller talks, or their
-            # jitter buffer grew or shrank after a stall) every block searches as well, so a
-            # moved echo leaks for a few blocks, not the 200-400 ms the VAD hears as speech.
+        if self._count - self._searched >= SEARCH_EVERY or not self.lags.confirmed or self._leaking:
+            # Until a lag is confirmed, and while the learnt path fails to explain loud input
+            # (`_leaking`: the caller talks, or their jitter buffer moved), every block searches,
+            # so a moved echo leaks for a few blocks, not the 200-400 ms the VAD hears as speech.
+            # An inconclusive search (a pause, double talk) keeps the last lag.
             self._searched = self._count
             lag = self._search()
-            if lag is None:
-                pass
-            elif self._lag is not None and abs(lag - self._lag) <= LAG_SLACK:
-                # (A lag moved from none confirmed, the call's first, needs a search over other
-                # input: the next block's, over nearly the same input, finds a chance lag over a
-                # caller's words again.)
-                self._confirmed = self._confirmed or self._count - self._found >= FIRST_CONFIRM
-                self._moving = None  # the learnt path absorbs a small error
-            elif self._lag is None or (self._moving is not None and abs(lag - self._moving) <= LAG_SLACK):
-                if not self._confirmed:
-                    self._found = self._count
-                self._lag, self._learnt, self._moving = lag, 0, None
+            if lag is not None and self.lags.update(lag, self._count):
+                self._learnt = 0
                 self._sxy[:] = 0
                 self._syy[:] = 0
-            else:
-                self._moving = lag  # a different lag moves it only if the next search agrees
         self._residual = self._total = self._foreign = 0.0
         self._frames = 0
         while self._next_frame <= self._count:
@@ -200,7 +174,7 @@ class EchoCanceller:
             # The path decides at a lag two searches in a row found: on a call with no echo at
             # all one search over the caller's first words finds a chance lag, and a path fitted
             # to a few of their frames "explained" the next ones (it muted 40-200 ms of them).
-            self.echo = self.explained >= self.config.suppress_r2 and self._confirmed
+            self.echo = self.explained >= self.config.suppress_r2 and self.lags.confirmed
             if self._learnt < LEARNING_FRAMES:
                 # The path is not learnt yet (the first words of the first reply): the search's
                 # own correlation decides too. A caller talking over the echo keeps it low.
@@ -224,11 +198,11 @@ class EchoCanceller:
         """Judge the input frame ending at input count `end` against the echo path known so far
         (before it is learnt from this frame: a loud word of the caller's would fit itself), then
         learn from it."""
-        if self._lag is None:
+        if self.lags.lag is None:
             return
         back = self._count - end
         x2 = _power(self._in[self._in.size - back - FRAME: self._in.size - back])
-        start = self._abs(end) - self._lag - FRAME
+        start = self._abs(end) - self.lags.lag - FRAME
         y2 = np.max([_power(self.reference.slice(start + d, start + d + FRAME)) for d in WOBBLE], axis=0)
         learn = self._learnt < LEARNING_FRAMES or self._onset()
         if self._syy.any():
@@ -271,38 +245,19 @@ class EchoCanceller:
         """The input follows the reference closely: at a lag two searches in a row found, or
         so closely that it is no chance (one search over a caller's words finds a chance lag
         at up to ~0.5)."""
-        return self._ncc >= (ONSET_NCC if self._confirmed else SURE_NCC)
+        return self._ncc >= (ONSET_NCC if self.lags.confirmed else SURE_NCC)
 
     def _search(self) -> int | None:
         """The echo's lag in samples (0..max_lag), or None if the input does not follow the
-        reference. Cross-correlation at 8 kHz (every second sample is enough for a lag the
-        spectral fit refines), first differences (they whiten speech a little)."""
-        w, lmax = self.window // 2, self.max_lag // 2
-        end = self._abs(self._count)
-        seg = self.reference.slice(end - 2 * (w + lmax) - 2, end)
-        seg = np.diff(seg[0::2] + seg[1::2])
-        if not seg.any():
+        reference (`voxline.audio.echo_lag.search_lag`)."""
+        found = search_lag(self.reference, self._in, self._abs(self._count), self.window, self.max_lag)
+        if found is None:
             return None
-        inp = self._in[-2 * w - 2:]
-        xw = np.diff(inp[0::2] + inp[1::2])
-        w = xw.size
-        lmax = seg.size - w
-        nfft = _next_pow2(seg.size + w)
-        r = np.fft.irfft(np.fft.rfft(seg, nfft) * np.conj(np.fft.rfft(xw, nfft)), nfft)[: lmax + 1]
-        c = r[::-1]  # c[l]: the input against the reference l (8 kHz) samples earlier
-        energy = np.concatenate([[0.0], np.cumsum(seg.astype(np.float64) ** 2)])
-        k = lmax - np.arange(lmax + 1)
-        ey = energy[k + w] - energy[k]
-        # A lag that lines the input up with the reference's near-silence (before the reply
-        # began, a pause) would score on noise: its energy is floored at a tenth of the most.
-        ey = np.maximum(ey, 0.1 * float(ey.max()))
-        ncc = c / np.sqrt((float(xw @ xw) + 1e-3) * ey + 1e-3)
-        lag = int(np.argmax(ncc))
-        self._ncc = float(ncc[lag])
-        if ncc[lag] < self.config.min_ncc:
+        lag, self._ncc = found
+        if self._ncc < self.config.min_ncc:
             return None
-        self.stats.lag_ms = 2 * lag * 1000 / RATE
-        return 2 * lag
+        self.stats.lag_ms = lag * 1000 / RATE
+        return lag
 
     # -- buffers ----------------------------------------------------------------------------
     def _place(self, n: int, end: int) -> None:
@@ -326,11 +281,7 @@ class EchoCanceller:
         reference, so the lag moves with the mapping: the learnt path (whose phase a shift of
         even a millisecond breaks) stays valid, and the next search refines it."""
         if self._offset is not None:
-            shift = offset - self._offset
-            if self._lag is not None:
-                self._lag = min(self.max_lag, max(0, self._lag + shift))
-            if self._moving is not None:
-                self._moving += shift
+            self.lags.shift(offset - self._offset, self.max_lag)
         self._offset = offset
 
     def _abs(self, count: int) -> int:
