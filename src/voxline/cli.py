@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--turns", action="store_true",
                    help="turn-taking mode: pauses, backchannels, interruptions, echo (voxline.bench.turns)")
     p.add_argument("--per-kind", type=int, default=3, help="turn-taking mode: cases of each kind")
+    p.add_argument("--kinds", default=None,
+                   help="turn-taking mode: only these kinds, comma-separated (question,paused,backchannel,"
+                        "interruption,echo; default all): a long run split into several")
     p.add_argument("--answers", action="store_true",
                    help="answers mode: spoken questions (facts, arithmetic, advice, follow-ups) scored by expected words")
     p.add_argument("--answers-config", default=None,

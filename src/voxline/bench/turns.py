@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from voxline.audio.resample import resample_s16
 from voxline.bench.stats import emit_report, percentile
 from voxline.bench.system import ServerProcess, free_port, machine_info
 from voxline.bench.turns_caller import EchoCaller
-from voxline.bench.turns_corpus import KINDS, QUESTIONS, Case, Speak, build
+from voxline.bench.turns_corpus import KINDS, Case, Speak, build
 from voxline.client.audio import RATE, SPEECH_THRESHOLD, speech_end_sample
 from voxline.client.caller import Caller
 from voxline.config import Settings
@@ -53,6 +53,7 @@ class Outcome:
     reaction_ms: float | None = None  # that speech began -> the agent's voice stopped
     answered_after: bool = False  # an interruption was answered
     played_on: bool = False  # the agent's voice went on after what was said during the reply
+    heard: list[str] = field(default_factory=list)  # the call's final transcripts (the caller's view, for --json)
 
 
 def first_loud(samples: np.ndarray) -> int:
@@ -63,7 +64,8 @@ def first_loud(samples: np.ndarray) -> int:
 async def run_case(server: str, case: Case, timeout: float = 60.0) -> Outcome:
     """One call: say the case's script, watch what the agent does."""
     out = Outcome(case.kind, case.name)
-    caller: Caller = (EchoCaller(server, case.echo_delay_ms, case.echo_gain_db) if case.kind == "echo"
+    caller: Caller = (EchoCaller(server, case.echo_delay_ms, case.echo_gain_db, move_ms=case.echo_move_ms)
+                      if case.kind == "echo"
                       else Caller(server))
     try:
         await caller.connect()
@@ -113,6 +115,7 @@ async def run_case(server: str, case: Case, timeout: float = 60.0) -> Outcome:
         out.ok, out.error = False, f"{type(exc).__name__}: {exc}"
         return out
     finally:
+        out.heard = [str(e.get("text", "")) for e in caller.of_type("transcript.final")]
         await caller.close()
 
 
@@ -184,16 +187,23 @@ def report_text(report: dict[str, Any]) -> str:
 
 
 async def piper_speaker() -> Speak | None:
-    """The project's own TTS voice for the corpus's questions, if the models are installed."""
+    """The project's own TTS voice (three speeds) for some of the corpus's cases, if installed."""
     try:
         from voxline.services.tts.piper import PiperTTS
     except ImportError:
         return None
-    tts = PiperTTS()
-    clips = {q: b"".join([c async for c in tts.synthesize(q)]) for q in QUESTIONS}
-    rate = tts.sample_rate
-    await tts.close()
-    return lambda text, _variant: np.frombuffer(resample_s16(clips[text], rate, RATE), dtype=np.int16)
+    tts = await asyncio.to_thread(PiperTTS)
+    await tts.close()  # its voice is used here, directly, while the corpus is made
+    voice, rate = tts.voice, tts.sample_rate
+
+    def speak(text: str, variant: int) -> np.ndarray:
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(volume=0.8, length_scale=(1.0, 0.8, 1.25)[variant % 3])
+        pcm = b"".join(c.audio_int16_bytes for c in voice.synthesize(text, config))
+        return np.frombuffer(resample_s16(pcm, rate, RATE), dtype=np.int16)
+
+    return speak
 
 
 async def run_turns(server: str, cases: list[Case], timeout: float = 60.0) -> list[Outcome]:
@@ -214,7 +224,11 @@ def max_wait_ms(settings: Settings) -> float:
 
 
 async def turns_main(args: argparse.Namespace) -> int:
-    cases = build(args.per_kind, piper=await piper_speaker())
+    kinds = tuple(k for k in (getattr(args, "kinds", None) or ",".join(KINDS)).split(",") if k)
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise RuntimeError(f"--kinds: no such kind {sorted(unknown)}; there are {', '.join(KINDS)}")
+    cases = build(args.per_kind, piper=await piper_speaker(), kinds=kinds)
     server, proc = args.server, None
     work = Path(tempfile.mkdtemp(prefix="voxline-turns-"))
     if server is None:
@@ -235,7 +249,7 @@ async def turns_main(args: argparse.Namespace) -> int:
             proc.stop()
     report = {"summary": summary(outcomes, max_wait_ms(Settings.from_env())),
               "cases": [asdict(o) for o in outcomes], "machine": machine_info(),
-              "settings": {"per_kind": args.per_kind, "server": server,
+              "settings": {"per_kind": args.per_kind, "kinds": list(kinds), "server": server,
                            "env": {k: v for k, v in os.environ.items() if k.startswith("VOXLINE_")}}}
     emit_report(report, args, report_text)
     return 0

@@ -18,14 +18,18 @@ _N = np.arange(_TAPS) - _TAPS // 2
 LINE = ((2 * 3_400 / RATE * np.sinc(2 * 3_400 / RATE * _N) - 2 * 300 / RATE * np.sinc(2 * 300 / RATE * _N))
         * np.hamming(_TAPS)).astype(np.float32)
 KEEP_S = 2.0  # heard audio kept for the delay line
+MOVE_STEPS = 3  # a moving delay moves in this many steps ...
+MOVE_EVERY_S = 1.0  # ... one each this long into the agent's voice (as a jitter buffer adapts)
 
 
 class EchoSource(WavSource):
     """A microphone that also picks up the caller's speaker: `hear()` feeds it what arrived."""
 
-    def __init__(self, delay_ms: float, gain_db: float) -> None:
+    def __init__(self, delay_ms: float, gain_db: float, move_ms: float = 0.0) -> None:
         super().__init__()
         self.delay = int(delay_ms * RATE / 1000)
+        self.move = int(move_ms * RATE / 1000)
+        self._first_heard: int | None = None  # when the agent's voice was first heard (48 kHz samples)
         self.gain = float(10 ** (gain_db / 20))
         self._encoder = OpusEncoder()
         self._heard = np.zeros(0, dtype=np.float32)
@@ -36,6 +40,8 @@ class EchoSource(WavSource):
     def hear(self, mono: np.ndarray, arrived: float) -> None:
         """A frame of the agent's voice arrived at `arrived`: the speaker plays it from then."""
         at = int(arrived * RATE)
+        if self._first_heard is None:
+            self._first_heard = at
         if self._heard.size == 0 or at - self._cursor > RATE // 10 or self._cursor - at > RATE // 5:
             self._heard, self._heard_start, self._cursor = np.zeros(0, dtype=np.float32), at, at
         x = np.concatenate([self._tail, mono.astype(np.float32)])
@@ -47,13 +53,20 @@ class EchoSource(WavSource):
         if drop > 0:
             self._heard, self._heard_start = self._heard[drop:], self._heard_start + drop
 
+    def delay_at(self, sample: int) -> int:
+        """The echo's delay at `sample`: `delay`, then moved by `move` in MOVE_STEPS steps."""
+        if not self.move or self._first_heard is None:
+            return self.delay
+        steps = min(MOVE_STEPS, max(0, int((sample - self._first_heard) / (MOVE_EVERY_S * RATE))))
+        return max(0, self.delay + self.move * steps // MOVE_STEPS)
+
     def next_payload(self, now: float) -> tuple[bytes, int]:
         position = self._step(now)
         own = np.zeros(FRAME, dtype=np.float32)
         if 0 <= position < self.samples.size:
             part = self.samples[position:position + FRAME].astype(np.float32)
             own[: part.size] = part
-        start = int(now * RATE) - self.delay - self._heard_start
+        start = int(now * RATE) - self.delay_at(int(now * RATE)) - self._heard_start
         lo, hi = max(0, start), min(self._heard.size, start + FRAME)
         if hi > lo:
             own[lo - start: hi - start] += self._heard[lo:hi]
@@ -75,10 +88,12 @@ class EchoRecorder(Recorder):
 
 
 class EchoCaller(Caller):
-    """A `Caller` whose microphone hears its speaker: `delay_ms` later, `gain_db` quieter."""
+    """A `Caller` whose microphone hears its speaker: `delay_ms` later (moving by `move_ms`
+    during the call), `gain_db` quieter."""
 
-    def __init__(self, server: str, delay_ms: float, gain_db: float, token: str | None = None) -> None:
+    def __init__(self, server: str, delay_ms: float, gain_db: float, token: str | None = None,
+                 move_ms: float = 0.0) -> None:
         super().__init__(server, token)
-        source = EchoSource(delay_ms, gain_db)
+        source = EchoSource(delay_ms, gain_db, move_ms)
         self.source = source
         self.recorder = EchoRecorder(source)
