@@ -7,6 +7,10 @@ them to wall-clock time itself. How long a pause must last to end the turn is no
 the speculative transcript of the paused audio), and a cue that arrives after enough silence
 ends the turn at once.
 
+The turn's audio starts `pre_roll_ms` before the speech: before its first loud run, when a
+word's opening sound stopped short of `min_speech_ms` and the speech went on within
+`pre_roll_ms` ("Wha-t": a stop consonant splits the word's VAD run; counting back from the
+second run only cut the word's onset, and Whisper heard "Well" for "What").
 The turn's audio keeps `pause_ms` of the silence after the speech, or up to `trailing_ms`
 while that silence still holds sound (a voice's last sound decays below the VAD's threshold
 before it is inaudible). The pause (and the speculation) comes at `pause_ms` when the sound
@@ -99,7 +103,10 @@ class TurnDetector:
                                                   config.doubt_margin))
         self.position_ms = 0
         self.speaking = False
-        self._pre_roll: deque[bytes] = deque(maxlen=max(1, self.config.pre_roll_ms // WINDOW_MS))
+        self._lead_windows = max(1, self.config.pre_roll_ms // WINDOW_MS)
+        # Twice the pre-roll, each window with whether it was loud: a turn reaches back past a
+        # short loud run that fell back into it (`_lead_in`).
+        self._pre_roll: deque[tuple[bytes, bool]] = deque(maxlen=2 * self._lead_windows)
         self._candidate: list[bytes] = []
         self._turn: list[bytes] = []
         self._silence_ms = 0
@@ -170,7 +177,7 @@ class TurnDetector:
             self._speech_ms += WINDOW_MS
             if self._speech_ms >= cfg.min_speech_ms:
                 self.speaking = True
-                self._turn = list(self._pre_roll) + self._candidate
+                self._turn = self._lead_in() + self._candidate
                 self._pre_roll.clear()
                 self._candidate = []
                 self._silence_ms = 0
@@ -181,11 +188,26 @@ class TurnDetector:
             return []
         # Not (yet) speech: a short candidate run falls back into the pre-roll.
         for w in self._candidate:
-            self._pre_roll.append(w)
+            self._pre_roll.append((w, True))
         self._candidate = []
         self._speech_ms = 0
-        self._pre_roll.append(window)
+        self._pre_roll.append((window, False))
         return []
+
+    def _lead_in(self) -> list[bytes]:
+        """The windows before the confirmed speech that join the turn: `pre_roll_ms` of them
+        before its onset, which is the earliest loud run no quieter gap of `pre_roll_ms` parts
+        from it (bounded by the buffer, twice the pre-roll)."""
+        held = list(self._pre_roll)
+        onset, quiet = len(held), 0
+        for i in range(len(held) - 1, -1, -1):
+            if held[i][1]:
+                onset, quiet = i, 0
+            else:
+                quiet += 1
+                if quiet >= self._lead_windows:
+                    break
+        return [w for w, _ in held[max(0, onset - self._lead_windows):]]
 
     def _in_speech(self, window: bytes, prob: float) -> list[TurnEvent]:
         cfg = self.config

@@ -96,6 +96,32 @@ def test_turn_ends_after_end_silence_and_keeps_pre_roll_and_trailing_audio() -> 
     assert not f.detector.speaking
 
 
+def test_a_word_whose_opening_run_fell_short_keeps_the_pre_roll_before_it() -> None:
+    """"What" over Opus, espeak en-us+m3: 4 windows above the threshold, the stop consonant
+    dips for 6, then the speech goes on. The pre-roll is counted back from the first run, not
+    the confirmed one (from there it began at the first run's first window: the word's onset,
+    softer than the threshold, was cut and Whisper heard "Well")."""
+    f = Feeder(TurnConfig(pre_roll_ms=320, min_speech_ms=160))
+    f.feed(0.0, 20 * WINDOW_MS)  # windows 0-19
+    f.feed(0.9, 4 * WINDOW_MS)  # 20-23: short of min_speech_ms
+    f.feed(0.2, 6 * WINDOW_MS)  # 24-29: the dip
+    f.feed(0.9, 20 * WINDOW_MS)  # 30-49: the speech
+    f.feed(0.0, 600)
+    [end] = f.of(SpeechEnded)
+    assert windows_in(end.pcm)[0] == 10  # 10 windows (320 ms) before the first run
+
+
+def test_a_short_sound_long_before_the_speech_stays_out_of_the_turn() -> None:
+    f = Feeder(TurnConfig(pre_roll_ms=320, min_speech_ms=160))
+    f.feed(0.0, 20 * WINDOW_MS)  # windows 0-19
+    f.feed(0.9, 3 * WINDOW_MS)  # 20-22: a click
+    f.feed(0.0, 10 * WINDOW_MS)  # 23-32: as long a gap as the pre-roll
+    f.feed(0.9, 20 * WINDOW_MS)  # 33-52: the speech
+    f.feed(0.0, 600)
+    [end] = f.of(SpeechEnded)
+    assert windows_in(end.pcm)[0] == 23  # the usual pre-roll, from the speech back
+
+
 def test_pause_then_speech_gives_paused_then_resumed_and_one_end() -> None:
     f = Feeder(TurnConfig(pause_ms=192, end_silence_ms=500))
     f.feed(0.9, 320)
