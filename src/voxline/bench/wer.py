@@ -3,13 +3,17 @@
 A corpus of spoken questions (espeak-ng in several voices and rates, Piper at three speeds)
 is transcribed twice with the server's own STT settings: from the file (16 kHz, straight into
 Whisper) and over real calls (WebRTC, Opus, the server's turn detection and pipeline: the
-`transcript.final` it emits). The word error rates are printed side by side, with every
-utterance the two heard differently.
+`transcript.final` it emits). Between the two, the call path is replayed offline
+(`voxline.bench.wer_replay`: the caller's codec, then the turn's cut at each phase of the
+packets against the VAD's windows), so each word the call changed is set on a stage. The word
+error rates are printed side by side, with every utterance the file and the call heard
+differently.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import sys
 import tempfile
@@ -95,30 +99,64 @@ async def call_transcripts(server: str, utterances: Sequence[Utterance], timeout
     return heard
 
 
+def cut_wer(rows: Sequence[dict[str, Any]]) -> float | None:
+    """The mean over the replay's phases of the WER of the turns cut at that phase (each phase
+    has the same reference words, so this is the WER of all the phases' cuts pooled)."""
+    phases = min((len(r.get("cuts") or []) for r in rows), default=0)
+    return wer([(r["text"], r["cuts"][k]) for r in rows for k in range(phases)]) if phases else None
+
+
 def wer_report(utterances: Sequence[Utterance], from_file: Sequence[str], over_call: Sequence[str | None],
-               machine: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+               machine: dict[str, Any], settings: dict[str, Any],
+               replayed: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = [{"text": u.text, "voice": u.voice, "file": f, "call": c}
             for u, f, c in zip(utterances, from_file, over_call, strict=True)]
+    for r, rep in zip(rows, replayed or (), strict=False):
+        r.update(codec=rep["codec"], cuts=rep["cuts"], splits=rep["splits"])
+
+    def stages(some: list[dict[str, Any]]) -> dict[str, float | None]:
+        out = {"file": wer([(r["text"], r["file"]) for r in some]),
+               "call": wer([(r["text"], r["call"] or "") for r in some])}
+        if replayed:
+            out.update(codec=wer([(r["text"], r["codec"]) for r in some]), cut=cut_wer(some))
+        return out
+
     voices = sorted({u.voice for u in utterances})
-    by_voice = {v: {"file": wer([(r["text"], r["file"]) for r in rows if r["voice"] == v]),
-                    "call": wer([(r["text"], r["call"] or "") for r in rows if r["voice"] == v])} for v in voices}
-    return {"utterances": len(rows), "wer_file_pct": wer([(r["text"], r["file"]) for r in rows]),
-            "wer_call_pct": wer([(r["text"], r["call"] or "") for r in rows]),
-            "calls_failed": sum(1 for r in rows if r["call"] is None), "by_voice": by_voice,
-            "rows": rows, "machine": machine, "settings": settings}
+    by_voice = {v: stages([r for r in rows if r["voice"] == v]) for v in voices}
+    every = stages(rows)
+    report = {"utterances": len(rows), "wer_file_pct": every["file"], "wer_call_pct": every["call"],
+              "calls_failed": sum(1 for r in rows if r["call"] is None), "by_voice": by_voice,
+              "rows": rows, "machine": machine, "settings": settings}
+    if replayed:
+        report.update(wer_codec_pct=every["codec"], wer_cut_pct=every["cut"],
+                      replay_splits=sum(r.get("splits", 0) for r in rows))
+    return report
 
 
 def wer_report_text(report: dict[str, Any]) -> str:
-    table = format_table([[v, f"{w['file']}", f"{w['call']}"] for v, w in report["by_voice"].items()]
-                         + [["all", f"{report['wer_file_pct']}", f"{report['wer_call_pct']}"]],
-                         ["voice", "WER file %", "WER call %"])
+    replayed = "wer_cut_pct" in report
+    keys = ("file", "codec", "cut", "call") if replayed else ("file", "call")
+    names = {"file": "WER file %", "codec": "codec %", "cut": "cut % (mean of phases)", "call": "WER call %"}
+    every = {"file": report["wer_file_pct"], "call": report["wer_call_pct"],
+             "codec": report.get("wer_codec_pct"), "cut": report.get("wer_cut_pct")}
+    table = format_table([[v, *(f"{w.get(k)}" for k in keys)] for v, w in report["by_voice"].items()]
+                         + [["all", *(f"{every[k]}" for k in keys)]], ["voice", *(names[k] for k in keys)])
     lines = [f"Word error rate, {report['utterances']} utterances (Whisper tiny.en, the server's settings)", "",
              table, ""]
+    if replayed and None not in every.values():
+        step = [f"{b} {every[b] - every[a]:+.1f}" for a, b in zip(keys, keys[1:], strict=False)]
+        lines += [f"call - file {every['call'] - every['file']:+.1f} points: " + ", ".join(step)
+                  + f" (the turn split in {report['replay_splits']} replayed cuts)", ""]
     differ = [r for r in report["rows"] if normalize(r["file"]) != normalize(r["call"] or "")]
     if differ:
         lines.append(f"heard differently ({len(differ)}):")
         for r in differ:
-            lines.append(f"  {r['voice']:24} {r['text']!r}\n  {'':24} file {r['file']!r}\n  {'':24} call {r['call']!r}")
+            lines.append(f"  {r['voice']:24} {r['text']!r}\n  {'':24} file {r['file']!r}")
+            if "cuts" in r:
+                same = sum(normalize(c) == normalize(r["call"] or "") for c in r["cuts"])
+                lines.append(f"  {'':24} codec {r['codec']!r}\n  {'':24} cut  {same} of {len(r['cuts'])} phases"
+                             " heard what the call heard")
+            lines.append(f"  {'':24} call {r['call']!r}")
     if report["calls_failed"]:
         lines.append(f"{report['calls_failed']} calls gave no transcript")
     return "\n".join(lines)
@@ -133,6 +171,16 @@ async def wer_main(args: argparse.Namespace) -> int:
     utterances = corpus()[:limit]
     stt = WhisperSTT(beam_size=Settings().stt_beam_size)  # the server's defaults (beam, the 10 s window)
     from_file = [await stt.transcribe(u.pcm16k) for u in utterances]
+    replayed = None
+    if not getattr(args, "wer_no_replay", False):
+        from voxline.bench.wer_replay import replay, turn_config
+        from voxline.services.vad import SileroModel
+
+        print(f"replaying the call path offline ({len(utterances)} utterances)", file=sys.stderr, flush=True)
+        s = Settings()
+        replayed = await asyncio.to_thread(replay, utterances, lambda pcm: str(stt.transcribe_sync(pcm)),
+                                           SileroModel(), turn_config(s), s.rtc_opus_max_bitrate or 32_000,
+                                           s.rtc_opus_max_playback_rate or 48_000)  # 0: not asked
     await stt.close()
     work = Path(tempfile.mkdtemp(prefix="voxline-wer-"))
     server, proc = args.server, None
@@ -153,5 +201,5 @@ async def wer_main(args: argparse.Namespace) -> int:
     finally:
         if proc is not None:
             proc.stop()
-    emit_report(wer_report(utterances, from_file, over_call, machine, settings), args, wer_report_text)
+    emit_report(wer_report(utterances, from_file, over_call, machine, settings, replayed), args, wer_report_text)
     return 0

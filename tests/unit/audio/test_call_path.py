@@ -101,3 +101,31 @@ def test_the_turn_holds_the_whole_utterance_heard_over_opus(utterances, vad_mode
         start, end = at // 2, (at + len(ended[0].pcm)) // 2
         loud = np.flatnonzero(np.abs(heard.astype(np.int32)) > 100)
         assert start <= loud[0] and loud[-1] < end, (start, end, loud[0], loud[-1])
+
+
+def test_the_offline_replay_cuts_one_whole_turn_at_each_phase_of_the_packets(utterances, vad_model) -> None:  # type: ignore[no-untyped-def]
+    """`voxline bench --wer`'s replay: the server's decoder, VAD and TurnDetector over each of
+    the 8 phases of 20 ms packets against 32 ms windows; every phase's turn holds the utterance."""
+    from types import SimpleNamespace
+
+    from voxline.bench.wer_replay import PHASES, caller_stream, replay
+
+    heard: list[bytes] = []
+
+    def transcribe(pcm: bytes) -> str:
+        heard.append(pcm)
+        return f"turn {len(heard)}"
+
+    u = utterances[0]
+    [row] = replay([SimpleNamespace(pcm16k=u.tobytes())], transcribe, vad_model, TurnConfig())
+    assert row["codec"] == "turn 1" and row["splits"] == 0
+    assert row["cuts"] == [f"turn {k}" for k in range(2, 2 + PHASES)]
+    starts = set()
+    for phase, cut in enumerate(heard[1:]):
+        stream = caller_stream(u.tobytes(), phase)
+        assert heard[0] == caller_stream(u.tobytes(), 0) and len(stream) == len(heard[0]) + 640 * phase
+        at = stream.find(cut)
+        loud = np.flatnonzero(np.abs(np.frombuffer(stream, dtype=np.int16).astype(np.int32)) > 100)
+        assert 0 <= at // 2 <= loud[0] and loud[-1] < (at + len(cut)) // 2
+        starts.add((loud[0] - at // 2) % 512)
+    assert len(starts) > 1  # the phases cut the turn at different places in the speech

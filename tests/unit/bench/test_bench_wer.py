@@ -24,3 +24,21 @@ def test_the_report_sets_call_beside_file_per_voice() -> None:
     assert report["calls_failed"] == 1
     text = wer_report_text(report)
     assert "heard differently (1)" in text and "1 calls gave no transcript" in text
+
+
+def test_the_report_sets_each_stage_of_the_replayed_call_path_between_file_and_call() -> None:
+    utts = [Utterance("What is two plus two?", "espeak en-us 150", b""),
+            Utterance("Where do penguins live?", "piper joe 1.0", b"")]
+    replayed = [{"codec": "What is two plus two?", "cuts": ["What is two plus two?", "What is two plus you?"],
+                 "splits": 0},
+                {"codec": "Where do penguins live?", "cuts": ["Where do penguins live?", "Where do penguins live?"],
+                 "splits": 1}]
+    report = wer_report(utts, ["What is 2 plus 2?", "Where do penguins live?"],
+                        ["What is two plus you?", "Where do penguins live?"], {}, {}, replayed)
+    assert report["wer_codec_pct"] == 0.0
+    assert report["wer_cut_pct"] == round((0.0 + 100 / 9) / 2, 1)  # the mean of the two phases' WER
+    assert report["wer_call_pct"] == round(100 / 9, 1) and report["replay_splits"] == 1
+    assert report["by_voice"]["espeak en-us 150"]["cut"] == round((0.0 + 20.0) / 2, 1)
+    text = wer_report_text(report)
+    assert "call - file +11.1 points: codec +0.0, cut +5.6, call +5.5" in text, text
+    assert "1 of 2 phases heard what the call heard" in text
