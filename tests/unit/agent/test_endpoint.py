@@ -13,6 +13,7 @@ CFG = TurnConfig(min_end_silence_ms=200, end_silence_ms=500, max_end_silence_ms=
 @pytest.mark.parametrize("text", [
     "What time is it?", "Tell me a joke.", "I would like a pizza.", "Thank you", "Yes.", "No",
     "My name is Anna.", "Book it for seven", "I like it", "Why not?", "That's great.",
+    "Tickets for two.", "It is half past three.", "Table for two please.",
 ])
 def test_complete_utterances(text: str) -> None:
     assert transcript_complete(text) is True
@@ -22,6 +23,8 @@ def test_complete_utterances(text: str) -> None:
     "I want to", "I want to...", "Book a table for two and", "because", "the code is four two",
     "My number is five five five", "I was thinking about the", "It's in", "Can you tell me,",
     "So, um", "I'd like", "Let me", "It is", "Can you tell me why the sky is?", "What about the?",
+    # Whisper's ways of writing "The code is four two" and "...at half past" (the turns bench, 10 voices).
+    "The code is for two.", "The meeting starts at half past.",
 ])
 def test_incomplete_utterances(text: str) -> None:
     assert transcript_complete(text) is False
@@ -200,6 +203,19 @@ def test_readings_far_behind_other_words_or_complete_ones_leave_the_ending_alone
     assert not doubtful_ending("How do I boil an egg?", [("How do I boil it in?", 0.02)], 0.2)
     # Fewer words that read complete themselves say nothing about the end.
     assert not doubtful_ending("What time is it now?", [("What time is it?", 0.05)], 0.2)
+
+
+def test_the_same_words_with_a_trailing_mark_doubt_only_a_word_that_seldom_ends_a_sentence() -> None:
+    """Whisper's beam often has the transcript's own words with "..." or "," after them: after
+    "tomorrow", "home", "Mona Lisa" that doubted 12 of 280 complete turns (each then waited the
+    longest wait), after "could", "so", "past" it is the caller stopping mid-sentence."""
+    assert not doubtful_ending("I was thinking that maybe we could go to the beach tomorrow.",
+                               [("I was thinking that maybe we could go to the beach tomorrow...", 0.13)], 0.3)
+    assert not doubtful_ending("Remind me to call my sister when I get home",
+                               [("Remind me to call my sister when I get home...", 0.14)], 0.3)
+    assert not doubtful_ending("who painted the Mona Lisa.", [("who painted the Mona Lisa,", 0.17)], 0.3)
+    assert doubtful_ending("It was raining so.", [("It was raining so...", 0.19)], 0.3)
+    assert doubtful_ending("We could.", [("We could...", 0.19)], 0.3)
 
 
 def test_doubtful_last_word_waits_as_unfinished_words_do() -> None:
