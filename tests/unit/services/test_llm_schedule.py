@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from voxline.services.llm.schedule import StepScheduler
+import re
+
+import pytest
+
+from voxline.agent.chunking import SentenceChunker
+from voxline.services.llm.schedule import StepScheduler, first_clause_words
 
 
 def run_steps(s: StepScheduler, opens: dict[str, float], words: dict[str, int], until: float,
@@ -111,3 +116,37 @@ def test_work_ahead_waits_while_another_model_runs_due_work_and_due_streams_do_n
     plan = s.plan(0.5, background=False)
     assert plan.decode == ["B"] and plan.urgent
     assert s.plan(1.3, background=False).decode == ["B", "A"]  # A due now too: never held back
+
+
+REPLIES = ["We're currently in the 12th week of the year.", "The answer is 7 days.",
+           "A: A helpful voice assistant that helps users find the most", "The capital of Italy is Rome.",
+           "Two plus two is a mathematical operation that represents addition.",
+           "It is about seven hours and thirty minutes.", "I think that the best way to boil an egg is in water.",
+           "Well, I would say it is the one in the middle of the set.", "You should wear a raincoat and boots."]
+
+
+def tokens(text: str) -> list[str]:
+    """LLM-like pieces: words with their leading space, digits and marks alone."""
+    return re.findall(r" ?[A-Za-z'\-]+| ?\d|[^\sA-Za-z\d]| ", text)
+
+
+@pytest.mark.parametrize("reply", REPLIES)
+def test_a_reply_stays_due_until_its_first_tts_piece_is_cut_while_another_is_synthesized(reply: str) -> None:
+    """The first clause is due through every word the chunker may take before its first piece
+    (a piece that runs past its limit, "It is about seven hours"), not just the limit: else its
+    last words waited, not due, while another caller's first piece held the LLM."""
+    s = StepScheduler(slots=4, first_words=first_clause_words(4), pace_s=0.3)
+    s.add("A", 0.0)
+    s.admit()
+    s.prompt("A", 0)
+    s.hold("tts-of-B", 0.0)  # another caller's first piece is being synthesized all along
+    chunker, text, now = SentenceChunker(first_piece_max_words=4), "", 0.05  # before A's later words are due
+    for token in tokens(reply):
+        assert s.plan(now).decode == ["A"], f"A waits with {text!r} and no first piece"
+        words = len((text + token).split()) - len(text.split())
+        text += token
+        s.emitted("A", words)
+        if chunker.push(token):
+            break
+    else:
+        raise AssertionError(f"no first piece in {reply!r}")

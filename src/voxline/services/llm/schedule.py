@@ -30,8 +30,20 @@ from typing import Generic, TypeVar
 
 PACE_S = 0.3  # seconds of speech per word, on the fast side: a reply's words are never due late
 FIRST_WORDS = 6  # the first clause: due at once (the first TTS piece is at most this many words)
+# Words past its limit a first TTS piece may need before it is cut: it may run 2 words past the
+# limit to end on a word a phrase can end on (`agent.chunking.LOOK_AHEAD`), and its cut waits
+# for the word after it to begin (tests/unit/services/test_llm_schedule.py checks it on the chunker).
+PIECE_OVERRUN_WORDS = 3
 HOLD_MAX_S = 1.0  # a hold is ignored after this long, whatever happens to its TTS
 K = TypeVar("K", bound=Hashable)
+
+
+def first_clause_words(first_piece_words: int) -> int:
+    """The words of a reply due at once when its first TTS piece ends within `first_piece_words`:
+    every word it may take before that piece is cut. With the limit alone, a piece that runs on
+    ("The answer is 7 days.") had its last words wait, not due, while another caller's first
+    piece was synthesized (traced at 4 callers at once: 60-150 ms with the LLM idle)."""
+    return first_piece_words + PIECE_OVERRUN_WORDS
 
 
 @dataclass
