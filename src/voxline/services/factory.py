@@ -51,16 +51,15 @@ def build_llm(settings: Settings) -> LLM:
     if settings.llm == "llamacpp":
         openmp.configure(settings.model_wait_policy)
         from voxline.services.llm.llamacpp import LlamaCppLLM
-        from voxline.services.llm.schedule import first_clause_words
 
         return LlamaCppLLM(threads=settings.model_threads, max_tokens=settings.llm_max_tokens,
                            temperature=settings.llm_temperature, path=settings.llm_gguf or None,
                            chat_format=settings.llm_chat_format or None,
                            stop_at_newline=settings.llm_stop_at_newline, parallel=settings.llm_parallel,
-                           # the first clause, due at once: every word the first piece may take to be
-                           # cut; without a cut first piece, about a sentence
-                           first_words=first_clause_words(settings.tts_first_piece_words)
-                           if settings.tts_first_piece_words else 12)
+                           # the first clause, due at once: until its first TTS piece is cut (as the
+                           # pipeline cuts it); without a cut first piece, about a sentence
+                           first_words=settings.tts_first_piece_words or 12,
+                           first_piece_words=settings.tts_first_piece_words)
     if settings.llm == "openai":
         from voxline.services.llm.openai import OpenAILLM
 

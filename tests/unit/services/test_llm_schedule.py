@@ -7,7 +7,7 @@ import re
 import pytest
 
 from voxline.agent.chunking import SentenceChunker
-from voxline.services.llm.schedule import StepScheduler, first_clause_words
+from voxline.services.llm.schedule import StepScheduler
 
 
 def run_steps(s: StepScheduler, opens: dict[str, float], words: dict[str, int], until: float,
@@ -132,21 +132,21 @@ def tokens(text: str) -> list[str]:
 
 @pytest.mark.parametrize("reply", REPLIES)
 def test_a_reply_stays_due_until_its_first_tts_piece_is_cut_while_another_is_synthesized(reply: str) -> None:
-    """The first clause is due through every word the chunker may take before its first piece
-    (a piece that runs past its limit, "It is about seven hours"), not just the limit: else its
-    last words waited, not due, while another caller's first piece held the LLM."""
-    s = StepScheduler(slots=4, first_words=first_clause_words(4), pace_s=0.3)
+    """The first clause is due through every word the pipeline's chunker takes before its first
+    piece (a piece that runs past its limit, "It is about seven hours"), not just the limit: else
+    its last words waited, not due, while another caller's first piece held the LLM. Once the
+    piece is cut, the rest of the reply waits for it as before."""
+    s = StepScheduler(slots=4, first_words=4, pace_s=0.3, first_piece_words=4)
     s.add("A", 0.0)
     s.admit()
     s.prompt("A", 0)
     s.hold("tts-of-B", 0.0)  # another caller's first piece is being synthesized all along
-    chunker, text, now = SentenceChunker(first_piece_max_words=4), "", 0.05  # before A's later words are due
+    chunker, now = SentenceChunker(first_piece_max_words=4), 0.05  # before A's later words are due
     for token in tokens(reply):
-        assert s.plan(now).decode == ["A"], f"A waits with {text!r} and no first piece"
-        words = len((text + token).split()) - len(text.split())
-        text += token
-        s.emitted("A", words)
+        assert s.plan(now).decode == ["A"], f"A waits with no first piece yet ({reply!r})"
+        s.said("A", token)
         if chunker.push(token):
             break
     else:
         raise AssertionError(f"no first piece in {reply!r}")
+    assert not s.plan(now), "the rest of A's reply waits for B's first audio"

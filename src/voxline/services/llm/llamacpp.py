@@ -79,7 +79,8 @@ class LlamaCppLLM:
 
     def __init__(self, threads: int = 2, max_tokens: int = 96, temperature: float = 0.2,
                  path: str | None = None, n_ctx: int = 2048, chat_format: str | None = None,
-                 stop_at_newline: bool = False, parallel: int = 8, first_words: int = 6) -> None:
+                 stop_at_newline: bool = False, parallel: int = 8, first_words: int = 6,
+                 first_piece_words: int = 0) -> None:
         from llama_cpp import Llama
 
         started = time.perf_counter()
@@ -101,7 +102,8 @@ class LlamaCppLLM:
         self.n_ctx = n_ctx
         self.stop = ["\n"] if stop_at_newline else []  # a spoken reply is one paragraph
         self.thread = ModelThread("llm")
-        self.schedule: StepScheduler[int] = StepScheduler(parallel, self.sequences.n_batch, first_words=first_words)
+        self.schedule: StepScheduler[int] = StepScheduler(parallel, self.sequences.n_batch, first_words=first_words,
+                                                            first_piece_words=first_piece_words)
         self.gate = _Gate(self)
         self._replies: dict[int, Reply] = {}
         self._keys = itertools.count()
@@ -255,7 +257,7 @@ class LlamaCppLLM:
             delta = text[len(r.text):cut]
         if delta:
             with self._lock:
-                self.schedule.emitted(key, len((r.text + delta).split()) - len(r.text.split()))
+                self.schedule.said(key, delta)
             r.text += delta
             self._emit(r, delta)
         if cut >= 0 or r.made >= r.max_tokens:

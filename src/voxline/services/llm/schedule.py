@@ -7,9 +7,11 @@ This core decides which; it reads no clock (`now` is passed in) and does no I/O,
 tested with a virtual clock and fakes.
 
 A stream's deadline is when its next words are needed. Its first clause is needed as soon
-as it opens (its caller stopped speaking: waiting in silence), so its prompt and first
-`first_words` words are due then. The rest of a reply is needed only when the audio before
-it has played out: each word after the first clause adds `pace_s` (a conservative speaking
+as it opens (its caller stopped speaking: waiting in silence), so its prompt and every word
+until its first TTS piece is cut are due then (the pipeline's cut, `agent.chunking`, which may
+run a few words past `first_piece_words`; without one, its first `first_words` words). The
+rest of a reply is needed only when the audio before it has played out: each word after the
+first `first_words` adds `pace_s` (a conservative speaking
 pace; Piper speaks ~2.7 words a second), so the word after 10 words of a reply opened at t is
 due at t + 4 * pace_s. A step takes the streams that are due (their caller would hear
 silence otherwise), the earliest first up to the batch's token budget; so every waiting
@@ -28,22 +30,12 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from voxline.agent.chunking import SentenceChunker
+
 PACE_S = 0.3  # seconds of speech per word, on the fast side: a reply's words are never due late
 FIRST_WORDS = 6  # the first clause: due at once (the first TTS piece is at most this many words)
-# Words past its limit a first TTS piece may need before it is cut: it may run 2 words past the
-# limit to end on a word a phrase can end on (`agent.chunking.LOOK_AHEAD`), and its cut waits
-# for the word after it to begin (tests/unit/services/test_llm_schedule.py checks it on the chunker).
-PIECE_OVERRUN_WORDS = 3
 HOLD_MAX_S = 1.0  # a hold is ignored after this long, whatever happens to its TTS
 K = TypeVar("K", bound=Hashable)
-
-
-def first_clause_words(first_piece_words: int) -> int:
-    """The words of a reply due at once when its first TTS piece ends within `first_piece_words`:
-    every word it may take before that piece is cut. With the limit alone, a piece that runs on
-    ("The answer is 7 days.") had its last words wait, not due, while another caller's first
-    piece was synthesized (traced at 4 callers at once: 60-150 ms with the LLM idle)."""
-    return first_piece_words + PIECE_OVERRUN_WORDS
 
 
 @dataclass
@@ -52,6 +44,9 @@ class _Stream:
     admitted: bool = False
     prompt_left: int = 0  # prompt tokens still to evaluate
     words: int = 0  # words emitted so far
+    text: str = ""  # its text so far (`said`)
+    chunker: SentenceChunker | None = None  # where its first TTS piece is cut (None: by `first_words`)
+    cut: bool = False  # its first piece is out
 
 
 @dataclass(frozen=True)
@@ -68,11 +63,12 @@ class Plan(Generic[K]):
 
 class StepScheduler(Generic[K]):
     def __init__(self, slots: int, batch_tokens: int = 256, first_words: int = FIRST_WORDS,
-                 pace_s: float = PACE_S, hold_max_s: float = HOLD_MAX_S) -> None:
+                 pace_s: float = PACE_S, hold_max_s: float = HOLD_MAX_S, first_piece_words: int = 0) -> None:
         if slots < 1 or batch_tokens < 1:
             raise ValueError("slots and batch_tokens must be at least 1")
         self.slots, self.batch_tokens = slots, batch_tokens
         self.first_words, self.pace_s, self.hold_max_s = first_words, pace_s, hold_max_s
+        self.first_piece_words = first_piece_words  # > 0: the TTS's first piece is cut as the pipeline cuts it
         self._streams: dict[K, _Stream] = {}
         self._holds: dict[Hashable, float] = {}  # holder -> since when
 
@@ -81,7 +77,8 @@ class StepScheduler(Generic[K]):
         """A stream asks to be generated; its caller has waited since `opened`."""
         if key in self._streams:
             raise ValueError(f"stream {key!r} is open already")
-        self._streams[key] = _Stream(opened)
+        chunker = SentenceChunker(first_piece_max_words=self.first_piece_words) if self.first_piece_words else None
+        self._streams[key] = _Stream(opened, chunker=chunker)
 
     def admit(self) -> list[K]:
         """Waiting streams that get a slot now, the earliest due first (then tell `prompt`)."""
@@ -109,6 +106,14 @@ class StepScheduler(Generic[K]):
         """`key` has emitted `words` more words."""
         self._streams[key].words += words
 
+    def said(self, key: K, delta: str) -> None:
+        """`key` emitted the text `delta`: its words, and whether its first TTS piece is now cut."""
+        s = self._streams[key]
+        s.words += len((s.text + delta).split()) - len(s.text.split())
+        s.text += delta
+        if s.chunker is not None and not s.cut and s.chunker.push(delta):
+            s.cut, s.chunker = True, None
+
     def remove(self, key: K) -> None:
         """The stream ended (done, cancelled, failed): its slot is free."""
         self._streams.pop(key, None)
@@ -123,6 +128,8 @@ class StepScheduler(Generic[K]):
     # Decisions out.
     def due(self, key: K) -> float:
         s = self._streams[key]
+        if s.chunker is not None:  # its caller waits for the first piece, however many words it takes
+            return s.opened
         return s.opened + self.pace_s * max(0, s.words - self.first_words)
 
     def held(self, now: float) -> bool:
