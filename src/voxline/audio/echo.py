@@ -14,8 +14,7 @@ For each 20 ms of input while the timeline holds audio within `max_lag_ms` befor
    G = <|X|^2 |Y|^2> / <|Y|^4>, forgetting over a second), so a filtered, attenuated echo is
    modelled. Powers, not phases: the echo's lag wobbles by a few milliseconds within a call
    (the caller's jitter buffer, a busy sender), which broke the earlier per-frequency complex
-   fit (live it explained a fifth of the echo blocks at the right lag); the reference's power
-   is also taken as the most over +-20 ms around the lag for the same reason;
+   fit; the reference's power is the most over +-20 ms around the lag for the same reason;
 3. when the input's power under `ECHO_MARGIN` times that echo estimate is at least
    `suppress_r2` of the block's energy, the block is the agent's voice and is muted (the VAD
    and the STT hear silence). In double talk the caller's words put power where the reference
@@ -250,7 +249,14 @@ class EchoCanceller:
     def _search(self) -> int | None:
         """The echo's lag in samples (0..max_lag), or None if the input does not follow the
         reference (`voxline.audio.echo_lag.search_lag`)."""
-        found = search_lag(self.reference, self._in, self._abs(self._count), self.window, self.max_lag)
+        end = self._abs(self._count)
+        found = None
+        if self._leaking and self.lags.confirmed:
+            # The echo may have moved (a jitter buffer): the whole window, half before the move,
+            # kept the old lag ~140 ms; half, since it, decides when sure (chance lags: <= ~0.5).
+            found = search_lag(self.reference, self._in, end, self.window // 2, self.max_lag)
+            found = found if found is not None and found[1] >= SURE_NCC else None
+        found = found or search_lag(self.reference, self._in, end, self.window, self.max_lag)
         if found is None:
             return None
         lag, self._ncc = found

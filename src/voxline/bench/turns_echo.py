@@ -42,13 +42,22 @@ def band_pass(x: np.ndarray, low: float = 300.0, high: float = 3_400.0) -> np.nd
     return np.fft.irfft(spec * mask, x.size)
 
 
-def echo_of(reply: np.ndarray, delay_ms: float, gain_db: float, phone: bool = True) -> np.ndarray:
-    """What the caller's microphone sends back of `reply` (16 kHz), as the server receives it."""
+MOVE_STEPS, MOVE_EVERY_S = 3, 1.0  # a moving delay moves in 3 steps, one a second (as `turns_caller`'s)
+
+
+def echo_of(reply: np.ndarray, delay_ms: float, gain_db: float, phone: bool = True,
+            move_ms: float = 0.0) -> np.ndarray:
+    """What the caller's microphone sends back of `reply` (16 kHz), as the server receives it;
+    with `move_ms`, a delay that moves by that much during the reply (a jitter buffer adapting)."""
     heard = through_opus(reply).astype(np.float64)
     if phone:
         heard = band_pass(heard)
     heard *= 10 ** (gain_db / 20)
-    delayed = np.concatenate([np.zeros(int(delay_ms * RATE / 1000)), heard])
+    n = np.arange(heard.size + int((delay_ms + max(0.0, move_ms)) * RATE / 1000))
+    steps = np.minimum(MOVE_STEPS, n // int(MOVE_EVERY_S * RATE))
+    source = n - ((delay_ms + move_ms * steps / MOVE_STEPS) * RATE / 1000).astype(int)
+    inside = (source >= 0) & (source < heard.size)
+    delayed = np.where(inside, heard[np.clip(source, 0, heard.size - 1)], 0.0)
     return through_opus(np.clip(delayed, -32768, 32767).astype(np.int16))
 
 
@@ -90,6 +99,7 @@ class EchoCase:
     delay_ms: float
     gain_db: float
     caller_at_s: float | None = None  # a real interruption starts here (seconds into the reply)
+    move_ms: float = 0.0  # the echo's delay moves by this much during the reply (`echo_of`)
 
 
 @dataclass
@@ -101,7 +111,7 @@ class EchoOutcome:
 
 
 def run_case(vad: SileroModel, reply: np.ndarray, caller: np.ndarray, case: EchoCase, method: str) -> EchoOutcome:
-    echo = echo_of(reply, case.delay_ms, case.gain_db)
+    echo = echo_of(reply, case.delay_ms, case.gain_db, move_ms=case.move_ms)
     mic = echo.astype(np.float64)
     start = None
     if case.caller_at_s is not None:
