@@ -61,8 +61,8 @@ async def test_whip_creates_a_session_with_a_server_id(media_server, http) -> No
     assert len(own["X-Session-Token"]) >= 22 and own["X-Session-Token"] != resp.headers["X-Resume-Token"]
     answer = await resp.text()
     assert answer.startswith("v=0") and "m=audio" in answer
-    # The caller's Opus encoder is asked for wideband at 32 kbit/s: every bit where STT listens.
-    assert opus_fmtp(answer) == {"maxplaybackrate": "16000", "maxaveragebitrate": "32000"}
+    # The caller's Opus encoder is asked for wideband at 64 kbit/s: every bit where STT listens.
+    assert opus_fmtp(answer) == {"maxplaybackrate": "16000", "maxaveragebitrate": "64000"}
     state = await (await http.get(f"{media_server.url}/sessions/{sid}", headers=own)).json()
     assert state["session_id"] == sid and state["client_ref"] == "tmp-abc123"
     assert state["listening"] is True and state["state"] == "connected"
