@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=0, help="capacity mode: this many concurrent calls")
     p.add_argument("--wer", action="store_true",
                    help="word error rate mode: a spoken corpus transcribed from the files and over real calls")
-    p.add_argument("--wer-limit", type=int, default=0, help="wer mode: only the first N utterances (0: all 36)")
+    p.add_argument("--wer-limit", type=int, default=0, help="wer mode: only the first N utterances (0: all 48)")
     p.add_argument("--wer-no-replay", action="store_true",
                    help="wer mode: skip the offline replay of the call path (codec, turn cut) beside the calls")
     p.add_argument("--duration", type=float, default=30.0, help="capacity mode: seconds per run")

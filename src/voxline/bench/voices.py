@@ -1,7 +1,7 @@
 """The voices the benchmarks and the spoken tests speak in, and the noise floor under them.
 
 One place for both: espeak-ng in several voices and rates, and Piper (the project's own TTS
-voice) at three speeds. `--wer` and `--answers` rotate through VOICES; the tests' `speech`
+voice) at three speeds. `--wer` (with MORE_VOICES) and `--answers` rotate through VOICES; the tests' `speech`
 fixture gives each test one of them, fixed by the test's name. A real microphone is never
 digitally silent: `noise_floor` is seeded pink noise to put under and around the speech.
 """
@@ -25,6 +25,15 @@ VOICES: tuple[Voice, ...] = (
     ("espeak en-us+f3 130", "espeak", "en-us+f3", 130), ("espeak en-gb-x-rp 190", "espeak", "en-gb-x-rp", 190),
     ("espeak en-us+m3 165", "espeak", "en-us+m3", 165), ("piper joe 1.0", "piper", "1.0", 0),
     ("piper joe 0.8 (fast)", "piper", "0.8", 0), ("piper joe 1.25 (slow)", "piper", "1.25", 0),
+)
+
+
+# More accents and rates, for `--wer` only: the tests' voices are drawn from VOICES by each
+# test's name, and a longer tuple would give every test another voice.
+MORE_VOICES: tuple[Voice, ...] = (
+    ("espeak en-gb-scotland 160", "espeak", "en-gb-scotland", 160),
+    ("espeak en-gb-x-gbclan 180", "espeak", "en-gb-x-gbclan", 180),
+    ("espeak en-us+m7 140", "espeak", "en-us+m7", 140),
 )
 
 

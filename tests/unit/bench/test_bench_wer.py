@@ -42,3 +42,18 @@ def test_the_report_sets_each_stage_of_the_replayed_call_path_between_file_and_c
     text = wer_report_text(report)
     assert "call - file +11.1 points: codec +0.0, cut +5.6, call +5.5" in text, text
     assert "1 of 2 phases heard what the call heard" in text
+
+
+def test_the_corpus_says_each_text_in_two_voices_across_accents_rates_and_piper() -> None:
+    from voxline.bench.voices import MORE_VOICES, VOICES
+    from voxline.bench.wer import TEXTS, corpus_plan
+
+    plan = corpus_plan()
+    assert len(plan) >= 30 and len({t for t, _ in plan}) == len(TEXTS)
+    for text in TEXTS:
+        assert len({v for t, v in plan if t == text}) == 2, text
+    used = {v for _, v in plan}
+    assert used == set(VOICES) | set(MORE_VOICES)  # every voice speaks
+    assert len({v[2] for v in used if v[1] == "espeak"}) >= 8 and len({v[3] for v in used if v[1] == "espeak"}) >= 6
+    assert len({v[2] for v in used if v[1] == "piper"}) == 3  # Piper at three speeds
+    assert not set(MORE_VOICES) & set(VOICES)  # the tests' voices (drawn from VOICES) stay as they were
