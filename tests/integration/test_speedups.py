@@ -8,6 +8,7 @@ caller has finished, and never cut a reply short.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,7 @@ from voxline.config import Settings
 from .conftest import Running, start_server, stop_server
 
 pytestmark = pytest.mark.models
+_ASKED = itertools.count()  # a new prompt each time (a cached one would leave one token to evaluate)
 # Each question with words a sensible answer contains.
 ON_TOPIC = {SPAIN: {"madrid", "spain"}, PLANET: {"earth", "planet"}}
 
@@ -155,18 +157,45 @@ async def test_the_embedded_llm_runs_on_one_core_while_another_model_works(llm) 
         # consumer left may still be finishing its current item: start where no other model works.
         assert await until(lambda: not others_busy(llm.thread), 30), "another model thread stayed busy"
         assert llm.fit_threads() == llm.threads == 2
+        assert llm.sequences.threads() == (1, 2)  # one token's step on one thread, a prompt on two
         held = other.submit(gate.wait)  # another caller's STT at work
         assert await until(lambda: other.busy, 5)
         assert llm.fit_threads() == 1 and llm.running_threads == 1
+        assert llm.sequences.threads() == (1, 1)
         reply = "".join([d async for d in llm.stream([{"role": "user", "content": "Say hello."}], max_tokens=8)])
         assert reply.strip()  # it still answers on one thread
         gate.set()
         held.result(timeout=5)
         assert await until(lambda: not other.busy, 5)
-        assert llm.fit_threads() == 2
+        assert llm.fit_threads() == 2 and llm.sequences.threads() == (1, 2)
     finally:
         gate.set()
         other.close()
+
+
+async def test_the_embedded_llm_decodes_one_token_on_one_thread_and_a_prompt_on_two(llm, monkeypatch) -> None:
+    """A one-token step on two passive OpenMP threads is ~400 sleeps and wake-ups (33 ms a token on
+    this idle 2-core VM, 18 on one thread): a caller's reply steps on `decode_threads` (1), its
+    prompt still on `threads` (65 against 84 ms for 13 tokens)."""
+    from voxline.services.threads import others_busy
+
+    assert await until(lambda: not others_busy(llm.thread), 30), "another model thread stayed busy"
+    seen: list[tuple[int, int]] = []  # (tokens in the decode, the threads llama.cpp runs it on)
+    real = llm.sequences.decode
+
+    def decode(entries, spare=()):  # type: ignore[no-untyped-def]
+        one, batch = llm.sequences.threads()
+        n = sum(len(e.tokens) for e in entries)
+        seen.append((n, one if n == 1 else batch))
+        return real(entries, spare)
+
+    monkeypatch.setattr(llm.sequences, "decode", decode)
+    ask = f"Name three colours, please ({next(_ASKED)})."  # never cached whole by an earlier run
+    reply = "".join([d async for d in llm.stream([{"role": "user", "content": ask}], max_tokens=8)])
+    assert reply.strip()
+    (prompt, on), *steps = seen
+    assert prompt > 1 and on == 2  # the prompt's new tokens on both threads
+    assert steps and all(step == (1, 1) for step in steps)
 
 
 async def test_replies_asked_at_once_are_generated_together_with_the_same_words(llm, monkeypatch) -> None:

@@ -49,6 +49,9 @@ class ModelSettings(BaseModel):
     llm_api_key: str = ""
     tts_api_key: str = ""
     model_threads: Annotated[int, Field(ge=1, le=256)] = 2
+    # llama.cpp's threads for a step of one token (a caller alone, after its prompt; 0: model_threads). Passive
+    # threads meet ~400 times a token: two made a step slower than one (33 vs 18 ms quiet on 2 cores).
+    llm_decode_threads: Annotated[int, Field(ge=0, le=256)] = 1
     # OpenMP threads of llama.cpp and CTranslate2 (libgomp) at a barrier: passive = sleep at once. Spinning
     # (libgomp's default) collapses on shared cores: SmolLM2 went from ~0.1 to 0.4-3 s a token at load 9-18.
     model_wait_policy: Literal["passive", "active", "library"] = "passive"  # library: leave OMP_WAIT_POLICY unset

@@ -59,7 +59,8 @@ def build_llm(settings: Settings) -> LLM:
                            # the first clause, due at once: until its first TTS piece is cut (as the
                            # pipeline cuts it); without a cut first piece, about a sentence
                            first_words=settings.tts_first_piece_words or 12,
-                           first_piece_words=settings.tts_first_piece_words)
+                           first_piece_words=settings.tts_first_piece_words,
+                           decode_threads=settings.llm_decode_threads)
     if settings.llm == "openai":
         from voxline.services.llm.openai import OpenAILLM
 

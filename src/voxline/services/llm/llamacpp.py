@@ -13,6 +13,12 @@ thread (another caller's STT or TTS) is busy: llama.cpp's threads meet at every 
 that waits for a taken core holds up the others (measured at load on 2 cores with libgomp
 spinning: first token 27 s on 2 threads against 1.9 s on 1; `model_wait_policy=passive`
 narrows that gap, one thread still does not wait for a second core).
+
+A decode of one token (a caller alone, after its prompt) runs on `decode_threads` (1), a batch of
+more (a prompt, several callers' tokens) on `threads`: a one-token step is ~400 small ops, and
+llama.cpp's threads meet after each; with passive OpenMP threads every meeting is a sleep and a
+wake-up, which on this 2-core VM made a step slower on two threads than on one when the other
+core was idle (33 against 18 ms a token; prompts of 13 tokens 65 against 84 ms on two).
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ class LlamaCppLLM:
     def __init__(self, threads: int = 2, max_tokens: int = 96, temperature: float = 0.2,
                  path: str | None = None, n_ctx: int = 2048, chat_format: str | None = None,
                  stop_at_newline: bool = False, parallel: int = 8, first_words: int = 6,
-                 first_piece_words: int = 0) -> None:
+                 first_piece_words: int = 0, decode_threads: int = 1) -> None:
         from llama_cpp import Llama
 
         started = time.perf_counter()
@@ -95,7 +101,9 @@ class LlamaCppLLM:
             # spoken replies are short, and the caches of idle slots give way when it is full.
             self.sequences = Sequences(self.llama, parallel, n_ctx, threads, cells=n_ctx * min(parallel, 4))
         self.threads = threads
-        self.running_threads = threads  # what llama.cpp runs on now: `threads`, or 1 while others work
+        self.decode_threads = min(decode_threads, threads) if decode_threads > 0 else threads  # one token's step
+        self.running_threads = threads  # what a batch runs on now: `threads`, or 1 while others work
+        self.sequences.set_threads(self.decode_threads, threads)
         require_chat_template(self.llama, path, chat_format)
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -293,14 +301,15 @@ class LlamaCppLLM:
             r.cancelled = True
 
     def fit_threads(self) -> int:
-        """One thread while another model thread works, else `threads` (called between steps).
+        """One thread while another model thread works, else `threads` for a batch and
+        `decode_threads` for one token (called between steps); the batch's count.
         A hold counts as one: `voxline serve llm` cannot see the TTS process beside it at work,
         but an agent's hold says it is (`modelserver.llm.hold`)."""
         with self._lock:
             held = self.schedule.held(time.time())
         want = 1 if held or others_busy(self.thread) else self.threads
         if want != self.running_threads:
-            self.sequences.set_threads(want)
+            self.sequences.set_threads(min(want, self.decode_threads), want)
             self.running_threads = want
         return want
 

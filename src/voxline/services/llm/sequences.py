@@ -53,8 +53,14 @@ class Sequences:
         self.cached: list[list[int]] = [[] for _ in range(slots)]  # the tokens each sequence holds
         self._piece = ctypes.create_string_buffer(64)
 
-    def set_threads(self, n: int) -> None:
-        self._llama_cpp.llama_set_n_threads(self.ctx.ctx, n, n)
+    def set_threads(self, n: int, n_batch: int | None = None) -> None:
+        """`n` threads for a decode of one token, `n_batch` (default `n`) for more (a prompt, several replies)."""
+        self._llama_cpp.llama_set_n_threads(self.ctx.ctx, n, n if n_batch is None else n_batch)
+
+    def threads(self) -> tuple[int, int]:
+        """What llama.cpp runs on now: (one token, a batch of more)."""
+        ctx = self.ctx.ctx
+        return int(self._llama_cpp.llama_n_threads(ctx)), int(self._llama_cpp.llama_n_threads_batch(ctx))
 
     def place(self, tokens: list[int], free: Sequence[int]) -> tuple[int, int]:
         """A free slot for a prompt of `tokens` and how many of them it holds already (at least
