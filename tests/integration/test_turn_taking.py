@@ -75,7 +75,10 @@ async def test_the_page_sees_a_resumed_turn_as_one_continued_turn(voice_server) 
     finals = [(e["turn"], e.get("continued")) for e in caller.of_type("transcript.final")]
     assert finals == [(1, False), (2, True)], finals
     whole = next(e["text"] for e in caller.of_type("transcript.final") if e["turn"] == 2).lower()
-    assert "france" in whole and "spain" in whole, whole  # the whole utterance, transcribed together
+    # The whole utterance, transcribed together: both questions' words. (Not "france" itself:
+    # Whisper tiny.en hears this espeak "of France" as "and friends" from the file too, and over
+    # the call in some of the packets' phases: README, Word error rate.)
+    assert whole.count("capital") == 2 and "what" in whole.split("capital")[1], whole
     states = [(e["state"], e["turn"]) for e in caller.of_type("state") if "turn" in e and "listening" not in e]
     assert states == [("listening", 0), ("user_speaking", 0), ("thinking", 1), ("user_speaking", 1),
                       ("thinking", 2), ("agent_speaking", 2), ("listening", 2)], states
