@@ -15,7 +15,7 @@ import signal
 import time
 
 from procs import model_services, open_call, proc_logs  # noqa: F401
-from test_failover import TAKEOVER_TIMEOUT_S, TURN_TIMEOUT_S, first_turn, history_count, owner_of, pair  # noqa: F401
+from test_failover import TAKEOVER_TIMEOUT_S, TURN_TIMEOUT_S, first_turn, history_count, owner_of, pair, resumed_line  # noqa: F401
 
 from audio_helpers import at48k, words
 from sentences import PLANET, WEATHER
@@ -61,8 +61,7 @@ async def test_sigterm_of_the_agent_mid_turn_finishes_the_turn_and_the_other_ans
 
         # The other agent takes the session over on the caller's next audio (its microphone
         # sends silence all along) and gets both turns' history from the media server.
-        restored = await caller.wait_for(lambda e: e["type"] == "log" and "resumed with" in e.get("message", ""),
-                                         TAKEOVER_TIMEOUT_S)
+        restored = await caller.wait_for(lambda e: resumed_line(e, termed_at), TAKEOVER_TIMEOUT_S)
         assert restored is not None, f"no take-over within {TAKEOVER_TIMEOUT_S} s:\n{survivor.tail()}"
         assert history_count(restored) == 4, restored  # turns 1 and 2, questions and answers: nothing lost
         took = next(r for r in survivor.session_records(sid) if "taken over" in r.get("msg", ""))
