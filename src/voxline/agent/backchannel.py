@@ -16,6 +16,9 @@ BACKCHANNELS = frozenset({
     "i see", "got it", "cool", "nice", "great", "wow", "true", "exactly", "indeed",
     # How Whisper (tiny.en) writes a hummed "mm-hmm" or "uh-huh" (measured on espeak-ng voices).
     "uh-uh", "mm-mm", "mm-hm", "m-hm", "hmm-hmm", "hm-hm", "mhmm", "uh-hm", "uh-hmm", "uh-oh", "mm-kay",
+    # Thanks over the reply acknowledge it; and "Thank you." is what Whisper writes for a short
+    # leak of the agent's own echo (the turns bench's echo cases, twice in 12 calls it interrupted).
+    "thank you", "thanks", "thank you very much", "thanks a lot",
 })
 # A hum that Whisper hears as a few function words ("and then them." for an espeak-ng
 # "mm-hmm"): no word in it says anything, so it is not taking the turn. "But", "no", "wait",

@@ -23,7 +23,8 @@ from voxline.agent.conversation import (
 
 
 @pytest.mark.parametrize("text", ["Mm-hmm.", "mhm", "Yeah.", "yeah yeah", "Okay.", "OK, right.", "Uh-huh", "Right.",
-                                  "I see.", "Got it", "Sure.", "Uh-uh.", "Mm-mm", "Uh-oh."])
+                                  "I see.", "Got it", "Sure.", "Uh-uh.", "Mm-mm", "Uh-oh.", "Thank you.", "Thanks!",
+                                  "Thank you very much."])
 def test_backchannels(text: str) -> None:
     assert classify(text) is Overlap.BACKCHANNEL
 
@@ -36,7 +37,7 @@ def test_sounds_without_words(text: str) -> None:
     assert classify(text) is Overlap.NOISE
 
 
-@pytest.mark.parametrize("text", ["Stop.", "Wait, what about London?", "No, I meant Tuesday", "Yeah but what about me",
+@pytest.mark.parametrize("text", ["Thank you, bye.", "Thanks, but what about Rome?", "Stop.", "Wait, what about London?", "No, I meant Tuesday", "Yeah but what about me",
                                   "Okay stop talking", "Stop!", "But", "No.", "What?", "And then what?",
                                   "Hold on.", "Excuse me", "I disagree", "Tell me more", "Paris is wrong"])
 def test_words_that_interrupt(text: str) -> None:
