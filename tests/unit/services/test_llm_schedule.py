@@ -27,7 +27,7 @@ def run_steps(s: StepScheduler, opens: dict[str, float], words: dict[str, int], 
             s.prefilled(k, n)
         for k in plan.decode:
             out.append((now, k))
-            s.emitted(k, 1)
+            s.said(k, " word")
             left[k] -= 1
             if not left[k]:
                 s.remove(k)
@@ -53,9 +53,9 @@ def test_a_reply_that_would_run_out_of_audio_steps_with_the_first_clauses() -> N
     s.add("B", 5.0)
     for k in s.admit():
         s.prompt(k, 0)
-    s.emitted("A", 12)  # due at 0 + 0.1 * 10 = 1.0: late at 5
+    s.said("A", " word" * 12)  # due at 0 + 0.1 * 10 = 1.0: late at 5
     assert s.plan(5.0).decode == ["A", "B"]  # earliest deadline first
-    s.emitted("A", 100)  # due at 11: not yet
+    s.said("A", " word" * 100)  # due at 11: not yet
     assert s.plan(5.0).decode == ["B"]
 
 
@@ -65,8 +65,8 @@ def test_when_nobody_waits_every_stream_steps_unless_a_first_audio_is_being_synt
     s.add("B", 0.0)
     for k in s.admit():
         s.prompt(k, 0)
-    s.emitted("A", 5)
-    s.emitted("B", 3)
+    s.said("A", " word" * 5)
+    s.said("B", " word" * 3)
     assert s.plan(1.0).decode == ["A", "B"] or s.plan(1.0).decode == ["B", "A"]  # work ahead
     s.hold("tts-of-C", 1.0)
     assert not s.plan(1.0)  # the cores go to C's first audio
@@ -107,7 +107,7 @@ def test_work_ahead_waits_while_another_model_runs_due_work_and_due_streams_do_n
     s.add("A", 0.0)
     for k in s.admit():
         s.prompt(k, 0)
-    s.emitted("A", 10)  # A is 4 words ahead of its first clause: due at 1.2
+    s.said("A", " word" * 10)  # A is 4 words ahead of its first clause: due at 1.2
     assert s.plan(0.5).decode == ["A"] and not s.plan(0.5).urgent  # the cores are free: work ahead
     assert not s.plan(0.5, background=False)  # another caller's STT or first piece has them
     s.add("B", 0.5)  # B starts waiting: its first clause is due at once
@@ -150,3 +150,16 @@ def test_a_reply_stays_due_until_its_first_tts_piece_is_cut_while_another_is_syn
     else:
         raise AssertionError(f"no first piece in {reply!r}")
     assert not s.plan(now), "the rest of A's reply waits for B's first audio"
+
+
+@pytest.mark.parametrize("reply", REPLIES)
+def test_words_are_counted_from_each_delta_as_whole_words_however_the_tokens_split_them(reply: str) -> None:
+    """A token that continues a word ("is" + "land", "7" + "0") adds no word; a reply's words are
+    those of its whole text, counted without re-reading it on each token."""
+    for split in (tokens(reply), list(reply), [reply]):
+        s = StepScheduler(slots=1, first_words=0, pace_s=1.0)
+        s.add("A", 0.0)
+        s.admit()
+        for token in split:
+            s.said("A", token)
+        assert s.due("A") == len(reply.split()), split

@@ -44,7 +44,7 @@ class _Stream:
     admitted: bool = False
     prompt_left: int = 0  # prompt tokens still to evaluate
     words: int = 0  # words emitted so far
-    text: str = ""  # its text so far (`said`)
+    in_word: bool = False  # its text so far ends inside a word (the next delta may continue it)
     chunker: SentenceChunker | None = None  # where its first TTS piece is cut (None: by `first_words`)
     cut: bool = False  # its first piece is out
 
@@ -102,17 +102,16 @@ class StepScheduler(Generic[K]):
         s = self._streams[key]
         s.prompt_left = max(0, s.prompt_left - tokens)
 
-    def emitted(self, key: K, words: int) -> None:
-        """`key` has emitted `words` more words."""
-        self._streams[key].words += words
-
     def said(self, key: K, delta: str) -> None:
-        """`key` emitted the text `delta`: its words, and whether its first TTS piece is now cut."""
+        """`key` emitted the text `delta`: its words (counted from the delta alone: a token
+        that continues the last word adds none), and whether its first TTS piece is now cut."""
         s = self._streams[key]
-        s.words += len((s.text + delta).split()) - len(s.text.split())
-        s.text += delta
+        if not delta:
+            return
+        s.words += len(delta.split()) - (s.in_word and not delta[0].isspace())
+        s.in_word = not delta[-1].isspace()
         if s.chunker is not None and not s.cut and s.chunker.push(delta):
-            s.cut, s.chunker = True, None
+            s.cut, s.chunker = True, None  # the chunker (and the text it holds) is dropped
 
     def remove(self, key: K) -> None:
         """The stream ended (done, cancelled, failed): its slot is free."""
