@@ -16,13 +16,13 @@ from typing import TypeVar
 
 import numpy as np
 
-from voxline.agent.chunking import SentenceChunker
 from voxline.agent.conversation import has_words
 from voxline.agent.models import Models
 from voxline.agent.stage_times import StageTimes
 from voxline.agent.tools.registry import ToolRegistry, ToolResult
 from voxline.services.base import ChatMessage, ToolCall, ToolLLM
 from voxline.services.threads import deadline as model_deadline
+from voxline.text.chunking import SentenceChunker
 
 T = TypeVar("T")
 OUT_CHUNK_S = 0.2  # reply audio goes on the bus in pieces of at most this length

@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxline.agent.chunking import SentenceChunker, clean_for_speech
+from voxline.text.chunking import SentenceChunker, clean_for_speech
 
 
 def tokens(text: str) -> list[str]:

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from voxline.agent.chunking import SentenceChunker
 from voxline.services.llm.schedule import StepScheduler
+from voxline.text.chunking import SentenceChunker
 
 
 def run_steps(s: StepScheduler, opens: dict[str, float], words: dict[str, int], until: float,

@@ -8,7 +8,7 @@ tested with a virtual clock and fakes.
 
 A stream's deadline is when its next words are needed. Its first clause is needed as soon
 as it opens (its caller stopped speaking: waiting in silence), so its prompt and every word
-until its first TTS piece is cut are due then (the pipeline's cut, `agent.chunking`, which may
+until its first TTS piece is cut are due then (the pipeline's cut, `text.chunking`, which may
 run a few words past `first_piece_words`; without one, its first `first_words` words). The
 rest of a reply is needed only when the audio before it has played out: each word after the
 first `first_words` adds `pace_s` (a conservative speaking
@@ -30,7 +30,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from voxline.agent.chunking import SentenceChunker
+from voxline.text.chunking import SentenceChunker
 
 PACE_S = 0.3  # seconds of speech per word, on the fast side: a reply's words are never due late
 FIRST_WORDS = 6  # the first clause: due at once (the first TTS piece is at most this many words)
