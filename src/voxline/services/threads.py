@@ -16,8 +16,7 @@ before it has played out). Work without a deadline is due when it was submitted,
 itself it stays first come, first served.
 
 Work that can be batched (several callers' short STT windows in one encoder call) names a
-batch key: when the thread takes such an item, it takes the other waiting items of the same
-key with it (the earliest due first, up to the batch's limit) and runs them in one call.
+batch key and is taken with the other waiting items of its key (`services.batching`).
 
 Work nobody waits for yet (the rest of a reply, due when the audio before it has played out)
 also gives way across models: while another model thread runs work that is due (a caller
@@ -44,19 +43,15 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from voxline.services import batching
+from voxline.services.batching import Batch
+
 T = TypeVar("T")
 _DONE = object()
 LEAD_S = 0.0  # work not yet due gives way to others' due work until this long before its deadline (0: never)
 POLL_S = 0.01  # how often work that gives way looks again
 # The deadline (time.time()) of the model work the current task asks for; None: due now.
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("voxline_model_deadline", default=None)
-
-
-class Batch:
-    """One item of batchable work: `run(items)` returns one result per item, in order."""
-
-    def __init__(self, key: str, item: Any, run: Callable[[list[Any]], list[Any]], limit: int) -> None:
-        self.key, self.item, self.run, self.limit = key, item, run, limit
 
 
 Work = Callable[[], Any] | Batch
@@ -178,7 +173,9 @@ class ModelThread:
                         break
                     self._ready.wait(wait_s)  # a new item, or look again
                 when, _, fn, future = heapq.heappop(self._heap)
-                batch = self._take_batch(fn, future) if isinstance(fn, Batch) else []
+                batch: list[tuple[Batch, Future[Any]]] = []
+                if isinstance(fn, Batch):
+                    batch, self._heap = batching.take(self._heap, fn, future)
                 self._urgent[index] = when <= self.clock()
                 self._busy[index] = True
                 if self._heap and index + 1 < self.workers:
@@ -209,7 +206,7 @@ class ModelThread:
     def _run(self, fn: Work, future: Future[Any], batch: list[tuple[Batch, Future[Any]]]) -> None:
         try:
             if isinstance(fn, Batch):
-                self._run_batch(fn, batch)
+                batching.run(fn, batch, self._resolve)
                 return
             if not future.set_running_or_notify_cancel():
                 return
@@ -221,32 +218,6 @@ class ModelThread:
                 self._resolve(future, result)
         finally:
             self._done()
-
-    def _take_batch(self, first: Batch, future: Future[Any]) -> list[tuple[Batch, Future[Any]]]:
-        """`first` and the waiting items of its key, the earliest due first (the lock is held)."""
-        batch = [(first, future)]
-        mates = sorted(e for e in self._heap if isinstance(e[2], Batch) and e[2].key == first.key)
-        taken = {id(e[3]) for e in mates[: first.limit - 1]}
-        if taken:
-            batch += [(e[2], e[3]) for e in mates if id(e[3]) in taken]  # type: ignore[misc]
-            self._heap = [e for e in self._heap if id(e[3]) not in taken]
-            heapq.heapify(self._heap)
-        return batch
-
-    def _run_batch(self, first: Batch, batch: list[tuple[Batch, Future[Any]]]) -> None:
-        live = [(b, f) for b, f in batch if f.set_running_or_notify_cancel()]
-        if not live:
-            return
-        try:
-            results = first.run([b.item for b, _ in live])
-            if len(results) != len(live):
-                raise RuntimeError(f"a batch of {len(live)} gave {len(results)} results")
-        except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
-            for _, f in live:
-                self._resolve(f, error=exc)
-            return
-        for (_, f), result in zip(live, results):
-            self._resolve(f, result)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         ctx = contextvars.copy_context()
