@@ -1,6 +1,6 @@
 """Who holds an LLM's "first audio first" gate: one hold per task (or per thread, off a loop).
 
-The embedded LLM (`llamacpp._Gate`) and the remote one (`remote_hold.RemoteHold`) both key their
+The embedded LLM (`reply.Gate`) and the remote one (`remote_hold.RemoteHold`) both key their
 holds by it, so a reply's `clear()` and `set()` pair up whichever back-end it talks to.
 """
 

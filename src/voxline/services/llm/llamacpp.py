@@ -24,60 +24,23 @@ core was idle (33 against 18 ms a token; prompts of 13 tokens 65 against 84 ms o
 from __future__ import annotations
 
 import asyncio
-import codecs
 import itertools
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Hashable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from voxline.services.base import ChatMessage, ServiceError
 from voxline.services.llm.gguf import model_path, quiet_stderr
-from voxline.services.llm.holders import current_holder
 from voxline.services.llm.prompts import chat_prompt, check_chat_format, require_chat_template
+from voxline.services.llm.reply import Gate, Reply
 from voxline.services.llm.schedule import StepScheduler
 from voxline.services.llm.sequences import Entry, Sequences
 from voxline.services.threads import POLL_S, ModelThread, deadline, gives_way, others_busy
 
 log = logging.getLogger(__name__)
 _DONE = object()
-
-
-@dataclass(eq=False)
-class Reply:
-    """One reply being generated: its prompt, its sequence, and where its text goes."""
-
-    messages: list[ChatMessage]
-    max_tokens: int
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
-    cancelled: bool = False
-    slot: int = -1
-    tokens: list[int] = field(default_factory=list)  # the prompt
-    stop: list[str] = field(default_factory=list)
-    pos: int = 0  # tokens of this sequence in the KV cache
-    last: int | None = None  # the token sampled last, to evaluate next
-    made: int = 0  # tokens generated
-    text: str = ""
-    sampler: Any = None
-    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="ignore"))
-
-
-class _Gate:
-    """The pipeline's "first audio first" signal: `clear()` while a reply's first piece is
-    synthesized (work nobody is waiting for yet waits), `set()` after; one hold per task."""
-
-    def __init__(self, llm: LlamaCppLLM) -> None:
-        self._llm = llm
-
-    def clear(self) -> None:
-        self._llm.hold(current_holder())
-
-    def set(self) -> None:
-        self._llm.release(current_holder())
 
 
 class LlamaCppLLM:
@@ -112,7 +75,7 @@ class LlamaCppLLM:
         self.thread = ModelThread("llm")
         self.schedule: StepScheduler[int] = StepScheduler(parallel, self.sequences.n_batch, first_words=first_words,
                                                             first_piece_words=first_piece_words)
-        self.gate = _Gate(self)
+        self.gate = Gate(self.hold, self.release)
         self._replies: dict[int, Reply] = {}
         self._keys = itertools.count()
         self._seeds = itertools.count(1)
